@@ -1,0 +1,140 @@
+// Named errors for everything a user can get wrong or the cluster can break.
+// Each carries the input it concerns; the CLI prints `message` as one line (no stack) and
+// exits with `exitCode`. gRPC status conversion happens only at service boundaries.
+
+export class RingtrainError extends Error {
+  /** Process exit code the CLI uses for this error. */
+  readonly exitCode: number = 1;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The job file (or a CLI override) is unreadable or invalid. */
+export class JobConfigError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(`${source}: ${problems.join('; ')}`, options);
+  }
+}
+
+/** A dataset file is missing or malformed. `line` is 1-based where known. */
+export class DatasetError extends RingtrainError {
+  override readonly exitCode = 3;
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+    readonly line?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}${line === undefined ? '' : `:${line}`}: ${reason}`, options);
+  }
+}
+
+/** The requested TensorFlow.js backend cannot be loaded here. */
+export class BackendUnavailableError extends RingtrainError {
+  override readonly exitCode = 4;
+  constructor(
+    readonly backend: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`backend "${backend}" is unavailable: ${reason}`, options);
+  }
+}
+
+/** The coordinator could not be reached after all retries. */
+export class CoordinatorUnreachableError extends RingtrainError {
+  override readonly exitCode = 5;
+  constructor(
+    readonly address: string,
+    readonly attempts: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `cannot reach coordinator at ${address} after ${attempts} attempts; check --coordinator / RINGTRAIN_COORDINATOR and that the coordinator is running`,
+      options,
+    );
+  }
+}
+
+/** The coordinator refused this worker (job hash, generation, world full, ...). */
+export class JoinRejectedError extends RingtrainError {
+  override readonly exitCode = 6;
+  constructor(
+    readonly code: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`coordinator rejected this worker (${code}): ${reason}`, options);
+  }
+}
+
+/** A listening port is taken or cannot be bound. */
+export class PortInUseError extends RingtrainError {
+  override readonly exitCode = 7;
+  constructor(
+    readonly address: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot listen on ${address}: address already in use; pick another --port`, options);
+  }
+}
+
+/** A worker failed or left during training. */
+export class WorkerFailedError extends RingtrainError {
+  override readonly exitCode = 8;
+  constructor(
+    readonly rank: number,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`worker rank ${rank} failed: ${reason}`, options);
+  }
+}
+
+/** A collective saw inconsistent input (lengths, generations, frames) across ranks. */
+export class CollectiveError extends RingtrainError {
+  override readonly exitCode = 9;
+}
+
+/** A checkpoint is unreadable, corrupt or belongs to a different job. */
+export class CheckpointError extends RingtrainError {
+  override readonly exitCode = 10;
+  constructor(
+    readonly path: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`checkpoint ${path}: ${reason}`, options);
+  }
+}
+
+/** A user hook threw. */
+export class HookError extends RingtrainError {
+  override readonly exitCode = 11;
+  constructor(
+    readonly hook: string,
+    readonly module: string,
+    options?: { cause?: unknown },
+  ) {
+    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause);
+    super(`hook ${hook} in ${module} threw: ${why}`, options);
+  }
+}
+
+/** Training produced non-finite values too many times, or replicas diverged. */
+export class TrainingDivergedError extends RingtrainError {
+  override readonly exitCode = 12;
+}
+
+/** One line for a user: the message of a RingtrainError, or the message of anything else. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

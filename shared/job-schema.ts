@@ -1,0 +1,235 @@
+// The job file's schema: every key, its meaning and its default, in one place.
+// Unknown keys are rejected everywhere (strict objects), so a typo is an error, not a no-op.
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const fraction = z.number().min(0).max(1);
+
+export const ACTIVATIONS = ['relu', 'leakyRelu', 'sigmoid', 'tanh', 'softmax', 'linear'] as const;
+export const activationSchema = z.enum(ACTIVATIONS);
+
+const splitSchema = z
+  .strictObject({
+    /** Fraction of the samples held out for validation. @default 0.1 */
+    validation: fraction.default(0.1),
+    /** Fraction of the samples held out for the final test. @default 0.1 */
+    test: fraction.default(0.1),
+  })
+  .refine((s) => s.validation + s.test < 1, { message: 'validation + test must leave some training samples (< 1)' });
+
+const defaultSplit = { validation: 0.1, test: 0.1 };
+
+export const dataSchema = z.discriminatedUnion('format', [
+  z.strictObject({
+    format: z.literal('mnist'),
+    /** Use only the first N digits of the 10,000 shipped by the `mnist` package. @default all */
+    limit: positiveInt.max(10_000).optional(),
+    split: splitSchema.default(defaultSplit),
+  }),
+  z.strictObject({
+    format: z.literal('csv'),
+    /** CSV file with a header row; relative paths resolve against the job file's folder. */
+    path: z.string().min(1),
+    /** Name of the label column. */
+    label: z.string().min(1),
+    task: z.enum(['classification', 'regression']),
+    delimiter: z.string().length(1).default(','),
+    /** Standardise features with mean/std fitted on the training split. @default true */
+    normalize: z.boolean().default(true),
+    split: splitSchema.default(defaultSplit),
+  }),
+  z.strictObject({
+    format: z.literal('idx'),
+    /** `*-images-idx3-ubyte[.gz]` file. */
+    images: z.string().min(1),
+    /** `*-labels-idx1-ubyte[.gz]` file. */
+    labels: z.string().min(1),
+    limit: positiveInt.optional(),
+    split: splitSchema.default(defaultSplit),
+  }),
+  z.strictObject({
+    format: z.literal('xor'),
+    /** Number of samples; each is one of the four XOR corners plus optional noise. @default 4 */
+    samples: positiveInt.default(4),
+    noise: z.number().nonnegative().default(0),
+    split: splitSchema.default({ validation: 0, test: 0 }),
+  }),
+]);
+
+const kernelSize = z.union([positiveInt, z.tuple([positiveInt, positiveInt])]);
+const padding = z.enum(['valid', 'same']);
+
+export const layerSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('dense'),
+    units: positiveInt,
+    activation: activationSchema.default('linear'),
+    /** Negative slope for leakyRelu. @default 0.2 */
+    alpha: z.number().nonnegative().optional(),
+    useBias: z.boolean().default(true),
+  }),
+  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1) }),
+  z.strictObject({
+    type: z.literal('batchNormalization'),
+    momentum: z.number().min(0).max(1).default(0.99),
+    epsilon: z.number().positive().default(0.001),
+  }),
+  z.strictObject({
+    type: z.literal('conv2d'),
+    filters: positiveInt,
+    kernelSize,
+    strides: kernelSize.default(1),
+    padding: padding.default('valid'),
+    activation: activationSchema.default('linear'),
+    alpha: z.number().nonnegative().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('maxPooling2d'),
+    poolSize: kernelSize.default(2),
+    strides: kernelSize.optional(),
+    padding: padding.default('valid'),
+  }),
+  z.strictObject({ type: z.literal('flatten') }),
+  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(positiveInt).min(1) }),
+  z.strictObject({
+    type: z.literal('activation'),
+    activation: activationSchema,
+    alpha: z.number().nonnegative().optional(),
+  }),
+  /** Input normalization: (x - mean) / std with constants, e.g. { mean: 0.1307, std: 0.3081 }. */
+  z.strictObject({ type: z.literal('normalization'), mean: z.number().default(0), std: z.number().positive().default(1) }),
+]);
+
+export const LOSSES = [
+  'meanSquaredError',
+  'binaryCrossentropy',
+  'categoricalCrossentropy',
+  'sparseCategoricalCrossentropy',
+] as const;
+export const METRICS = ['accuracy', 'binaryAccuracy', 'mae', 'mse'] as const;
+
+const optimizerCommon = {
+  learningRate: z.number().positive(),
+  /** Decoupled L2 weight decay coefficient (added to the gradient for sgd/momentum; AdamW-style for adam). @default 0 */
+  weightDecay: z.number().nonnegative().default(0),
+  /** Clip the averaged gradient to this global L2 norm; 0 disables. @default 0 */
+  clipNorm: z.number().nonnegative().default(0),
+};
+
+export const optimizerSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('sgd'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0), nesterov: z.boolean().default(false) }),
+  z.strictObject({ type: z.literal('momentum'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0.9), nesterov: z.boolean().default(false) }),
+  z.strictObject({ type: z.literal('nesterov'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0.9) }),
+  z.strictObject({
+    type: z.literal('adam'),
+    ...optimizerCommon,
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    epsilon: z.number().positive().default(1e-8),
+  }),
+]);
+
+export const scheduleSchema = z.strictObject({
+  type: z.enum(['constant', 'step', 'cosine']).default('constant'),
+  /** Linear warm-up from 0 over this many steps. @default 0 */
+  warmupSteps: nonNegativeInt.default(0),
+  /** step: multiply by `gamma` every `stepSize` steps. */
+  stepSize: positiveInt.default(1000),
+  gamma: z.number().positive().default(0.1),
+  /** cosine: floor of the decayed learning rate. @default 0 */
+  minLearningRate: z.number().nonnegative().default(0),
+  /** Linear scaling rule: lr × globalBatch / referenceBatchSize. @default false */
+  scaleLinearly: z.boolean().default(false),
+  referenceBatchSize: positiveInt.default(256),
+});
+
+const workersSchema = z.union([
+  positiveInt.max(256),
+  z
+    .strictObject({ min: positiveInt.max(256), max: positiveInt.max(256) })
+    .refine((w) => w.min <= w.max, { message: 'min must be <= max' }),
+]);
+
+export const jobSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-" only')
+    .default('job'),
+  seed: nonNegativeInt.max(2 ** 31 - 1).default(42),
+  data: dataSchema,
+  model: z.strictObject({
+    input: z.array(positiveInt).min(1),
+    layers: z.array(layerSchema).min(1),
+    /** BatchNorm statistics over the global batch (all-reduced) instead of each rank's slice. @default false */
+    syncBatchNorm: z.boolean().default(false),
+  }),
+  loss: z.enum(LOSSES),
+  metrics: z.array(z.enum(METRICS)).default([]),
+  optimizer: optimizerSchema,
+  schedule: scheduleSchema.default({
+    type: 'constant',
+    warmupSteps: 0,
+    stepSize: 1000,
+    gamma: 0.1,
+    minLearningRate: 0,
+    scaleLinearly: false,
+    referenceBatchSize: 256,
+  }),
+  training: z.strictObject({
+    epochs: positiveInt,
+    /** Global batch size (samples per step over all workers). */
+    batchSize: positiveInt,
+    /** Micro-batches per step on each rank (gradient accumulation). @default 1 */
+    accumulationSteps: positiveInt.default(1),
+    /** Stop after this many steps in total, whatever `epochs` says. */
+    maxSteps: positiveInt.optional(),
+  }),
+  workers: workersSchema.default(2),
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  checkpoint: z
+    .strictObject({
+      /** Checkpoint every K steps; 0 = only at epoch ends. @default 100 */
+      everySteps: nonNegativeInt.default(100),
+      /** Keep the newest K checkpoints (the best one is kept as well). @default 3 */
+      keep: positiveInt.default(3),
+      atEpochEnd: z.boolean().default(true),
+    })
+    .default({ everySteps: 100, keep: 3, atEpochEnd: true }),
+  validation: z
+    .strictObject({
+      /** Also validate every K steps; 0 = only at epoch ends. @default 0 */
+      everySteps: nonNegativeInt.default(0),
+      earlyStopping: z
+        .strictObject({
+          monitor: z.string().regex(/^(train|validation)\.[A-Za-z]+$/, 'use "validation.<metric>" or "train.<metric>"').default('validation.loss'),
+          patience: positiveInt.default(3),
+          minDelta: z.number().nonnegative().default(0),
+          mode: z.enum(['auto', 'min', 'max']).default('auto'),
+        })
+        .optional(),
+    })
+    .default({ everySteps: 0 }),
+  /** Local ES module exporting any of onTrainBegin, onEpochEnd, onValidationEnd, onCheckpoint, onTrainEnd. */
+  hooks: z.string().min(1).optional(),
+  /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
+  consistencyCheckEverySteps: nonNegativeInt.default(50),
+  allreduce: z
+    .strictObject({
+      /** Size of one pipelined ring chunk. @default 262144 */
+      chunkBytes: positiveInt.min(1024).default(256 * 1024),
+    })
+    .default({ chunkBytes: 256 * 1024 }),
+});
+
+/** A job as written (before defaults). */
+export type JobInput = z.input<typeof jobSchema>;
+/** A resolved job: every default applied. */
+export type Job = z.output<typeof jobSchema>;
+export type LayerSpec = z.output<typeof layerSchema>;
+export type DataSpec = z.output<typeof dataSchema>;
+export type OptimizerSpec = z.output<typeof optimizerSchema>;
+export type ScheduleSpec = z.output<typeof scheduleSchema>;
+export type LossName = (typeof LOSSES)[number];
+export type MetricName = (typeof METRICS)[number];
+export type Activation = z.output<typeof activationSchema>;

