@@ -37,7 +37,6 @@ export interface JobOverrides {
   batchSize?: number;
   seed?: number;
   backend?: string;
-  maxSteps?: number;
 }
 
 /** Reads a YAML or JSON job file into an unvalidated object. */
@@ -102,8 +101,7 @@ function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<s
   const training = { ...((raw['training'] as Record<string, unknown> | undefined) ?? {}) };
   if (o.epochs !== undefined) training['epochs'] = o.epochs;
   if (o.batchSize !== undefined) training['batchSize'] = o.batchSize;
-  if (o.maxSteps !== undefined) training['maxSteps'] = o.maxSteps;
-  if (o.epochs !== undefined || o.batchSize !== undefined || o.maxSteps !== undefined) out['training'] = training;
+  if (o.epochs !== undefined || o.batchSize !== undefined) out['training'] = training;
   if (o.workers !== undefined) out['workers'] = o.workers;
   if (o.seed !== undefined) out['seed'] = o.seed;
   if (o.backend !== undefined) out['backend'] = o.backend;

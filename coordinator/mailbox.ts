@@ -1,0 +1,62 @@
+// A keyed rendezvous between a stream's message handler and the code awaiting a reply.
+// Invariant: once failed, every pending and future wait rejects with the same error.
+
+interface Waiter<T> {
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class Mailbox<T> {
+  private readonly arrived = new Map<string, T>();
+  private readonly waiters = new Map<string, Waiter<T>>();
+  private failure: Error | undefined;
+
+  /** Stores a value for `key`, or hands it to whoever already waits for it. */
+  deliver(key: string, value: T): void {
+    const waiter = this.waiters.get(key);
+    if (waiter !== undefined) {
+      this.waiters.delete(key);
+      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.resolve(value);
+      return;
+    }
+    this.arrived.set(key, value);
+  }
+
+  /** Resolves with the value for `key`; rejects after `timeoutMs` with `onTimeout()`. */
+  wait(key: string, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const ready = this.arrived.get(key);
+    if (ready !== undefined) {
+      this.arrived.delete(key);
+      return Promise.resolve(ready);
+    }
+    if (this.waiters.has(key)) return Promise.reject(new Error(`mailbox: two waiters for "${key}"`));
+    return new Promise<T>((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            this.waiters.delete(key);
+            reject(onTimeout());
+          }, timeoutMs)
+        : undefined;
+      this.waiters.set(key, { resolve, reject, timer });
+    });
+  }
+
+  /** Rejects every pending and future wait. */
+  fail(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    for (const waiter of this.waiters.values()) {
+      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.waiters.clear();
+    this.arrived.clear();
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// `ringtrain` command line: train (embedded), coordinator and worker (separate hosts).
+// Errors a user can fix print as one line and a documented exit code; see README "Exit codes".
+import { Command, Option } from 'commander';
+import { describeError, RingtrainError } from '../errors.js';
+import { componentLogger } from '../logger.js';
+import { addTrainCommands } from './train-commands.js';
+import { addWorkerCommand } from './worker-command.js';
+
+export function buildProgram(): Command {
+  const program = new Command('ringtrain')
+    .description('Distributed data-parallel neural-network training: a coordinator, N workers, a ring all-reduce over gRPC.')
+    .version('0.1.0')
+    .showHelpAfterError('(add --help for usage)')
+    .addOption(new Option('--log-level <level>', 'log level for JSON logs on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .hook('preAction', (cmd) => {
+      const level = cmd.opts<{ logLevel?: string }>().logLevel;
+      if (level !== undefined) process.env['RINGTRAIN_LOG_LEVEL'] = level;
+    });
+  addTrainCommands(program);
+  addWorkerCommand(program);
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (error) {
+    const code = error instanceof RingtrainError ? error.exitCode : 1;
+    process.stderr.write(`ringtrain: ${describeError(error)}\n`);
+    if (!(error instanceof RingtrainError)) componentLogger('cli').error({ err: error }, 'unexpected error');
+    process.exitCode = code;
+  }
+}
+
+await main();

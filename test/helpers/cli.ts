@@ -1,0 +1,74 @@
+// Runs the built CLI (dist/shared/cli/main.js) as a real child process, bounded in time.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = path.join(REPO_ROOT, 'dist/shared/cli/main.js');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd ?? REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`ringtrain ${args.join(' ')} did not finish within ${options.timeoutMs ?? 180_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, options.timeoutMs ?? 180_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+export function tempDir(prefix = 'ringtrain-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Writes a job object as YAML into `dir` and returns its path. */
+export function writeJob(dir: string, job: Record<string, unknown>, name = 'job.yaml'): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, name.endsWith('.json') ? JSON.stringify(job) : stringify(job));
+  return file;
+}
+
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A small, fast MNIST MLP job for tests. */
+export function smallMnistJob(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'test-mlp',
+    seed: 7,
+    data: { format: 'mnist', limit: 1500, split: { validation: 0.1, test: 0.1 } },
+    model: { input: [784], layers: [{ type: 'dense', units: 32, activation: 'relu' }, { type: 'dense', units: 10, activation: 'softmax' }] },
+    loss: 'categoricalCrossentropy',
+    metrics: ['accuracy'],
+    optimizer: { type: 'adam', learningRate: 0.003 },
+    training: { epochs: 1, batchSize: 32 },
+    workers: 2,
+    backend: 'cpu',
+    checkpoint: { everySteps: 10, keep: 2 },
+    ...overrides,
+  };
+}

@@ -1,0 +1,64 @@
+// Post-processing of the all-reduced gradient (average, clip, finiteness) and the parameter hash
+// that proves replicas agree. Each function is a sequential loop with float64 accumulation and
+// no dependence on rank or world size, so every rank gets bit-identical results from equal input.
+import { createHash } from 'node:crypto';
+
+/** Divides the summed gradient by the global sample count, in place. */
+export function averageInPlace(grad: Float32Array, count: number): void {
+  if (!(count > 0) || !Number.isFinite(count))
+    throw new RangeError(`averageInPlace: count must be a positive finite number, got ${count}`);
+  // Division (not multiplication by 1/count) keeps each element correctly rounded.
+  for (let i = 0; i < grad.length; i++) grad[i] = (grad[i] as number) / count;
+}
+
+/** L2 norm (float64 accumulation, fixed summation order). */
+export function globalNorm(grad: Float32Array): number {
+  let sumSquares = 0;
+  for (let i = 0; i < grad.length; i++) {
+    const g = grad[i] as number;
+    sumSquares += g * g;
+  }
+  return Math.sqrt(sumSquares);
+}
+
+/**
+ * Scales in place so the global norm is at most clipNorm (no-op when clipNorm <= 0 or
+ * norm <= clipNorm); returns the pre-clip norm. A non-finite norm is returned untouched:
+ * scaling would only turn Infinity into NaN, and the caller decides what to do via allFinite.
+ */
+export function clipByGlobalNorm(grad: Float32Array, clipNorm: number): number {
+  const norm = globalNorm(grad);
+  if (!(clipNorm > 0) || !(norm > clipNorm) || !Number.isFinite(norm)) return norm;
+  const scale = clipNorm / norm;
+  for (let i = 0; i < grad.length; i++) grad[i] = (grad[i] as number) * scale;
+  return norm;
+}
+
+/** True when every element is finite (no NaN, no ±Infinity). */
+export function allFinite(buf: Float32Array): boolean {
+  for (let i = 0; i < buf.length; i++) {
+    // x - x is 0 for finite x and NaN for NaN and ±Infinity; cheaper than Number.isFinite.
+    const x = buf[i] as number;
+    if (x - x !== 0) return false;
+  }
+  return true;
+}
+
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * First 64 bits (16 hex chars) of SHA-256 over the little-endian float32 bytes. Equal hashes
+ * mean bit-identical parameters (including −0 vs +0 and NaN payloads) on any host.
+ */
+export function hashParams(params: Float32Array): string {
+  const hash = createHash('sha256');
+  if (HOST_IS_LITTLE_ENDIAN) {
+    hash.update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength));
+  } else {
+    const bytes = new Uint8Array(params.byteLength);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < params.length; i++) view.setFloat32(4 * i, params[i] as number, true);
+    hash.update(bytes);
+  }
+  return hash.digest('hex').slice(0, 16);
+}

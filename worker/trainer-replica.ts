@@ -1,0 +1,131 @@
+// One rank's training state and the work of a step, as plain methods over flat buffers:
+// local gradient -> ring all-reduce -> divide by the global count -> clip -> optimizer -> write back.
+// The flat parameter buffer is the source of truth; the model's variables are a copy of it.
+import type { StepOrder__Output } from '../proto/generated/ringtrain/v1/StepOrder.js';
+import type { StepReport } from '../proto/generated/ringtrain/v1/StepReport.js';
+import type { Dataset, Split } from '../shared/data/dataset.js';
+import { splitOf } from '../shared/data/dataset.js';
+import { CheckpointError } from '../shared/errors.js';
+import { decodeIndices } from '../shared/index-codec.js';
+import type { Job } from '../shared/job-schema.js';
+import { decodeTrainState, encodeTrainState, type TrainCursor } from '../shared/train-state.js';
+import { allFinite, averageInPlace, clipByGlobalNorm, globalNorm, hashParams } from './gradient-ops.js';
+import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
+import type { Replica } from './replica.js';
+
+/** The collective a step runs: in-place sum over all ranks. */
+export type AllReduce = (buffer: Float32Array, step: number) => Promise<void>;
+
+export class TrainerReplica {
+  readonly paramCount: number;
+  private readonly params: Float32Array;
+  /** Gradient sums plus two trailing slots: [paramCount] = loss sum, [paramCount + 1] = sample count. */
+  private readonly gradBuffer: Float32Array;
+  private readonly optimizer: FlatOptimizer;
+  private readonly x: Float32Array;
+  private readonly y: Float32Array;
+  private cursor: TrainCursor = { step: 0, epoch: 0, batchInEpoch: 0 };
+  private lastReportAtMs: number | undefined;
+
+  constructor(
+    private readonly job: Job,
+    private readonly dataset: Dataset,
+    private readonly replica: Replica,
+  ) {
+    this.paramCount = replica.paramCount;
+    this.params = new Float32Array(this.paramCount);
+    replica.readParams(this.params);
+    this.gradBuffer = new Float32Array(this.paramCount + 2);
+    this.optimizer = createOptimizer(job.optimizer, this.paramCount);
+    // Gather buffers sized for the largest slice this rank can get (the whole global batch).
+    this.x = new Float32Array(job.training.batchSize * dataset.featureSize);
+    this.y = new Float32Array(job.training.batchSize * dataset.labelSize);
+  }
+
+  /** Runs one synchronous step; every rank returns the same loss and parameters. */
+  async step(order: StepOrder__Output, allReduce: AllReduce): Promise<StepReport> {
+    const receivedMs = performance.now();
+    const idleMs = this.lastReportAtMs === undefined ? 0 : receivedMs - this.lastReportAtMs;
+    const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
+    const count = this.gather(this.dataset.train, indices, this.x, this.y);
+    const grad = this.gradBuffer;
+    const x = this.x.subarray(0, count * this.dataset.featureSize);
+    const y = this.y.subarray(0, count * this.dataset.labelSize);
+    const local = this.replica.computeGradients(x, y, count, order.step, indices, grad);
+    grad[this.paramCount] = local.lossSum;
+    grad[this.paramCount + 1] = local.count;
+    const computedMs = performance.now();
+
+    await allReduce(grad, order.step);
+    const reducedMs = performance.now();
+
+    const globalCount = grad[this.paramCount + 1] ?? 0;
+    const loss = (grad[this.paramCount] ?? 0) / globalCount;
+    const g = grad.subarray(0, this.paramCount);
+    averageInPlace(g, globalCount);
+    // Decided on the reduced gradient, so every rank skips or applies alike.
+    const finite = allFinite(g);
+    const gradNorm = finite ? (this.job.optimizer.clipNorm > 0 ? clipByGlobalNorm(g, this.job.optimizer.clipNorm) : globalNorm(g)) : Number.NaN;
+    if (finite) {
+      this.optimizer.apply(this.params, g, order.learningRate);
+      this.replica.writeParams(this.params);
+    }
+    const doneMs = performance.now();
+    this.cursor = { step: order.step + 1, epoch: order.epoch, batchInEpoch: order.batchInEpoch + 1 };
+    this.lastReportAtMs = doneMs;
+    return {
+      generation: order.generation,
+      step: order.step,
+      loss,
+      localCount: count,
+      globalCount: Math.round(globalCount),
+      timings: { computeMs: computedMs - receivedMs, allreduceMs: reducedMs - computedMs, optimizerMs: doneMs - reducedMs, idleMs },
+      skipped: !finite,
+      paramHash: order.wantParamHash ? hashParams(this.params) : '',
+      gradNorm,
+    };
+  }
+
+  /** Loss and metric sums over the given samples of a split. */
+  evaluate(splitName: string, sampleIndices: Uint8Array): { count: number; lossSum: number; metricSums: Record<string, number> } {
+    const split = splitOf(this.dataset, splitName as 'train' | 'validation' | 'test');
+    const indices = decodeIndices(sampleIndices, 'EvalOrder.sampleIndices');
+    const x = new Float32Array(indices.length * this.dataset.featureSize);
+    const y = new Float32Array(indices.length * this.dataset.labelSize);
+    const count = this.gather(split, indices, x, y);
+    if (count === 0) return { count: 0, lossSum: 0, metricSums: {} };
+    return this.replica.evaluate(x, y, count, this.job.metrics);
+  }
+
+  exportState(): Uint8Array {
+    const nonTrainable = new Float32Array(this.replica.nonTrainableCount);
+    this.replica.readNonTrainable(nonTrainable);
+    return encodeTrainState({ cursor: this.cursor, params: this.params, nonTrainable, optimizer: this.optimizer.exportState() });
+  }
+
+  /** Loads a state from a checkpoint or another rank; lengths must match this model. */
+  importState(bytes: Uint8Array, source: string): void {
+    const state = decodeTrainState(bytes, source);
+    if (state.params.length !== this.paramCount) {
+      throw new CheckpointError(source, `holds ${state.params.length} parameters, this model has ${this.paramCount}`);
+    }
+    this.params.set(state.params);
+    this.replica.writeParams(this.params);
+    if (state.nonTrainable.length === this.replica.nonTrainableCount) this.replica.writeNonTrainable(state.nonTrainable);
+    this.optimizer.importState(state.optimizer);
+    this.cursor = state.cursor;
+  }
+
+  /** Copies the rows named by `indices` into x/y; returns the row count. */
+  private gather(split: Split, indices: Uint32Array, x: Float32Array, y: Float32Array): number {
+    const fs = this.dataset.featureSize;
+    const ls = this.dataset.labelSize;
+    for (let i = 0; i < indices.length; i++) {
+      const row = indices[i] ?? 0;
+      if (row >= split.count) throw new RangeError(`sample index ${row} is outside the split (${split.count} samples)`);
+      x.set(split.x.subarray(row * fs, (row + 1) * fs), i * fs);
+      y.set(split.y.subarray(row * ls, (row + 1) * ls), i * ls);
+    }
+    return indices.length;
+  }
+}
