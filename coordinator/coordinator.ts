@@ -65,11 +65,15 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   // Validate everything local before any process starts: dataset, hooks, run directory.
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
-  const runDir = options.resumeDir !== undefined ? await RunDirectory.open(options.resumeDir) : await RunDirectory.create({ name: job.name, ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}), ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}) });
-  if (options.resumeDir === undefined) await runDir.writeJob(jobToYaml(job));
+  // Bind before creating the run directory, so a busy port leaves nothing behind.
+  let membership: Membership | undefined;
+  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => membership?.offer(s) ?? s.abort('coordinator is starting') });
+  const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
+    await server.close();
+    throw error;
+  });
   const checkpoints = new CheckpointStore(runDir.checkpointsDir, { keep: job.checkpoint.keep, jobHash: hash, logger });
-  const membership = new Membership(job, hash, runDir.path, logger);
-  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => membership.offer(s) });
+  membership = new Membership(job, hash, runDir.path, logger);
   // Where to find this coordinator (tests, scripts and operators read it).
   await writeFileAtomic(path.join(runDir.path, 'coordinator.json'), JSON.stringify({ host: server.host, port: server.port, pid: process.pid, hostname: os.hostname() }));
   const worldSize = options.localWorkers > 0 ? options.localWorkers : workerBounds(job).max;
@@ -123,6 +127,13 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
     await server.close();
     await runDir.close();
   }
+}
+
+async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
+  if (options.resumeDir !== undefined) return RunDirectory.open(options.resumeDir);
+  const runDir = await RunDirectory.create({ name: options.job.name, ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}), ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}) });
+  await runDir.writeJob(jobToYaml(options.job));
+  return runDir;
 }
 
 function leader(generation: Generation): Generation['members'][number] {

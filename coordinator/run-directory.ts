@@ -116,10 +116,10 @@ export class RunDirectory {
     await replaceDirAtomic(this.modelDir, files);
   }
 
-  /** Flushes and closes metrics.jsonl. Idempotent. */
-  close(): Promise<void> {
+  /** Flushes and closes metrics.jsonl and fsyncs the run folder. Idempotent. */
+  async close(): Promise<void> {
     this.metrics.close();
-    return Promise.resolve();
+    await fsyncDir(this.path);
   }
 }
 

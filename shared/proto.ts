@@ -16,6 +16,10 @@ export function protoPath(): string {
 
 let cached: ProtoGrpcType | undefined;
 
+// grpc-js writes its own diagnostics to stderr ("E No address added ..."); ringtrain reports
+// every such failure itself, once, so the library stays quiet unless GRPC_VERBOSITY asks.
+if (process.env['GRPC_VERBOSITY'] === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE);
+
 /** The loaded `ringtrain.v1` package. Options must match the gen:proto flags. */
 export function loadProto(): ProtoGrpcType {
   if (cached === undefined) {

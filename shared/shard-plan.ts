@@ -50,7 +50,9 @@ export function rankSlices(size: number, worldSize: number): Array<{ start: numb
 /** Convenience: the indices rank r takes of that global batch. */
 export function shardFor(batch: Uint32Array, rank: number, worldSize: number): Uint32Array {
   const slice = rankSlices(batch.length, worldSize)[rank];
-  if (slice === undefined || !Number.isInteger(rank)) throw new RangeError(`shardFor: rank ${rank} is outside [0, ${worldSize})`);
+  if (slice === undefined || !Number.isInteger(rank)) {
+    throw new RangeError(`shardFor: rank ${rank} is outside [0, ${worldSize})`);
+  }
   return batch.slice(slice.start, slice.end);
 }
 
@@ -61,7 +63,11 @@ export function evalShards(count: number | Uint32Array, worldSize: number): Uint
 }
 
 /** Cursor arithmetic: global step s -> (epoch, batchInEpoch). Steps count from 0 across epochs. */
-export function cursorOf(step: number, trainCount: number, globalBatch: number): { epoch: number; batchInEpoch: number } {
+export function cursorOf(
+  step: number,
+  trainCount: number,
+  globalBatch: number,
+): { epoch: number; batchInEpoch: number } {
   checkCount('cursorOf: step', step);
   const batches = batchesPerEpoch(trainCount, globalBatch);
   if (batches === 0) throw new RangeError('cursorOf: there are no training samples');
@@ -123,9 +129,11 @@ function iota(count: number): Uint32Array {
 }
 
 function checkCount(what: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${what} must be a non-negative integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${what} must be a non-negative integer, got ${value}`);
 }
 
 function checkPositive(what: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${what} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new RangeError(`${what} must be a positive integer, got ${value}`);
 }

@@ -26,7 +26,8 @@ const NODE_CPU_PACKAGE = '@tensorflow/tfjs-node';
 const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
 
 /** Outcome of importing an optional package: loaded, absent, or present but broken. */
-type ImportOutcome = { loaded: true; module: Record<string, unknown> } | { loaded: false; missing: boolean; reason: string };
+type ImportOutcome =
+  { loaded: true; module: Record<string, unknown> } | { loaded: false; missing: boolean; reason: string };
 
 /**
  * auto: tfjs-node-gpu if installed and a GPU is visible (CUDA_VISIBLE_DEVICES not '' / '-1'),
@@ -114,7 +115,8 @@ async function activate(name: string, detail: string): Promise<BackendInfo> {
   } catch (cause) {
     throw new BackendUnavailableError(name, `initialisation failed: ${messageOf(cause)}`, { cause });
   }
-  if (!ok || tf.getBackend() !== name) throw new BackendUnavailableError(name, 'initialisation failed (tf.setBackend returned false)');
+  if (!ok || tf.getBackend() !== name)
+    throw new BackendUnavailableError(name, 'initialisation failed (tf.setBackend returned false)');
   // The GPU flag can only be read from an initialised native backend.
   return { name, gpu: backendUsesGpu(), detail };
 }
@@ -129,13 +131,20 @@ function gpuMayBeVisible(): boolean {
 function backendUsesGpu(): boolean {
   if (tf.getBackend() !== 'tensorflow') return false;
   const backend: unknown = tf.backend();
-  return typeof backend === 'object' && backend !== null && (backend as { isUsingGpuDevice?: unknown }).isUsingGpuDevice === true;
+  return (
+    typeof backend === 'object' &&
+    backend !== null &&
+    (backend as { isUsingGpuDevice?: unknown }).isUsingGpuDevice === true
+  );
 }
 
 function warnOnVersionMismatch(pkg: string, module: Record<string, unknown>, logger: Logger | undefined): void {
   const theirs = module['version_core'];
   if (typeof theirs === 'string' && theirs !== tf.version_core) {
-    logger?.warn({ pkg, theirs, ours: tf.version_core }, `${pkg} is built on tfjs-core ${theirs} but ringtrain uses ${tf.version_core}; install ${pkg}@${tf.version_core}`);
+    logger?.warn(
+      { pkg, theirs, ours: tf.version_core },
+      `${pkg} is built on tfjs-core ${theirs} but ringtrain uses ${tf.version_core}; install ${pkg}@${tf.version_core}`,
+    );
   }
 }
 
@@ -157,7 +166,8 @@ async function importOptional(specifier: string): Promise<ImportOutcome> {
     const module = (await import(specifier)) as Record<string, unknown>;
     return { loaded: true, module };
   } catch (cause) {
-    if (isModuleNotFound(cause, specifier)) return { loaded: false, missing: true, reason: `${specifier} is not installed` };
+    if (isModuleNotFound(cause, specifier))
+      return { loaded: false, missing: true, reason: `${specifier} is not installed` };
     return { loaded: false, missing: false, reason: `${specifier} failed to load: ${messageOf(cause)}` };
   }
 }
@@ -167,7 +177,9 @@ function isModuleNotFound(error: unknown, specifier: string): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return error.message.includes(specifier);
   // Vitest/Vite resolve bare specifiers themselves and word the same failure differently.
-  return /cannot find (package|module)|failed to (load|resolve)/i.test(error.message) && error.message.includes(specifier);
+  return (
+    /cannot find (package|module)|failed to (load|resolve)/i.test(error.message) && error.message.includes(specifier)
+  );
 }
 
 function messageOf(error: unknown): string {

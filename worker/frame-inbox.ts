@@ -45,7 +45,9 @@ export class FrameInbox {
   deliver(key: FrameKey, payload: Float32Array): void {
     if (this.failure !== undefined) return;
     if (isBelow(key, this.floor)) {
-      throw new CollectiveError(`stale frame from rank ${this.fromRank}: ${describeKey(key)} arrived after collective ${describeFloor(this.floor)} began`);
+      throw new CollectiveError(
+        `stale frame from rank ${this.fromRank}: ${describeKey(key)} arrived after collective ${describeFloor(this.floor)} began`,
+      );
     }
     const id = keyId(key);
     const waiter = this.waiting.get(id);
@@ -56,7 +58,9 @@ export class FrameInbox {
       return;
     }
     if (this.held.has(id)) {
-      throw new CollectiveError(`duplicate frame from rank ${this.fromRank}: ${describeKey(key)} was already delivered and not yet taken`);
+      throw new CollectiveError(
+        `duplicate frame from rank ${this.fromRank}: ${describeKey(key)} was already delivered and not yet taken`,
+      );
     }
     this.held.set(id, { key, payload });
   }
@@ -71,14 +75,20 @@ export class FrameInbox {
       return Promise.resolve(held.payload);
     }
     if (this.waiting.has(id)) {
-      return Promise.reject(new CollectiveError(`${describeKey(key)} from rank ${this.fromRank} is already being waited for`));
+      return Promise.reject(
+        new CollectiveError(`${describeKey(key)} from rank ${this.fromRank} is already being waited for`),
+      );
     }
     return new Promise<Float32Array>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, timer: undefined };
       if (timeoutMs !== undefined) {
         waiter.timer = setTimeout(() => {
           this.waiting.delete(id);
-          reject(new CollectiveError(`timed out after ${timeoutMs} ms waiting for ${describeKey(key)} from rank ${this.fromRank}`));
+          reject(
+            new CollectiveError(
+              `timed out after ${timeoutMs} ms waiting for ${describeKey(key)} from rank ${this.fromRank}`,
+            ),
+          );
         }, timeoutMs);
       }
       this.waiting.set(id, waiter);
@@ -94,7 +104,9 @@ export class FrameInbox {
     const floor = { step, collective };
     for (const { key } of this.held.values()) {
       if (isBelow(key, floor)) {
-        const error = new CollectiveError(`rank ${this.fromRank} sent ${describeKey(key)} that was never consumed; ranks disagree on buffer length or collective order`);
+        const error = new CollectiveError(
+          `rank ${this.fromRank} sent ${describeKey(key)} that was never consumed; ranks disagree on buffer length or collective order`,
+        );
         this.fail(error);
         throw error;
       }

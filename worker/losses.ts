@@ -15,14 +15,14 @@ export const CLIP_EPSILON = 1e-7;
 export function perSampleLoss(loss: LossName, yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor1D {
   return tf.tidy(() => {
     const batch = yPred.shape[0] ?? 0;
-    const pred = tf.reshape(yPred, [batch, -1]) as tf.Tensor2D;
+    const pred = tf.reshape<tf.Rank.R2>(yPred, [batch, -1]);
     switch (loss) {
       case 'meanSquaredError':
-        return tf.mean(tf.square(tf.sub(pred, tf.reshape(yTrue, [batch, -1]))), 1) as tf.Tensor1D;
+        return tf.mean<tf.Tensor1D>(tf.square(tf.sub(pred, tf.reshape(yTrue, [batch, -1]))), 1);
       case 'binaryCrossentropy':
-        return binaryCrossentropy(tf.reshape(yTrue, [batch, -1]) as tf.Tensor2D, pred);
+        return binaryCrossentropy(tf.reshape<tf.Rank.R2>(yTrue, [batch, -1]), pred);
       case 'categoricalCrossentropy':
-        return categoricalCrossentropy(tf.reshape(yTrue, [batch, -1]) as tf.Tensor2D, pred);
+        return categoricalCrossentropy(tf.reshape<tf.Rank.R2>(yTrue, [batch, -1]), pred);
       case 'sparseCategoricalCrossentropy':
         return categoricalCrossentropy(sparseToOneHot(yTrue, pred.shape[1]), pred);
     }
@@ -34,16 +34,19 @@ function binaryCrossentropy(yTrue: tf.Tensor2D, yPred: tf.Tensor2D): tf.Tensor1D
   const p = tf.clipByValue(yPred, CLIP_EPSILON, 1 - CLIP_EPSILON);
   const positive = tf.mul(yTrue, tf.log(p));
   const negative = tf.mul(tf.sub(1, yTrue), tf.log(tf.sub(1, p)));
-  return tf.neg(tf.mean(tf.add(positive, negative), 1)) as tf.Tensor1D;
+  return tf.neg(tf.mean<tf.Tensor1D>(tf.add(positive, negative), 1));
 }
 
 /** −Σ y·log p over classes. */
 function categoricalCrossentropy(yTrue: tf.Tensor2D, yPred: tf.Tensor2D): tf.Tensor1D {
   const p = tf.clipByValue(yPred, CLIP_EPSILON, 1 - CLIP_EPSILON);
-  return tf.neg(tf.sum(tf.mul(yTrue, tf.log(p)), 1)) as tf.Tensor1D;
+  return tf.neg(tf.sum<tf.Tensor1D>(tf.mul(yTrue, tf.log(p)), 1));
 }
 
 /** [batch, 1] float class indices → [batch, classes] one-hot floats. */
 export function sparseToOneHot(yTrue: tf.Tensor, classes: number): tf.Tensor2D {
-  return tf.tidy(() => tf.cast(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32'), classes), 'float32') as tf.Tensor2D);
+  return tf.tidy(() => {
+    const indices = tf.cast(tf.reshape<tf.Rank.R1>(yTrue, [-1]), 'int32');
+    return tf.reshape<tf.Rank.R2>(tf.cast(tf.oneHot(indices, classes), 'float32'), [-1, classes]);
+  });
 }

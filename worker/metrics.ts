@@ -18,9 +18,9 @@ export interface MetricOptions {
 export function metricSum(metric: MetricName, yTrue: tf.Tensor, yPred: tf.Tensor, options: MetricOptions): tf.Scalar {
   return tf.tidy(() => {
     const batch = yPred.shape[0] ?? 0;
-    const pred = tf.reshape(yPred, [batch, -1]) as tf.Tensor2D;
+    const pred = tf.reshape<tf.Rank.R2>(yPred, [batch, -1]);
     const units = pred.shape[1];
-    const labels = options.sparseLabels ? sparseToOneHot(yTrue, units) : (tf.reshape(yTrue, [batch, -1]) as tf.Tensor2D);
+    const labels = options.sparseLabels ? sparseToOneHot(yTrue, units) : tf.reshape<tf.Rank.R2>(yTrue, [batch, -1]);
     const scale = options.labelScale ?? 1;
     switch (metric) {
       case 'accuracy':

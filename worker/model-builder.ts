@@ -37,7 +37,13 @@ export function buildModel(job: Job): tf.Sequential {
 function toTfLayers(spec: LayerSpec, base: BaseArgs): tf.layers.Layer[] {
   switch (spec.type) {
     case 'dense': {
-      const dense = tf.layers.dense({ ...base, units: spec.units, useBias: spec.useBias, activation: linearFor(spec.activation), kernelInitializer: 'zeros' });
+      const dense = tf.layers.dense({
+        ...base,
+        units: spec.units,
+        useBias: spec.useBias,
+        activation: linearFor(spec.activation),
+        kernelInitializer: 'zeros',
+      });
       return withLeaky(dense, spec.activation, spec.alpha, base.name);
     }
     case 'conv2d': {
@@ -57,13 +63,21 @@ function toTfLayers(spec: LayerSpec, base: BaseArgs): tf.layers.Layer[] {
     case 'batchNormalization':
       return [tf.layers.batchNormalization({ ...base, momentum: spec.momentum, epsilon: spec.epsilon })];
     case 'maxPooling2d':
-      return [tf.layers.maxPooling2d({ ...base, poolSize: spec.poolSize, padding: spec.padding, ...(spec.strides === undefined ? {} : { strides: spec.strides }) })];
+      return [
+        tf.layers.maxPooling2d({
+          ...base,
+          poolSize: spec.poolSize,
+          padding: spec.padding,
+          ...(spec.strides === undefined ? {} : { strides: spec.strides }),
+        }),
+      ];
     case 'flatten':
       return [tf.layers.flatten(base)];
     case 'reshape':
       return [tf.layers.reshape({ ...base, targetShape: [...spec.targetShape] })];
     case 'activation':
-      if (spec.activation === 'leakyRelu') return [tf.layers.leakyReLU({ ...base, alpha: spec.alpha ?? DEFAULT_LEAKY_ALPHA })];
+      if (spec.activation === 'leakyRelu')
+        return [tf.layers.leakyReLU({ ...base, alpha: spec.alpha ?? DEFAULT_LEAKY_ALPHA })];
       return [tf.layers.activation({ ...base, activation: spec.activation })];
     case 'normalization':
       return [tf.layers.rescaling({ ...base, scale: 1 / spec.std, offset: -spec.mean / spec.std })];
@@ -75,7 +89,12 @@ function linearFor(activation: Activation): TfActivation {
   return activation === 'leakyRelu' ? 'linear' : activation;
 }
 
-function withLeaky(layer: tf.layers.Layer, activation: Activation, alpha: number | undefined, name: string): tf.layers.Layer[] {
+function withLeaky(
+  layer: tf.layers.Layer,
+  activation: Activation,
+  alpha: number | undefined,
+  name: string,
+): tf.layers.Layer[] {
   if (activation !== 'leakyRelu') return [layer];
   return [layer, tf.layers.leakyReLU({ name: `${name}_leaky_relu`, alpha: alpha ?? DEFAULT_LEAKY_ALPHA })];
 }

@@ -9,7 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 import { CheckpointError } from '../shared/errors.js';
 
 /** model.json as written: metadata values may be anything JSON can hold, null included. */
-type ExportedModelJson = Omit<tf.io.ModelJSON, 'userDefinedMetadata'> & { userDefinedMetadata?: Record<string, unknown> };
+type ExportedModelJson = Omit<tf.io.ModelJSON, 'userDefinedMetadata'> & {
+  userDefinedMetadata?: Record<string, unknown>;
+};
 
 /** Name of the single weights file referenced by model.json. */
 export const WEIGHTS_FILE = 'weights.bin';
@@ -20,12 +22,15 @@ export const MODEL_JSON_FILE = 'model.json';
  * bytes. `extra` (e.g. normalization, classNames; JSON-serialisable) is stored as
  * model.json's userDefinedMetadata.
  */
-export async function exportModel(model: tf.LayersModel, extra?: Record<string, unknown>): Promise<{ modelJson: string; weights: Uint8Array }> {
+export async function exportModel(
+  model: tf.LayersModel,
+  extra?: Record<string, unknown>,
+): Promise<{ modelJson: string; weights: Uint8Array }> {
   let captured: tf.io.ModelArtifacts | undefined;
   await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
+    tf.io.withSaveHandler((artifacts) => {
       captured = artifacts;
-      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+      return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) });
     }),
   );
   if (captured === undefined) throw new Error('exportModel: model.save did not hand over any artifacts');
@@ -37,7 +42,8 @@ export async function exportModel(model: tf.LayersModel, extra?: Record<string, 
     weightsManifest: [{ paths: [WEIGHTS_FILE], weights: captured.weightSpecs ?? [] }],
   };
   if (extra !== undefined) json.userDefinedMetadata = extra;
-  const bytes = captured.weightData === undefined ? new ArrayBuffer(0) : tf.io.concatenateArrayBuffers(captured.weightData);
+  const bytes =
+    captured.weightData === undefined ? new ArrayBuffer(0) : tf.io.concatenateArrayBuffers(captured.weightData);
   return { modelJson: JSON.stringify(json), weights: new Uint8Array(bytes) };
 }
 
@@ -52,7 +58,10 @@ export async function loadModelFromDir(dir: string): Promise<tf.LayersModel> {
 }
 
 /** Every weights file of every group, in manifest order, as one buffer. */
-async function readWeights(dir: string, manifest: tf.io.WeightsManifestConfig): Promise<[tf.io.WeightsManifestEntry[], ArrayBuffer]> {
+async function readWeights(
+  dir: string,
+  manifest: tf.io.WeightsManifestConfig,
+): Promise<[tf.io.WeightsManifestEntry[], ArrayBuffer]> {
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: ArrayBuffer[] = [];
   for (const group of manifest) {
@@ -86,8 +95,16 @@ function parseModelJson(bytes: Buffer, file: string): tf.io.ModelJSON {
     throw new CheckpointError(file, 'model.json is not valid JSON', { cause });
   }
   const candidate = parsed as Partial<tf.io.ModelJSON> | null;
-  if (candidate === null || typeof candidate !== 'object' || candidate.modelTopology === undefined || !Array.isArray(candidate.weightsManifest)) {
-    throw new CheckpointError(file, 'model.json lacks modelTopology or weightsManifest; is this a TensorFlow.js layers model?');
+  if (
+    candidate === null ||
+    typeof candidate !== 'object' ||
+    candidate.modelTopology === undefined ||
+    !Array.isArray(candidate.weightsManifest)
+  ) {
+    throw new CheckpointError(
+      file,
+      'model.json lacks modelTopology or weightsManifest; is this a TensorFlow.js layers model?',
+    );
   }
   return candidate as tf.io.ModelJSON;
 }

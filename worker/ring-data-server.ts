@@ -55,12 +55,20 @@ export class RingDataServer {
 
   /** Binds the RingPeer service on host:port (port 0 = ephemeral). Throws PortInUseError on EADDRINUSE. */
   static async start(options: { host: string; port: number; logger?: Logger }): Promise<RingDataServer> {
-    const ring = new RingDataServer(new grpc.Server(GRPC_CHANNEL_OPTIONS), options.logger ?? componentLogger('ring-data-server'));
+    const ring = new RingDataServer(
+      new grpc.Server(GRPC_CHANNEL_OPTIONS),
+      options.logger ?? componentLogger('ring-data-server'),
+    );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     ring.boundPort = await new Promise<number>((resolve, reject) =>
       ring.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
         if (error === null) resolve(port);
-        else reject(/EADDRINUSE|address already in use/i.test(error.message) ? new PortInUseError(address, { cause: error }) : error);
+        else
+          reject(
+            /EADDRINUSE|address already in use/i.test(error.message)
+              ? new PortInUseError(address, { cause: error })
+              : error,
+          );
       }),
     );
     return ring;
@@ -78,7 +86,9 @@ export class RingDataServer {
     }
     if (generation === this.generation) {
       if (leftRank !== this.leftRank) {
-        throw new CollectiveError(`generation ${generation} already expects left rank ${this.leftRank}, not ${leftRank}`);
+        throw new CollectiveError(
+          `generation ${generation} already expects left rank ${this.leftRank}, not ${leftRank}`,
+        );
       }
       return;
     }
@@ -110,12 +120,20 @@ export class RingDataServer {
         return true;
       };
       const check = (): boolean => {
-        if (this.generation !== generation) return settle(new CollectiveError(`generation ${generation} was superseded while waiting for the left neighbour`));
+        if (this.generation !== generation)
+          return settle(
+            new CollectiveError(`generation ${generation} was superseded while waiting for the left neighbour`),
+          );
         if (this.inbox.failedWith !== undefined) return settle(this.inbox.failedWith);
         return this.left !== undefined && settle();
       };
       const timer = setTimeout(
-        () => settle(new CollectiveError(`left neighbour rank ${this.leftRank} did not connect within ${timeoutMs} ms (generation ${generation})`)),
+        () =>
+          settle(
+            new CollectiveError(
+              `left neighbour rank ${this.leftRank} did not connect within ${timeoutMs} ms (generation ${generation})`,
+            ),
+          ),
         timeoutMs,
       );
       if (!check()) this.leftWaiters.add(check);
@@ -182,7 +200,10 @@ export class RingDataServer {
       stream.state = 'parked';
       stream.call.pause();
       this.parked.add(stream);
-      this.logger.debug({ generation: frame.generation, senderRank: frame.senderRank }, 'parked handshake for a future generation');
+      this.logger.debug(
+        { generation: frame.generation, senderRank: frame.senderRank },
+        'parked handshake for a future generation',
+      );
       return;
     }
     this.admit(stream);
@@ -215,14 +236,19 @@ export class RingDataServer {
   private onDataFrame(stream: PeerStream, frame: Frame__Output): void {
     const problem = frameProblem(frame, this.generation, this.leftRank);
     if (problem !== undefined) {
-      this.failLeft(stream, grpc.status.FAILED_PRECONDITION, new CollectiveError(`frame from left neighbour rank ${stream.senderRank} refused: ${problem}`));
+      this.failLeft(
+        stream,
+        grpc.status.FAILED_PRECONDITION,
+        new CollectiveError(`frame from left neighbour rank ${stream.senderRank} refused: ${problem}`),
+      );
       return;
     }
     try {
       this.inbox.deliver(frame, decodeFloat32LE(frame.payload));
       stream.frames++;
     } catch (error) {
-      const collective = error instanceof CollectiveError ? error : new CollectiveError(String(error), { cause: error });
+      const collective =
+        error instanceof CollectiveError ? error : new CollectiveError(String(error), { cause: error });
       this.failLeft(stream, grpc.status.FAILED_PRECONDITION, collective);
     }
   }
@@ -235,7 +261,9 @@ export class RingDataServer {
     if (graceful) stream.respond(null, { frames: stream.frames });
     if (!wasLeft) return;
     this.left = undefined;
-    this.inbox.fail(new CollectiveError(`left neighbour rank ${stream.senderRank} ${why} (generation ${stream.generation})`));
+    this.inbox.fail(
+      new CollectiveError(`left neighbour rank ${stream.senderRank} ${why} (generation ${stream.generation})`),
+    );
     this.notify();
   }
 
@@ -251,7 +279,10 @@ export class RingDataServer {
     if (stream.state === 'done') return;
     if (stream === this.left) this.left = undefined;
     stream.state = 'done';
-    this.logger.warn({ senderRank: stream.senderRank, generation: stream.generation, code: grpc.status[code] }, `ring stream refused: ${details}`);
+    this.logger.warn(
+      { senderRank: stream.senderRank, generation: stream.generation, code: grpc.status[code] },
+      `ring stream refused: ${details}`,
+    );
     stream.respond({ code, details });
   }
 

@@ -15,7 +15,7 @@ import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { encodeFloat32LE } from './float-codec.js';
 import type { FrameInbox } from './frame-inbox.js';
 import { ringAllReduce, type RingChunk, type RingLink } from './ring-allreduce.js';
-import { RingDataServer } from './ring-data-server.js';
+import type { RingDataServer } from './ring-data-server.js';
 
 export { RingDataServer } from './ring-data-server.js';
 
@@ -83,9 +83,19 @@ export class RingCommunicator {
       const inbox = this.options.server.inboxFor(this.options.generation);
       inbox.openCollective(step, collective);
       const chunkElems = Math.max(1, Math.floor(this.options.chunkBytes / 4));
-      await ringAllReduce(buffer, this.options.rank, this.options.worldSize, this.link(inbox, step, collective), chunkElems);
+      await ringAllReduce(
+        buffer,
+        this.options.rank,
+        this.options.worldSize,
+        this.link(inbox, step, collective),
+        chunkElems,
+      );
     } catch (cause) {
-      this.abort(cause instanceof CollectiveError ? cause : new CollectiveError(`all-reduce failed: ${String(cause)}`, { cause }));
+      this.abort(
+        cause instanceof CollectiveError
+          ? cause
+          : new CollectiveError(`all-reduce failed: ${String(cause)}`, { cause }),
+      );
       throw this.broken ?? cause;
     } finally {
       this.inFlight = false;
@@ -96,7 +106,11 @@ export class RingCommunicator {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.abort(new CollectiveError(`ring communicator of rank ${this.options.rank} (generation ${this.options.generation}) was closed`));
+    this.abort(
+      new CollectiveError(
+        `ring communicator of rank ${this.options.rank} (generation ${this.options.generation}) was closed`,
+      ),
+    );
     const right = this.right;
     if (right === undefined) return;
     right.call.end();
@@ -110,11 +124,15 @@ export class RingCommunicator {
   private beginCollective(step: number, collective: number): void {
     if (this.broken !== undefined) throw this.broken;
     if (this.inFlight) {
-      throw new CollectiveError(`rank ${this.options.rank}: an all-reduce is already running; collectives on one ring run one at a time`);
+      throw new CollectiveError(
+        `rank ${this.options.rank}: an all-reduce is already running; collectives on one ring run one at a time`,
+      );
     }
     const { step: lastStep, collective: lastCollective } = this.last;
     if (step < lastStep || (step === lastStep && collective <= lastCollective)) {
-      throw new CollectiveError(`rank ${this.options.rank}: all-reduce for step ${step} collective ${collective} does not follow step ${lastStep} collective ${lastCollective}`);
+      throw new CollectiveError(
+        `rank ${this.options.rank}: all-reduce for step ${step} collective ${collective} does not follow step ${lastStep} collective ${lastCollective}`,
+      );
     }
     this.last = { step, collective };
   }
@@ -159,7 +177,12 @@ export class RingCommunicator {
       const onDrain = (): void => settle();
       const onAbort = (): void => settle(this.broken);
       const timer = setTimeout(
-        () => settle(new CollectiveError(`right neighbour rank ${this.rightRank} accepted no data for ${this.options.collectiveTimeoutMs} ms`)),
+        () =>
+          settle(
+            new CollectiveError(
+              `right neighbour rank ${this.rightRank} accepted no data for ${this.options.collectiveTimeoutMs} ms`,
+            ),
+          ),
         this.options.collectiveTimeoutMs,
       );
       call.once('drain', onDrain);
@@ -180,11 +203,16 @@ export class RingCommunicator {
     });
     try {
       await new Promise<void>((resolve, reject) =>
-        client.waitForReady(Date.now() + collectiveTimeoutMs, (error) => (error === undefined ? resolve() : reject(error))),
+        client.waitForReady(Date.now() + collectiveTimeoutMs, (error) =>
+          error === undefined ? resolve() : reject(error),
+        ),
       );
     } catch (cause) {
       client.close();
-      throw new CollectiveError(`cannot reach right neighbour rank ${this.rightRank} at ${rightAddress} within ${collectiveTimeoutMs} ms`, { cause });
+      throw new CollectiveError(
+        `cannot reach right neighbour rank ${this.rightRank} at ${rightAddress} within ${collectiveTimeoutMs} ms`,
+        { cause },
+      );
     }
     let onAnswer: () => void = () => undefined;
     const answered = new Promise<void>((resolve) => (onAnswer = resolve));
@@ -192,7 +220,13 @@ export class RingCommunicator {
       onAnswer();
       this.onRightAnswered(error, ack);
     });
-    call.on('error', (error: Error) => this.abort(new CollectiveError(`stream to right neighbour rank ${this.rightRank} failed: ${error.message}`, { cause: error })));
+    call.on('error', (error: Error) =>
+      this.abort(
+        new CollectiveError(`stream to right neighbour rank ${this.rightRank} failed: ${error.message}`, {
+          cause: error,
+        }),
+      ),
+    );
     call.write({ kind: 'HANDSHAKE', generation, senderRank: rank } satisfies Frame);
     this.logger.debug({ rightAddress }, 'ring stream to right neighbour open');
     return { client, call, answered };
@@ -200,15 +234,24 @@ export class RingCommunicator {
 
   private onRightAnswered(error: grpc.ServiceError | null, ack: PushAck__Output | undefined): void {
     if (this.closing) return;
-    const why = error === null ? `ended the stream after ${ack?.frames ?? 0} frames` : `refused or dropped the stream: ${error.details || error.message}`;
-    this.abort(new CollectiveError(`right neighbour rank ${this.rightRank} ${why} (generation ${this.options.generation})`, { cause: error ?? undefined }));
+    const why =
+      error === null
+        ? `ended the stream after ${ack?.frames ?? 0} frames`
+        : `refused or dropped the stream: ${error.details || error.message}`;
+    this.abort(
+      new CollectiveError(`right neighbour rank ${this.rightRank} ${why} (generation ${this.options.generation})`, {
+        cause: error ?? undefined,
+      }),
+    );
   }
 
   /** Marks this generation broken here and on both neighbours; the first error wins. */
   private abort(error: CollectiveError): void {
     if (this.broken !== undefined) return;
     this.broken = error;
-    if (!this.closing) this.logger.warn({ err: error }, 'ring collective aborted');
+    // Neighbours leaving between collectives is how every run ends; only a broken collective is a warning.
+    if (this.inFlight) this.logger.warn({ err: error }, 'ring collective aborted');
+    else this.logger.debug({ err: error }, 'ring generation closed');
     this.aborted.abort(error);
     this.options.server.abortGeneration(this.options.generation, error);
     if (!this.closing) this.right?.call.cancel();

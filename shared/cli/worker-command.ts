@@ -48,14 +48,13 @@ export function addWorkerCommand(program: Command): void {
         await launchLocalWorkers(target.address, processes, gpus, flags);
         return;
       }
-      const gpuEnv = process.env['RINGTRAIN_GPU_INDEX'];
       await runWorker({
         coordinator: target.address,
         bindHost: flags.bind,
         advertiseHost: flags.host ?? os.hostname(),
         dataPort: flags.dataPort,
         rankHint: flags.rankHint ?? target.rankHint ?? -1,
-        gpuIndex: gpuEnv !== undefined && gpuEnv !== '' ? Number(gpuEnv) : -1,
+        gpuIndex: visibleGpu(process.env),
         jobHash: flags.job === undefined ? '' : jobHash(loadJob(flags.job)),
         ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
         retry: { attempts: flags.connectAttempts, initialDelayMs: 250, maxDelayMs: 5_000 },
@@ -78,6 +77,12 @@ async function launchLocalWorkers(address: string, count: number, gpus: number[]
   const codes = await Promise.all(children.map((c) => new Promise<number>((resolve) => c.on('exit', (code) => resolve(code ?? 1)))));
   const failed = codes.filter((c) => c !== 0).length;
   if (failed > 0) throw new RingtrainError(`${failed} of ${count} local workers failed (exit codes ${codes.join(', ')})`);
+}
+
+/** The one GPU this process may use: a single index in CUDA_VISIBLE_DEVICES, else -1. */
+function visibleGpu(env: NodeJS.ProcessEnv): number {
+  const visible = env['CUDA_VISIBLE_DEVICES']?.trim() ?? '';
+  return /^\d+$/.test(visible) ? Number(visible) : -1;
 }
 
 function countGpus(): number {

@@ -25,7 +25,11 @@ export function readCsv(spec: CsvSpec): RawSamples {
   const labelCells: Array<{ cell: string; line: number }> = [];
   dataRows.forEach((row, sample) => {
     if (row.cells.length !== columns.length) {
-      throw new DatasetError(file, `expected ${columns.length} columns (as in the header), found ${row.cells.length}`, row.line);
+      throw new DatasetError(
+        file,
+        `expected ${columns.length} columns (as in the header), found ${row.cells.length}`,
+        row.line,
+      );
     }
     let feature = 0;
     row.cells.forEach((cell, column) => {
@@ -33,7 +37,10 @@ export function readCsv(spec: CsvSpec): RawSamples {
       else x[sample * featureSize + feature++] = parseNumber(cell, columns[column] as string, file, row.line);
     });
   });
-  const target = spec.task === 'regression' ? regressionTarget(labelCells, spec.label, file) : classTarget(labelCells, spec.label, file);
+  const target =
+    spec.task === 'regression'
+      ? regressionTarget(labelCells, spec.label, file)
+      : classTarget(labelCells, spec.label, file);
   return { file, count: dataRows.length, featureSize, x, target };
 }
 
@@ -42,7 +49,12 @@ function readText(file: string): string {
     return readFileSync(file, 'utf8');
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    throw new DatasetError(file, code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`, undefined, { cause });
+    throw new DatasetError(
+      file,
+      code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`,
+      undefined,
+      { cause },
+    );
   }
 }
 
@@ -58,7 +70,8 @@ function findLabelColumn(header: CsvRow, label: string, file: string): number {
     const names = header.cells.map((c) => `"${c}"`).join(', ');
     throw new DatasetError(file, `label column "${label}" not found; the columns are ${names}`, header.line);
   }
-  if (header.cells.length < 2) throw new DatasetError(file, 'there are no feature columns besides the label', header.line);
+  if (header.cells.length < 2)
+    throw new DatasetError(file, 'there are no feature columns besides the label', header.line);
   return index;
 }
 
@@ -67,11 +80,16 @@ function parseNumber(cell: string, column: string, file: string, line: number): 
   if (cell === '') throw new DatasetError(file, `column "${column}" is empty`, line);
   const value = Number(cell);
   if (Number.isFinite(value)) return value;
-  if (/^[+-]?(nan|inf|infinity)$/i.test(cell)) throw new DatasetError(file, `column "${column}": ${cell} is not a finite number`, line);
+  if (/^[+-]?(nan|inf|infinity)$/i.test(cell))
+    throw new DatasetError(file, `column "${column}": ${cell} is not a finite number`, line);
   throw new DatasetError(file, `column "${column}": "${cell}" is not a number`, line);
 }
 
-function regressionTarget(cells: ReadonlyArray<{ cell: string; line: number }>, column: string, file: string): RawTarget {
+function regressionTarget(
+  cells: ReadonlyArray<{ cell: string; line: number }>,
+  column: string,
+  file: string,
+): RawTarget {
   const values = new Float32Array(cells.length);
   cells.forEach(({ cell, line }, i) => (values[i] = parseNumber(cell, column, file, line)));
   return { kind: 'values', values };
@@ -84,8 +102,14 @@ function classTarget(cells: ReadonlyArray<{ cell: string; line: number }>, colum
   const numeric = cells.every(({ cell }) => Number.isFinite(Number(cell)));
   // Numeric labels are keyed by value, so "1" and "1.0" are one class.
   const keyOf = numeric ? (cell: string): string => String(Number(cell)) : (cell: string): string => cell;
-  const classNames = [...new Set(cells.map(({ cell }) => keyOf(cell)))].sort(numeric ? (a, b) => Number(a) - Number(b) : compareCodeUnits);
-  if (classNames.length < 2) throw new DatasetError(file, `column "${column}" has only one class (${classNames[0] ?? ''}); classification needs at least two`);
+  const classNames = [...new Set(cells.map(({ cell }) => keyOf(cell)))].sort(
+    numeric ? (a, b) => Number(a) - Number(b) : compareCodeUnits,
+  );
+  if (classNames.length < 2)
+    throw new DatasetError(
+      file,
+      `column "${column}" has only one class (${classNames[0] ?? ''}); classification needs at least two`,
+    );
   const indexOf = new Map(classNames.map((name, i) => [name, i]));
   const classIndex = Uint32Array.from(cells, ({ cell }) => indexOf.get(keyOf(cell)) ?? 0);
   return { kind: 'classes', classIndex, numClasses: classNames.length, classNames };

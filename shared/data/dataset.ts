@@ -67,7 +67,10 @@ export function loadDataset(job: Job): Dataset {
   checkModelOutput(job, layout, raw.file);
   const indices = splitIndices(raw.count, job.data.split, job.seed);
   if (indices.train.length === 0) {
-    throw new DatasetError(raw.file, `${raw.count} samples leave none for training after the validation/test split; lower data.split`);
+    throw new DatasetError(
+      raw.file,
+      `${raw.count} samples leave none for training after the validation/test split; lower data.split`,
+    );
   }
   const build = (rows: Uint32Array): Split => ({
     x: gatherRows(raw.x, raw.featureSize, rows),
@@ -113,7 +116,12 @@ function normalizeSplits(splits: Record<SplitName, Split>, featureSize: number, 
   if (layout.task !== 'regression') return { featureMean: features.mean, featureStd: features.std };
   const label = fitColumns(splits.train.y, 1);
   for (const split of Object.values(splits)) standardize(split.y, 1, label);
-  return { featureMean: features.mean, featureStd: features.std, labelMean: label.mean[0] ?? 0, labelStd: label.std[0] ?? 1 };
+  return {
+    featureMean: features.mean,
+    featureStd: features.std,
+    labelMean: label.mean[0] ?? 0,
+    labelStd: label.std[0] ?? 1,
+  };
 }
 
 export function splitOf(ds: Dataset, name: SplitName): Split {

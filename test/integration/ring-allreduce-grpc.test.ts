@@ -84,15 +84,34 @@ function rawPush(port: number): { call: grpc.ClientWritableStream<Frame>; status
   const status = new Promise<grpc.status>((resolve) => {
     call = client.Push((error) => resolve(error === null ? grpc.status.OK : error.code));
   });
-  cleanups.push(async () => {
+  cleanups.push(() => {
     call!.cancel();
     client.close();
+    return Promise.resolve();
   });
   return { call: call!, status };
 }
 
-function dataFrame(generation: number, senderRank: number, values: Float32Array, overrides: Partial<Frame> = {}): Frame {
-  return { kind: 'DATA', generation, senderRank, step: 1, collective: 0, round: 0, segment: 0, chunk: 0, offset: 0, length: values.length, payload: encodeFloat32LE(values), ...overrides };
+function dataFrame(
+  generation: number,
+  senderRank: number,
+  values: Float32Array,
+  overrides: Partial<Frame> = {},
+): Frame {
+  return {
+    kind: 'DATA',
+    generation,
+    senderRank,
+    step: 1,
+    collective: 0,
+    round: 0,
+    segment: 0,
+    chunk: 0,
+    offset: 0,
+    length: values.length,
+    payload: encodeFloat32LE(values),
+    ...overrides,
+  };
 }
 
 describe('ring all-reduce over gRPC', () => {
@@ -130,7 +149,12 @@ describe('ring failures', () => {
     const ring = await startRing(4, 1024);
     const random = makeRandom(3);
     await allReduceAndCheck(ring, randomBuffers(4, 5000, random), 1);
-    const pending = [0, 1, 3].map((rank) => ring.comms[rank]!.allReduce(new Float32Array(5000).fill(rank), 2).then(() => 'resolved', (error: unknown) => error));
+    const pending = [0, 1, 3].map((rank) =>
+      ring.comms[rank]!.allReduce(new Float32Array(5000).fill(rank), 2).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+    );
     return { ring, pending };
   }
 
@@ -190,7 +214,10 @@ describe('ring protocol checks', () => {
     const { call, status } = rawPush(server.port);
     call.write({ kind: 'HANDSHAKE', generation: 5, senderRank: 0 });
     await server.waitForLeft(TIMEOUT_MS);
-    const waiting = server.inboxFor(5).take({ step: 1, collective: 0, round: 0, chunk: 0 }).catch((e: unknown) => e);
+    const waiting = server
+      .inboxFor(5)
+      .take({ step: 1, collective: 0, round: 0, chunk: 0 })
+      .catch((e: unknown) => e);
     call.write(dataFrame(4, 0, Float32Array.of(1, 2)));
     expect(await status).toBe(grpc.status.FAILED_PRECONDITION);
     const error = await waiting;
@@ -205,7 +232,9 @@ describe('ring protocol checks', () => {
     call.write({ kind: 'HANDSHAKE', generation: 1, senderRank: 0 });
     call.write(dataFrame(1, 0, Float32Array.of(1, 2), { length: 3 }));
     expect(await status).toBe(grpc.status.FAILED_PRECONDITION);
-    await expect(server.inboxFor(1).take({ step: 1, collective: 0, round: 0, chunk: 0 })).rejects.toBeInstanceOf(CollectiveError);
+    await expect(server.inboxFor(1).take({ step: 1, collective: 0, round: 0, chunk: 0 })).rejects.toBeInstanceOf(
+      CollectiveError,
+    );
   });
 
   it('cuts the attached stream when a new generation begins', async () => {
@@ -234,7 +263,16 @@ describe('ring protocol checks', () => {
   it('fails the collective of a communicator whose generation the neighbour has left behind', async () => {
     const [left, right] = [await startServer(), await startServer()];
     right.expect(2, 0);
-    const comm = await RingCommunicator.connect({ server: left, rank: 0, worldSize: 2, generation: 1, rightAddress: `127.0.0.1:${right.port}`, chunkBytes: 1024, collectiveTimeoutMs: TIMEOUT_MS, logger });
+    const comm = await RingCommunicator.connect({
+      server: left,
+      rank: 0,
+      worldSize: 2,
+      generation: 1,
+      rightAddress: `127.0.0.1:${right.port}`,
+      chunkBytes: 1024,
+      collectiveTimeoutMs: TIMEOUT_MS,
+      logger,
+    });
     cleanups.push(() => comm.close());
     const error = await comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CollectiveError);
@@ -243,6 +281,8 @@ describe('ring protocol checks', () => {
 
   it('reports a taken port as PortInUseError', async () => {
     const server = await startServer();
-    await expect(RingDataServer.start({ host: '127.0.0.1', port: server.port, logger })).rejects.toMatchObject({ name: 'PortInUseError' });
+    await expect(RingDataServer.start({ host: '127.0.0.1', port: server.port, logger })).rejects.toMatchObject({
+      name: 'PortInUseError',
+    });
   });
 });

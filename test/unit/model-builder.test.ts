@@ -22,6 +22,10 @@ function allWeights(model: tf.LayersModel): Float32Array {
   return out;
 }
 
+function floats(tensor: tf.Tensor | undefined): Float32Array {
+  return Float32Array.from(tensor?.dataSync() ?? []);
+}
+
 function maxAbs(values: Float32Array): number {
   return values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 }
@@ -55,7 +59,7 @@ describe('buildModel', () => {
   it('initialises kernels Glorot-uniform and biases to zero', () => {
     const model = buildModel(jobWith({}));
     const [kernel, bias] = model.layers[0]?.getWeights() ?? [];
-    const k = kernel?.dataSync() ?? new Float32Array(0);
+    const k = floats(kernel);
     const limit = Math.sqrt(6 / (784 + 256));
     expect(k.length).toBe(784 * 256);
     expect(maxAbs(k)).toBeLessThanOrEqual(limit);
@@ -64,7 +68,7 @@ describe('buildModel', () => {
     const mean = k.reduce((s, v) => s + v, 0) / k.length;
     const variance = k.reduce((s, v) => s + (v - mean) ** 2, 0) / k.length;
     expect(Math.abs(mean)).toBeLessThan(0.01 * limit);
-    expect(variance / (limit * limit / 3)).toBeCloseTo(1, 1);
+    expect(variance / ((limit * limit) / 3)).toBeCloseTo(1, 1);
     expect([...(bias?.dataSync() ?? [1])].every((v) => v === 0)).toBe(true);
     model.dispose();
   });
@@ -90,22 +94,43 @@ describe('buildModel', () => {
     const model = buildModel(job);
     expect(model.outputs[0]?.shape).toEqual([null, 3]);
     expect(model.layers.map((l) => l.getClassName())).toEqual([
-      'Rescaling', 'Reshape', 'Conv2D', 'LeakyReLU', 'BatchNormalization', 'MaxPooling2D', 'Flatten', 'Dropout', 'Dense', 'Activation', 'Dense',
+      'Rescaling',
+      'Reshape',
+      'Conv2D',
+      'LeakyReLU',
+      'BatchNormalization',
+      'MaxPooling2D',
+      'Flatten',
+      'Dropout',
+      'Dense',
+      'Activation',
+      'Dense',
     ]);
-    const convKernel = model.layers[2]?.getWeights()[0]?.dataSync() ?? new Float32Array(0);
+    const convKernel = floats(model.layers[2]?.getWeights()[0]);
     const limit = Math.sqrt(6 / (3 * 3 * 1 + 3 * 3 * 4));
     expect(maxAbs(convKernel)).toBeLessThanOrEqual(limit);
     expect(maxAbs(convKernel)).toBeGreaterThan(0.8 * limit);
     // BatchNorm: gamma 1, beta 0 trainable; moving mean 0, moving variance 1 not trainable.
     const bn = model.layers[4]?.getWeights().map((w) => [...w.dataSync()]) ?? [];
-    expect(bn).toEqual([[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]);
+    expect(bn).toEqual([
+      [1, 1, 1, 1],
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+      [1, 1, 1, 1],
+    ]);
     expect(model.nonTrainableWeights.length).toBe(2);
     model.dispose();
   });
 
   it('applies normalization as (x - mean) / std and leakyRelu with its alpha', () => {
     const job = jobWith({
-      model: { input: [3], layers: [{ type: 'normalization', mean: 2, std: 4 }, { type: 'activation', activation: 'leakyRelu', alpha: 0.1 }] },
+      model: {
+        input: [3],
+        layers: [
+          { type: 'normalization', mean: 2, std: 4 },
+          { type: 'activation', activation: 'leakyRelu', alpha: 0.1 },
+        ],
+      },
       loss: 'meanSquaredError',
       metrics: [],
     });

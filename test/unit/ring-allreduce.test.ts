@@ -32,7 +32,9 @@ function memoryRing(worldSize: number, random: () => number): { links: RingLink[
     return {
       async send(chunk) {
         const copy = chunk.data.slice();
-        void jitter(random).then(() => right.deliver({ step: 0, collective: 0, round: chunk.round, chunk: chunk.chunk }, copy));
+        void jitter(random).then(() =>
+          right.deliver({ step: 0, collective: 0, round: chunk.round, chunk: chunk.chunk }, copy),
+        );
         await jitter(random);
       },
       receive: (round, chunk) => inbox.take({ step: 0, collective: 0, round, chunk }),
@@ -42,7 +44,9 @@ function memoryRing(worldSize: number, random: () => number): { links: RingLink[
 }
 
 function randomBuffers(worldSize: number, length: number, random: () => number): Float32Array[] {
-  return Array.from({ length: worldSize }, () => Float32Array.from({ length }, () => (random() - 0.5) * 2 ** Math.floor(random() * 20 - 10)));
+  return Array.from({ length: worldSize }, () =>
+    Float32Array.from({ length }, () => (random() - 0.5) * 2 ** Math.floor(random() * 20 - 10)),
+  );
 }
 
 /** Runs the ring on copies of `inputs`; on the first failure fails every inbox so no rank hangs. */
@@ -80,7 +84,14 @@ function expectSumAndIdentical(inputs: Float32Array[], outputs: Float32Array[]):
 
 describe('segmentBounds', () => {
   it('covers [0, L) contiguously with sizes differing by at most one', () => {
-    for (const [length, worldSize] of [[0, 3], [1, 4], [7, 3], [12, 4], [5, 8], [1000, 7]] as const) {
+    for (const [length, worldSize] of [
+      [0, 3],
+      [1, 4],
+      [7, 3],
+      [12, 4],
+      [5, 8],
+      [1000, 7],
+    ] as const) {
       const bounds = segmentBounds(length, worldSize);
       expect(bounds).toHaveLength(worldSize);
       expect(bounds[0]!.start).toBe(0);
@@ -102,7 +113,16 @@ describe('ringAllReduce', () => {
   it('sums across N = 1..8 ranks, bit-identically on every rank, for awkward lengths and chunk sizes', async () => {
     const random = makeRandom(42);
     for (let worldSize = 1; worldSize <= 8; worldSize++) {
-      const lengths = [0, 1, worldSize - 1, worldSize, worldSize + 1, 3 * worldSize + 2, 97, 1 + Math.floor(random() * 600)];
+      const lengths = [
+        0,
+        1,
+        worldSize - 1,
+        worldSize,
+        worldSize + 1,
+        3 * worldSize + 2,
+        97,
+        1 + Math.floor(random() * 600),
+      ];
       for (const length of lengths) {
         for (const chunkElems of [1, 3, 16, 1024]) {
           const inputs = randomBuffers(worldSize, length, random);

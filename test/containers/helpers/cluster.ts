@@ -1,0 +1,140 @@
+// A ringtrain cluster in Docker: one coordinator container and N worker containers on a
+// user-defined network (so they find each other by alias), the run directory on a bind mount.
+// Ryuk cannot be pulled here (TESTCONTAINERS_RYUK_DISABLED=true), so `close()` removes every
+// container and the network itself; it never throws, so it is safe in afterAll.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  GenericContainer,
+  getContainerRuntimeClient,
+  Network,
+  Wait,
+  type StartedNetwork,
+  type StartedTestContainer,
+} from 'testcontainers';
+
+export const COORDINATOR_ALIAS = 'coordinator';
+export const CONTROL_PORT = 7070;
+export const DATA_PORT = 7071;
+const JOB_PATH = '/etc/ringtrain/job.yaml';
+const MAX_LOG_LINES = 400;
+
+/** Exits 0 once something listens on the control port: `node` is the only tool the image promises. */
+const CONTROL_PORT_OPEN = `node -e "require('net').connect(${CONTROL_PORT}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))"`;
+
+export class DockerCluster {
+  /** Host folder mounted at /runs in the coordinator. */
+  readonly runsDir: string;
+  private readonly containers = new Map<string, StartedTestContainer>();
+  private readonly logs = new Map<string, string[]>();
+
+  private constructor(
+    private readonly image: string,
+    private readonly network: StartedNetwork,
+    private readonly workDir: string,
+  ) {
+    this.runsDir = path.join(workDir, 'runs');
+  }
+
+  static async create(image: string): Promise<DockerCluster> {
+    const workDir = mkdtempSync(path.join(tmpdir(), 'ringtrain-containers-'));
+    const cluster = new DockerCluster(image, await new Network().start(), workDir);
+    // The image runs as uid 1000; the mount must be writable whoever runs the tests.
+    mkdirSync(cluster.runsDir);
+    chmodSync(cluster.runsDir, 0o777);
+    return cluster;
+  }
+
+  /** Starts the coordinator with `jobYaml`, waiting until its control port accepts connections. */
+  async startCoordinator(jobYaml: string, expectWorkers: number, outName: string): Promise<StartedTestContainer> {
+    const jobFile = path.join(this.workDir, `${outName}.yaml`);
+    writeFileSync(jobFile, jobYaml);
+    const container = this.container(COORDINATOR_ALIAS)
+      .withExposedPorts(CONTROL_PORT)
+      .withBindMounts([
+        { source: jobFile, target: JOB_PATH, mode: 'ro' },
+        { source: this.runsDir, target: '/runs', mode: 'rw' },
+      ])
+      .withCommand([
+        'coordinator',
+        JOB_PATH,
+        '--port',
+        String(CONTROL_PORT),
+        '--host',
+        '0.0.0.0',
+        '--expect-workers',
+        String(expectWorkers),
+        '--out',
+        `/runs/${outName}`,
+      ])
+      .withWaitStrategy(Wait.forSuccessfulCommand(CONTROL_PORT_OPEN));
+    return this.start(COORDINATOR_ALIAS, container);
+  }
+
+  /** Starts worker `alias`, which advertises itself to its ring neighbours by that alias. */
+  async startWorker(alias: string): Promise<StartedTestContainer> {
+    const container = this.container(alias).withCommand([
+      'worker',
+      '--coordinator',
+      `${COORDINATOR_ALIAS}:${CONTROL_PORT}`,
+      '--host',
+      alias,
+      '--data-port',
+      String(DATA_PORT),
+    ]);
+    return this.start(alias, container);
+  }
+
+  /** Resolves with the container's exit code once it stops (bounded by the test's timeout). */
+  async exitCode(alias: string): Promise<number> {
+    const started = this.require(alias);
+    const client = await getContainerRuntimeClient();
+    const result = (await client.container.getById(started.getId()).wait()) as { StatusCode: number };
+    return result.StatusCode;
+  }
+
+  /** Kills a container at once (SIGKILL), as a node failure would. */
+  async kill(alias: string): Promise<void> {
+    const client = await getContainerRuntimeClient();
+    await client.container.getById(this.require(alias).getId()).kill({ signal: 'SIGKILL' });
+  }
+
+  /** The last lines a container printed, for failure messages. */
+  logTail(alias: string, lines = 40): string {
+    return (this.logs.get(alias) ?? []).slice(-lines).join('');
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.containers.values()].map((c) => c.stop({ remove: true, timeout: 0 })));
+    await Promise.allSettled([this.network.stop()]);
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private container(alias: string): GenericContainer {
+    const lines: string[] = [];
+    this.logs.set(alias, lines);
+    return new GenericContainer(this.image)
+      .withNetwork(this.network)
+      .withNetworkAliases(alias)
+      .withEnvironment({ RINGTRAIN_LOG_LEVEL: 'info' })
+      .withLogConsumer((stream) => {
+        stream.on('data', (line: Buffer | string) => {
+          lines.push(String(line));
+          if (lines.length > MAX_LOG_LINES) lines.shift();
+        });
+      });
+  }
+
+  private async start(alias: string, container: GenericContainer): Promise<StartedTestContainer> {
+    const started = await container.start();
+    this.containers.set(alias, started);
+    return started;
+  }
+
+  private require(alias: string): StartedTestContainer {
+    const started = this.containers.get(alias);
+    if (started === undefined) throw new Error(`no container "${alias}" in this cluster`);
+    return started;
+  }
+}

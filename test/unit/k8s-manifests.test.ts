@@ -1,0 +1,259 @@
+// deploy/k8s, checked offline: every object in every YAML file validates against the Kubernetes
+// API schemas (kubernetes-models; JobSet against deploy/scripts/jobset-schema.ts), every file is
+// used by some kustomization, and each rendered deployment (base, overlays, JobSet) holds the
+// invariants the trainer relies on. Rendering uses deploy/scripts/kustomize-lite.ts.
+import { readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Job, type IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IJobSpec } from 'kubernetes-models/batch/v1/JobSpec';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import { Service, type IService } from 'kubernetes-models/v1/Service';
+import { parse as parseYaml } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { readYamlDocuments, renderKustomization, type K8sObject } from '../../deploy/scripts/kustomize-lite.js';
+import { validateObject } from '../../deploy/scripts/validate-object.js';
+import type { JobSetManifest } from '../../deploy/scripts/jobset-schema.js';
+import { resolveCoordinatorTarget } from '../../shared/coordinator-address.js';
+import { jobSchema } from '../../shared/job-schema.js';
+
+const K8S_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../deploy/k8s');
+const yamlFiles = readdirSync(K8S_DIR, { recursive: true, encoding: 'utf8' })
+  .filter((file) => file.endsWith('.yaml'))
+  .sort();
+
+/** The parts of one rendered deployment the invariants talk about. */
+interface Deployment {
+  workersJob: IJobSpec;
+  coordinatorPod: IPodSpec;
+  workerPod: IPodSpec;
+  /** host:port under which the coordinator's gRPC port is reachable, from Services or JobSet DNS. */
+  coordinatorAddress: string;
+  /** WORKER_HOST each worker should advertise: its per-index pod DNS name. */
+  workerHostPattern: string;
+}
+
+function isKustomization(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && 'kind' in value && value.kind === 'Kustomization';
+}
+
+function must<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`missing: ${what}`);
+  return value;
+}
+
+function deploymentOf(objects: readonly K8sObject[]): Deployment {
+  const jobSet = objects.find((o) => o.kind === 'JobSet') as JobSetManifest | undefined;
+  return jobSet === undefined ? plainDeployment(objects) : jobSetDeployment(jobSet);
+}
+
+function selects(service: IService, pod: { labels?: Record<string, string> } | undefined): boolean {
+  const selector = Object.entries(service.spec?.selector ?? {});
+  return selector.length > 0 && selector.every(([key, value]) => pod?.labels?.[key] === value);
+}
+
+/** Plain Jobs: the coordinator is reached through the Service that selects only its pod. */
+function plainDeployment(objects: readonly K8sObject[]): Deployment {
+  const job = (name: string): IJobSpec =>
+    must((objects.find((o) => o.kind === 'Job' && o.metadata.name === name) as IJob | undefined)?.spec, name);
+  const [coordinatorJob, workersJob] = [job('ringtrain-coordinator'), job('ringtrain-workers')];
+  const services = objects.filter((o) => o.kind === 'Service') as IService[];
+  const toCoordinator = services.find(
+    (s) => selects(s, coordinatorJob.template.metadata) && !selects(s, workersJob.template.metadata),
+  );
+  const grpcPort = toCoordinator?.spec?.ports?.find((p) => p.targetPort === 'grpc')?.port;
+  const headless = services.find((s) => s.spec?.clusterIP === 'None' && selects(s, workersJob.template.metadata));
+  const subdomain = workersJob.template.spec?.subdomain;
+  return {
+    workersJob,
+    coordinatorPod: must(coordinatorJob.template.spec, 'coordinator pod'),
+    workerPod: must(workersJob.template.spec, 'worker pod'),
+    coordinatorAddress: `${toCoordinator?.metadata?.name ?? 'no Service selects only the coordinator'}:${grpcPort ?? '?'}`,
+    workerHostPattern:
+      headless?.metadata?.name === subdomain
+        ? `ringtrain-workers-$(JOB_COMPLETION_INDEX).${subdomain ?? ''}`
+        : "the workers' subdomain is not their headless Service",
+  };
+}
+
+/** JobSet: pods are <jobset>-<replicatedJob>-<jobIndex>-<podIndex>.<subdomain>. */
+function jobSetDeployment(jobSet: JobSetManifest): Deployment {
+  const spec = (name: string): IJobSpec =>
+    must(jobSet.spec.replicatedJobs.find((r) => r.name === name)?.template.spec as IJobSpec | undefined, name);
+  const [coordinatorJob, workersJob] = [spec('coordinator'), spec('workers')];
+  const subdomain =
+    jobSet.spec.network?.enableDNSHostnames === true
+      ? (jobSet.spec.network.subdomain ?? jobSet.metadata.name)
+      : 'dns-off';
+  const grpcPort = mainContainer(coordinatorJob.template.spec, 'coordinator').ports?.find((p) => p.name === 'grpc');
+  return {
+    workersJob,
+    coordinatorPod: must(coordinatorJob.template.spec, 'coordinator pod'),
+    workerPod: must(workersJob.template.spec, 'worker pod'),
+    coordinatorAddress: `${jobSet.metadata.name}-coordinator-0-0.${subdomain}:${grpcPort?.containerPort ?? '?'}`,
+    workerHostPattern: `${jobSet.metadata.name}-workers-0-$(JOB_COMPLETION_INDEX).${subdomain}`,
+  };
+}
+
+function mainContainer(pod: IPodSpec | undefined, name: string): IContainer {
+  return must(
+    pod?.containers.find((c) => c.name === name),
+    `container ${name}`,
+  );
+}
+
+function envValue(container: IContainer, name: string): string {
+  return must(container.env?.find((e) => e.name === name)?.value, `${container.name} env ${name}`);
+}
+
+describe('every YAML file under deploy/k8s', () => {
+  it.each(yamlFiles)('%s holds only valid objects, kustomizations or JSON patches', (file) => {
+    const documents = readYamlDocuments(path.join(K8S_DIR, file));
+    expect(documents.length).toBeGreaterThan(0);
+    for (const document of documents) {
+      // Patches are lists of operations; they are checked by rendering the kustomizations below.
+      if (Array.isArray(document) || isKustomization(document)) continue;
+      validateObject(document as K8sObject);
+    }
+  });
+
+  it('is used by some kustomization (no orphan manifests)', () => {
+    const used = new Set<string>();
+    for (const file of yamlFiles.filter((f) => path.basename(f) === 'kustomization.yaml')) {
+      const dir = path.dirname(file);
+      used.add(file);
+      const [kustomization] = readYamlDocuments(path.join(K8S_DIR, file)) as {
+        resources?: string[];
+        patches?: { path?: string }[];
+      }[];
+      for (const resource of kustomization?.resources ?? []) used.add(path.join(dir, resource));
+      for (const patch of kustomization?.patches ?? [])
+        if (patch.path !== undefined) used.add(path.join(dir, patch.path));
+    }
+    expect(yamlFiles.filter((file) => !used.has(file))).toEqual([]);
+  });
+});
+
+describe.each([
+  { dir: 'base', workers: 3, gpu: false },
+  { dir: 'overlays/cpu', workers: 4, gpu: false },
+  { dir: 'overlays/gpu', workers: 2, gpu: true },
+  { dir: 'jobset', workers: 3, gpu: false },
+])('rendered $dir', ({ dir, workers, gpu }) => {
+  const objects = renderKustomization(path.join(K8S_DIR, dir));
+  const deployment: Deployment = deploymentOf(objects);
+  const coordinator = mainContainer(deployment.coordinatorPod, 'coordinator');
+  const worker = mainContainer(deployment.workerPod, 'worker');
+
+  it('validates against the API schemas', () => {
+    for (const object of objects) validateObject(object);
+  });
+
+  it(`runs N = ${workers} workers: parallelism == completions == --expect-workers`, () => {
+    expect(deployment.workersJob.completionMode).toBe('Indexed');
+    expect(deployment.workersJob.parallelism).toBe(workers);
+    expect(deployment.workersJob.completions).toBe(workers);
+    expect(envValue(coordinator, 'RINGTRAIN_WORKERS')).toBe(String(workers));
+    expect(coordinator.args).toEqual(expect.arrayContaining(['--expect-workers', '$(RINGTRAIN_WORKERS)']));
+  });
+
+  it('replaces a failed worker pod per index', () => {
+    expect(deployment.workersJob.backoffLimitPerIndex).toBeGreaterThanOrEqual(1);
+    expect(deployment.workersJob.podFailurePolicy?.rules.length).toBeGreaterThan(0);
+    // Kubernetes accepts podFailurePolicy only with restartPolicy Never.
+    expect(deployment.workerPod.restartPolicy).toBe('Never');
+    expect(deployment.coordinatorPod.restartPolicy).toBe('Never');
+  });
+
+  it('gives the coordinator at least 30 s to checkpoint after SIGTERM', () => {
+    expect(deployment.coordinatorPod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(30);
+  });
+
+  it('probes both roles over grpc.health.v1 on their gRPC ports', () => {
+    const dataPort = Number(worker.args?.[(worker.args.indexOf('--data-port') ?? -2) + 1]);
+    expect(coordinator.args).toEqual(expect.arrayContaining(['--port', '7070']));
+    for (const [container, port] of [
+      [coordinator, 7070],
+      [worker, dataPort],
+    ] as const) {
+      expect(container.readinessProbe?.grpc?.port).toBe(port);
+      expect(container.livenessProbe?.grpc).toEqual({ port, service: 'liveness' });
+      expect(container.ports?.map((p) => p.containerPort)).toContain(port);
+    }
+  });
+
+  it('points workers at the coordinator by a name that resolves to its gRPC port', () => {
+    const target = resolveCoordinatorTarget(undefined, {
+      RINGTRAIN_COORDINATOR: envValue(worker, 'RINGTRAIN_COORDINATOR'),
+    });
+    expect(target.address).toBe(deployment.coordinatorAddress);
+  });
+
+  it('has each worker advertise its stable per-index DNS name', () => {
+    expect(worker.args).toEqual(expect.arrayContaining(['--host', '$(WORKER_HOST)']));
+    expect(envValue(worker, 'WORKER_HOST')).toBe(deployment.workerHostPattern);
+    const index = worker.env?.find((e) => e.name === 'JOB_COMPLETION_INDEX');
+    expect(index?.valueFrom?.fieldRef?.fieldPath).toBe(
+      "metadata.annotations['batch.kubernetes.io/job-completion-index']",
+    );
+  });
+
+  it('mounts a valid job file at /etc/ringtrain/job.yaml and the run volume at /runs', () => {
+    const configMap = objects.find((o) => o.kind === 'ConfigMap') as IConfigMap | undefined;
+    const job = jobSchema.safeParse(parseYaml(configMap?.data?.['job.yaml'] ?? ''));
+    expect(job.success, job.error?.message).toBe(true);
+    const mounts = new Map(coordinator.volumeMounts?.map((m) => [m.mountPath, m.name]));
+    const volumes = new Map(deployment.coordinatorPod.volumes?.map((v) => [v.name, v]));
+    expect(volumes.get(mounts.get('/etc/ringtrain') ?? '')?.configMap?.name).toBe(configMap?.metadata?.name);
+    const claim = volumes.get(mounts.get('/runs') ?? '')?.persistentVolumeClaim?.claimName;
+    expect(objects.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === claim)).toBe(true);
+    expect(coordinator.args?.[1]).toBe('/etc/ringtrain/job.yaml');
+  });
+
+  it('runs as a non-root user with a read-only root filesystem', () => {
+    for (const [pod, container] of [
+      [deployment.coordinatorPod, coordinator],
+      [deployment.workerPod, worker],
+    ] as const) {
+      expect(pod.securityContext?.runAsNonRoot).toBe(true);
+      expect(container.securityContext?.readOnlyRootFilesystem).toBe(true);
+    }
+  });
+
+  it(gpu ? 'gives each worker one GPU and the GPU image' : 'asks for no GPU', () => {
+    expect(worker.resources?.limits?.['nvidia.com/gpu']).toBe(gpu ? 1 : undefined);
+    expect(coordinator.resources?.limits?.['nvidia.com/gpu']).toBeUndefined();
+    if (dir !== 'base') expect(worker.image).toBe(`registry.example.com/ringtrain${gpu ? '-gpu' : ''}:0.1.0`);
+  });
+});
+
+describe('the validators are not vacuous', () => {
+  const objects = renderKustomization(path.join(K8S_DIR, 'base'));
+  const workersJob = objects.find((o) => o.metadata.name === 'ringtrain-workers' && o.kind === 'Job') as IJob;
+
+  it('rejects a Job whose parallelism is a string', () => {
+    const broken = structuredClone(workersJob);
+    (broken.spec as unknown as Record<string, unknown>)['parallelism'] = '3';
+    expect(() => new Job(broken).validate()).toThrow(/parallelism/);
+  });
+
+  it('rejects a Service whose port is not a number', () => {
+    const service = structuredClone(objects.find((o) => o.kind === 'Service')) as IService;
+    service.spec?.ports?.forEach((port) => (port.port = 'grpc' as unknown as number));
+    expect(() => new Service(service).validate()).toThrow(/port/);
+  });
+
+  it('rejects a JobSet with a misspelt field', () => {
+    const [jobSet] = renderKustomization(path.join(K8S_DIR, 'jobset')).filter((o) => o.kind === 'JobSet');
+    const broken = structuredClone(jobSet) as K8sObject & { spec: Record<string, unknown> };
+    broken.spec['successPolicyy'] = broken.spec['successPolicy'];
+    expect(() => validateObject(broken)).toThrow(/successPolicyy/);
+  });
+
+  it('rejects an object of a kind it has no schema for', () => {
+    const unknownKind = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } };
+    expect(() => validateObject(unknownKind)).toThrow(/no validator/);
+  });
+});
