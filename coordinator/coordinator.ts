@@ -67,7 +67,7 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   const hooks = await UserHooks.load(job.hooks);
   // Bind before creating the run directory, so a busy port leaves nothing behind.
   let membership: Membership | undefined;
-  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => membership?.offer(s) ?? s.abort('coordinator is starting') });
+  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => (membership !== undefined ? membership.offer(s) : s.abort('coordinator is starting')) });
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;

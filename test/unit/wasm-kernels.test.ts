@@ -1,0 +1,229 @@
+// The wasm backend's convolution/pooling gradient kernels (ours: Conv2DBackpropFilter and
+// MaxPoolGrad; its own: Conv2DBackpropInput) against the pure-JS cpu backend, and whole models'
+// gradients on wasm against cpu: a CNN (batchNormalization, conv2d, maxPooling2d after a linear
+// conv, dropout, dense) and an MLP with every activation under every loss.
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveJob } from '../../shared/job.js';
+import { Rng } from '../../shared/rng.js';
+import { selectBackend } from '../../worker/backend.js';
+import { buildModel } from '../../worker/model-builder.js';
+import { Replica } from '../../worker/replica.js';
+import { registerWasmKernels, WASM_KERNELS } from '../../worker/wasm-kernels.js';
+
+type Shape4 = [number, number, number, number];
+type Backend = 'cpu' | 'wasm';
+
+function randomArray(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal());
+}
+
+const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** Runs `compute` on `backend` and returns its output values (the backend is switched first). */
+async function on(backend: Backend, compute: () => tf.Tensor): Promise<Float32Array> {
+  await selectBackend(backend);
+  const out = tf.tidy(compute);
+  const values = out.dataSync() as Float32Array;
+  out.dispose();
+  return values;
+}
+
+/** max |a − e| ≤ tol · max(1, max |e|): float32 rounding of sums of a few hundred products. */
+function expectCloseArrays(actual: Float32Array, expected: Float32Array, tol = 1e-5): void {
+  expect(actual.length).toBe(expected.length);
+  let scale = 1;
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    scale = Math.max(scale, Math.abs(expected[i] as number));
+    worst = Math.max(worst, Math.abs((actual[i] as number) - (expected[i] as number)));
+  }
+  expect(worst).toBeLessThanOrEqual(tol * scale);
+}
+
+interface ConvCase {
+  name: string;
+  x: Shape4;
+  filter: Shape4;
+  strides: number | [number, number];
+  pad: 'same' | 'valid';
+}
+
+const CONV_CASES: ConvCase[] = [
+  { name: '3×3 valid, stride 1, batch 1', x: [1, 7, 7, 1], filter: [3, 3, 1, 4], strides: 1, pad: 'valid' },
+  { name: '3×3 same, stride 1, batch 3', x: [3, 8, 8, 2], filter: [3, 3, 2, 5], strides: 1, pad: 'same' },
+  { name: '3×3 valid, stride 2, odd size', x: [2, 9, 8, 3], filter: [3, 3, 3, 4], strides: 2, pad: 'valid' },
+  { name: '5×5 same, stride 2', x: [2, 10, 11, 3], filter: [5, 5, 3, 2], strides: 2, pad: 'same' },
+  { name: '2×3 same, strides [1, 2]', x: [4, 6, 7, 2], filter: [2, 3, 2, 3], strides: [1, 2], pad: 'same' },
+  { name: '1×1 valid, stride 3', x: [2, 7, 7, 4], filter: [1, 1, 4, 6], strides: 3, pad: 'valid' },
+];
+
+beforeAll(async () => {
+  await selectBackend('wasm');
+});
+
+afterAll(async () => {
+  await selectBackend('cpu');
+});
+
+describe('registerWasmKernels', () => {
+  it('has registered ours for wasm (replacing wasm\'s MaxPoolGrad), and registering again is a no-op', () => {
+    expect(WASM_KERNELS.map((k) => k.config.kernelName)).toEqual([tf.Conv2DBackpropFilter, tf.MaxPoolGrad]);
+    for (const { config } of WASM_KERNELS) expect(tf.getKernel(config.kernelName, 'wasm')?.kernelFunc).toBe(config.kernelFunc);
+    expect(registerWasmKernels()).toEqual([]);
+  });
+
+  it('refuses NCHW rather than computing something else', async () => {
+    await selectBackend('wasm');
+    const x = tf.zeros([1, 2, 5, 5]);
+    const dy = tf.zeros([1, 3, 3, 3]);
+    const attrs = { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 3] };
+    expect(() => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs)).toThrow(/only NHWC/);
+    tf.dispose([x, dy]);
+  });
+});
+
+describe.each(CONV_CASES)('conv2d gradients on wasm match cpu: $name', ({ x: xShape, filter: fShape, strides, pad }) => {
+  const xValues = randomArray(size(xShape), 1);
+  const fValues = randomArray(size(fShape), 2);
+  const conv = (x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D => tf.conv2d(x, f, strides, pad);
+
+  /** Upstream gradient of the same shape as the forward output, fixed values. */
+  function dyFor(): tf.Tensor4D {
+    const outShape = conv(tf.zeros(xShape), tf.zeros(fShape)).shape;
+    return tf.tensor4d(randomArray(size(outShape), 3), outShape);
+  }
+
+  it('Conv2DBackpropFilter (ours)', async () => {
+    const dW = (): tf.Tensor =>
+      tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor());
+    const [wasm, cpu] = [await on('wasm', dW), await on('cpu', dW)];
+    expect(tf.util.sizeFromShape(fShape)).toBe(cpu.length);
+    expectCloseArrays(wasm, cpu);
+  });
+
+  it('Conv2DBackpropInput (tfjs-backend-wasm)', async () => {
+    const dx = (): tf.Tensor =>
+      tf.grad((x: tf.Tensor4D) => conv(x, tf.tensor4d(fValues, fShape)))(tf.tensor4d(xValues, xShape), dyFor());
+    expectCloseArrays(await on('wasm', dx), await on('cpu', dx));
+  });
+});
+
+describe.each([
+  { x: [2, 8, 8, 3] as Shape4, pool: 2, strides: 2, pad: 'valid' as const },
+  { x: [3, 7, 9, 2] as Shape4, pool: 3, strides: 2, pad: 'same' as const },
+  { x: [1, 6, 6, 4] as Shape4, pool: 2, strides: 1, pad: 'valid' as const },
+  { x: [2, 5, 7, 1] as Shape4, pool: [2, 3] as [number, number], strides: [1, 2] as [number, number], pad: 'same' as const },
+])('MaxPoolGrad (ours) on wasm matches cpu: pool $pool, stride $strides, $pad', ({ x: xShape, pool, strides, pad }) => {
+  // Standard-normal inputs: about a sixteenth of 2×2 windows have a negative maximum, which
+  // tfjs-backend-wasm 4.22's own MaxPoolGrad routes wrongly.
+  it('routes the gradient to the same maxima, negative windows and padding included', async () => {
+    const xValues = randomArray(size(xShape), 4);
+    const dx = (): tf.Tensor => {
+      const x = tf.tensor4d(xValues, xShape);
+      const outShape = tf.maxPool(x, pool, strides, pad).shape;
+      const dy = tf.tensor4d(randomArray(size(outShape), 5), outShape);
+      return tf.grad((input: tf.Tensor4D) => tf.maxPool(input, pool, strides, pad))(x, dy);
+    };
+    expectCloseArrays(await on('wasm', dx), await on('cpu', dx), 0);
+  });
+});
+
+describe('a CNN trains on wasm with the gradient it has on cpu', () => {
+  const job = resolveJob(
+    {
+      seed: 3,
+      data: { format: 'mnist', limit: 100 },
+      model: {
+        input: [10, 10, 1],
+        layers: [
+          { type: 'batchNormalization' },
+          { type: 'conv2d', filters: 4, kernelSize: 3, padding: 'same', activation: 'linear' },
+          { type: 'maxPooling2d', poolSize: 2 },
+          { type: 'activation', activation: 'tanh' },
+          { type: 'conv2d', filters: 6, kernelSize: 3, strides: 2, activation: 'leakyRelu' },
+          { type: 'dropout', rate: 0.3 },
+          { type: 'flatten' },
+          { type: 'dense', units: 3, activation: 'softmax' },
+        ],
+      },
+      loss: 'categoricalCrossentropy',
+      optimizer: { type: 'sgd', learningRate: 0.1 },
+      training: { epochs: 1, batchSize: 5 },
+    },
+    'cnn test job',
+  );
+  const count = 5;
+  const x = randomArray(count * 100, 6);
+  const y = new Float32Array(count * 3).map((_, i) => (i % 3 === Math.floor(i / 3) % 3 ? 1 : 0));
+  const sampleIds = Uint32Array.from([4, 8, 15, 16, 23]);
+
+  async function gradientOn(backend: Backend): Promise<{ grad: Float32Array; lossSum: number }> {
+    await selectBackend(backend);
+    const replica = new Replica(buildModel(job), job);
+    const grad = new Float32Array(replica.paramCount);
+    const before = tf.memory().numTensors;
+    const { lossSum } = replica.computeGradients(x, y, count, 2, sampleIds, grad);
+    expect(tf.memory().numTensors).toBe(before);
+    replica.dispose();
+    return { grad, lossSum };
+  }
+
+  it('matches cpu for every parameter, conv kernels included', async () => {
+    const wasm = await gradientOn('wasm');
+    const cpu = await gradientOn('cpu');
+    expect(wasm.lossSum).toBeCloseTo(cpu.lossSum, 4);
+    expect(cpu.grad.some((g) => g !== 0)).toBe(true);
+    expectCloseArrays(wasm.grad, cpu.grad, 1e-4);
+  });
+});
+
+describe.each([
+  { loss: 'meanSquaredError' as const, last: 'linear' as const, units: 3 },
+  { loss: 'binaryCrossentropy' as const, last: 'sigmoid' as const, units: 1 },
+  { loss: 'categoricalCrossentropy' as const, last: 'softmax' as const, units: 3 },
+  { loss: 'sparseCategoricalCrossentropy' as const, last: 'softmax' as const, units: 3 },
+])('an MLP with every activation under $loss', ({ loss, last, units }) => {
+  it('has the same gradient on wasm as on cpu', async () => {
+    const job = resolveJob(
+      {
+        seed: 5,
+        data: { format: 'xor' },
+        model: {
+          input: [4],
+          layers: [
+            { type: 'normalization', mean: 0.5, std: 2 },
+            { type: 'dense', units: 6, activation: 'relu' },
+            { type: 'dense', units: 6, activation: 'leakyRelu', alpha: 0.1 },
+            { type: 'batchNormalization' },
+            { type: 'dense', units: 5, activation: 'tanh' },
+            { type: 'dropout', rate: 0.5 },
+            { type: 'dense', units: 5, activation: 'sigmoid' },
+            { type: 'dense', units, activation: last },
+          ],
+        },
+        loss,
+        optimizer: { type: 'sgd', learningRate: 0.1 },
+        training: { epochs: 1, batchSize: 6 },
+      },
+      'mlp test job',
+    );
+    const count = 6;
+    const x = randomArray(count * 4, 7);
+    const labelSize = loss === 'categoricalCrossentropy' || loss === 'meanSquaredError' ? units : 1;
+    const y = Float32Array.from({ length: count * labelSize }, (_, i) =>
+      loss === 'meanSquaredError' ? Math.sin(i) : loss === 'categoricalCrossentropy' ? Number(i % units === Math.floor(i / units) % units) : i % (loss === 'binaryCrossentropy' ? 2 : units),
+    );
+    const gradients: Float32Array[] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await selectBackend(backend);
+      const replica = new Replica(buildModel(job), job);
+      const grad = new Float32Array(replica.paramCount);
+      replica.computeGradients(x, y, count, 1, Uint32Array.from([0, 1, 2, 3, 4, 5]), grad);
+      replica.dispose();
+      gradients.push(grad);
+    }
+    expectCloseArrays(gradients[0] as Float32Array, gradients[1] as Float32Array, 1e-4);
+  });
+});
