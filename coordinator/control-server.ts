@@ -2,6 +2,7 @@
 // and hands each joined worker to the membership as a WorkerSession.
 import * as grpc from '@grpc/grpc-js';
 import { PortInUseError } from '../shared/errors.js';
+import { addHealthService } from '../shared/health.js';
 import type { Logger } from '../shared/logger.js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { WorkerSession, type SessionStream } from './worker-session.js';
@@ -34,6 +35,7 @@ export class ControlServer {
         holder.accept(stream, options.logger, options.onSession);
       },
     });
+    addHealthService(server);
     options.configure?.(server);
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     const port = await new Promise<number>((resolve, reject) => {

@@ -1,26 +1,29 @@
 // The coordinator: owns the run directory, membership, the step cursor, validation and
 // checkpoints. It sets up (server, workers, ring, initial state), hands over to the training
 // loop, then finishes (test metrics, final model, summary) and tears everything down.
-import { readFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
-import { RingtrainError, WorkerFailedError } from '../shared/errors.js';
+import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
 import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
-import { componentLogger } from '../shared/logger.js';
+import { componentLogger, type Logger } from '../shared/logger.js';
 import { decodeModelBlob } from '../shared/model-blob.js';
 import { cursorOf } from '../shared/shard-plan.js';
 import { CheckpointStore } from './checkpoint-store.js';
 import { ControlServer } from './control-server.js';
 import { EarlyStopping } from './early-stopping.js';
+import { EventLog } from './event-log.js';
 import { Evaluator, type SplitMetrics } from './evaluator.js';
+import { LivenessMonitor } from './liveness-monitor.js';
 import { LocalWorkers } from './local-workers.js';
 import { Membership, type Generation } from './membership.js';
 import { ProgressReporter } from './progress-reporter.js';
+import { regroup, type Regrouped } from './recovery.js';
 import { RunDirectory } from './run-directory.js';
-import { trainLoop, type LoopResult } from './training-loop.js';
+import { StepFailedError } from './step-failure.js';
+import { newLoopResult, trainLoop, type LoopResult } from './training-loop.js';
 import { UserHooks } from './user-hooks.js';
 
 export interface CoordinatorOptions {
@@ -60,73 +63,204 @@ export interface RunSummary extends Record<string, unknown> {
 export async function runCoordinator(options: CoordinatorOptions): Promise<RunSummary> {
   const { job } = options;
   const logger = componentLogger('coordinator');
-  const reporter = options.reporter ?? new ProgressReporter();
-  const hash = jobHash(job);
-  // Validate everything local before any process starts: dataset, hooks, run directory.
+  // Validate everything local before any process starts: dataset, hooks, then the port, and only
+  // then create the run directory, so a mistake leaves nothing behind.
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
-  // Bind before creating the run directory, so a busy port leaves nothing behind.
   let membership: Membership | undefined;
   const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => (membership !== undefined ? membership.offer(s) : s.abort('coordinator is starting')) });
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;
   });
-  const checkpoints = new CheckpointStore(runDir.checkpointsDir, { keep: job.checkpoint.keep, jobHash: hash, logger });
-  membership = new Membership(job, hash, runDir.path, logger);
-  // Where to find this coordinator (tests, scripts and operators read it).
-  await writeFileAtomic(path.join(runDir.path, 'coordinator.json'), JSON.stringify({ host: server.host, port: server.port, pid: process.pid, hostname: os.hostname() }));
-  const worldSize = options.localWorkers > 0 ? options.localWorkers : workerBounds(job).max;
-  const abort = new AbortController();
-  options.signal?.addEventListener('abort', () => abort.abort());
-  const workers = options.localWorkers > 0 ? new LocalWorkers({ count: options.localWorkers, coordinatorAddress: server.localAddress, gpus: options.gpus, logger, onExit: (i, code, sig) => abort.abort(new WorkerFailedError(i, `process exited (code ${code ?? '-'}, signal ${sig ?? '-'})`)) }) : undefined;
-  const killOnExit = (): void => workers?.killAllNow();
-  process.once('exit', killOnExit);
-  let generation: Generation | undefined;
+  const bounds = options.localWorkers > 0 ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers } : workerBounds(job);
+  membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
+  const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
   try {
-    reporter.note(`ringtrain: run ${runDir.path}`);
-    if (workers === undefined) reporter.note(`coordinator listening on ${server.host}:${server.port}, waiting for ${worldSize} workers`);
-    workers?.start();
-    const sessions = await membership.waitForWorkers(worldSize, options.joinTimeoutMs ?? 120_000, abort.signal);
-    generation = await membership.formRing(sessions, dataset.hash, options.joinTimeoutMs ?? 120_000);
-    const stepTimeoutMs = options.stepTimeoutMs ?? 300_000;
-    const evaluator = new Evaluator(stepTimeoutMs);
-    const monitor = job.validation.earlyStopping;
-    const earlyStopping = monitor === undefined ? undefined : new EarlyStopping(monitor);
-    const startStep = await restoreState(generation, checkpoints, earlyStopping, options.resumeDir !== undefined, reporter);
-    reporter.note(`${generation.members.length} workers (${generation.members[0]?.backend ?? '?'} backend), ${generation.paramCount.toLocaleString('en-US')} parameters, ${dataset.train.count}/${dataset.validation.count}/${dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`);
-    await hooks.call('onTrainBegin', { job, worldSize: generation.members.length, startStep, runDir: runDir.path });
-    let requestId = 1;
-    const gen = generation;
-    const loop = await raceAbort(
-      trainLoop(
-        {
-          job, dataset, generation: gen, runDir, checkpoints, evaluator, earlyStopping, hooks, reporter, logger, stepTimeoutMs,
-          stopAtStep: options.stopAtStep,
-          checkpoint: async (nextStep, metrics) => {
-            const state = await leader(gen).session.fetchBlob(requestId++, 'state', stepTimeoutMs);
-            const cursor = cursorOf(nextStep, dataset.train.count, job.training.batchSize);
-            const info = await checkpoints.save({ step: nextStep, ...cursor, state, metrics, extra: { earlyStopping: earlyStopping?.exportState() ?? null } });
-            await checkpoints.prune();
-            await hooks.call('onCheckpoint', { step: nextStep, dir: info.dir, metrics });
-          },
-        },
-        startStep,
-      ),
-      abort.signal,
-    );
-    const summary = await finish(gen, dataset, evaluator, runDir, loop, { job, hash, reporter, hooks, requestId, stepTimeoutMs, startStep });
-    for (const member of gen.members) member.session.shutdown('training complete');
-    return summary;
-  } catch (error) {
-    for (const member of generation?.members ?? []) member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
-    throw error;
+    return await run.execute();
   } finally {
-    await workers?.stopAll();
-    process.removeListener('exit', killOnExit);
-    await server.close();
-    await runDir.close();
+    await run.close();
   }
+}
+
+/** One coordinator run: owns the workers, the current generation and the event log. */
+class CoordinatorRun {
+  private readonly reporter: ProgressReporter;
+  private readonly events: EventLog;
+  private readonly checkpoints: CheckpointStore;
+  private readonly abort = new AbortController();
+  private readonly workers: LocalWorkers | undefined;
+  private readonly hash: string;
+  private generation: Generation | undefined;
+  private ringFormed = false;
+  private restartsLeft: number;
+  private requestId = 1;
+  private readonly killOnExit = (): void => this.workers?.killAllNow();
+
+  constructor(
+    private readonly options: CoordinatorOptions,
+    private readonly dataset: Dataset,
+    private readonly hooks: UserHooks,
+    private readonly server: ControlServer,
+    private readonly runDir: RunDirectory,
+    private readonly membership: Membership,
+    private readonly bounds: { min: number; max: number },
+    private readonly logger: Logger,
+  ) {
+    const { job } = options;
+    this.hash = jobHash(job);
+    this.reporter = options.reporter ?? new ProgressReporter();
+    this.events = new EventLog(logger, (event) => runDir.appendMetrics({ type: 'event', ...event }));
+    this.checkpoints = new CheckpointStore(runDir.checkpointsDir, { keep: job.checkpoint.keep, jobHash: this.hash, logger });
+    this.restartsLeft = job.restartWorkers;
+    this.workers = options.localWorkers > 0 ? new LocalWorkers({ count: options.localWorkers, coordinatorAddress: server.localAddress, gpus: options.gpus, logger, onExit: (i, code, sig) => this.onLocalWorkerExit(i, code, sig) }) : undefined;
+    process.once('exit', this.killOnExit);
+    options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
+  }
+
+  async execute(): Promise<RunSummary> {
+    const { job } = this.options;
+    // Where to find this coordinator (tests, scripts and operators read it).
+    await writeFileAtomic(path.join(this.runDir.path, 'coordinator.json'), JSON.stringify({ host: this.server.host, port: this.server.port, pid: process.pid, hostname: os.hostname() }));
+    this.reporter.note(`ringtrain: run ${this.runDir.path}`);
+    if (this.workers === undefined) this.reporter.note(`coordinator listening on ${this.server.host}:${this.server.port}, waiting for ${this.bounds.max} workers`);
+    this.workers?.start();
+    try {
+      const joinTimeoutMs = this.options.joinTimeoutMs ?? 120_000;
+      const sessions = await raceAbort(this.membership.waitForWorkers(this.bounds.max, joinTimeoutMs, this.abort.signal), this.abort.signal);
+      this.generation = await raceAbort(this.membership.formRing(sessions, this.dataset.hash, joinTimeoutMs), this.abort.signal);
+      this.ringFormed = true;
+      const earlyStopping = job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
+      const startStep = await this.restoreState(this.generation, earlyStopping);
+      this.reporter.note(`${this.generation.members.length} workers (${this.generation.members[0]?.backend ?? '?'} backend), ${this.generation.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`);
+      await this.hooks.call('onTrainBegin', { job, worldSize: this.generation.members.length, startStep, runDir: this.runDir.path });
+      const loop = await this.trainElastic(startStep, earlyStopping);
+      if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path);
+      const summary = await this.finish(loop, startStep);
+      for (const member of this.generation.members) member.session.shutdown('training complete');
+      return summary;
+    } catch (error) {
+      for (const member of this.generation?.members ?? []) member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
+      throw error;
+    }
+  }
+
+  /** The training loop, re-entered after every regroup (failure or growth). */
+  private async trainElastic(startStep: number, earlyStopping: EarlyStopping | undefined): Promise<LoopResult> {
+    const { job } = this.options;
+    const stepTimeoutMs = this.options.stepTimeoutMs ?? 300_000;
+    const evaluator = new Evaluator(stepTimeoutMs);
+    const result = newLoopResult(startStep);
+    const monitor = new LivenessMonitor(() => this.generation?.members ?? [], job.timeouts.hangMs, (member, silentMs) => {
+      this.events.record('eviction', member.rank, result.finalStep, `${member.session.hello.host} pid ${member.session.hello.pid} sent nothing for ${Math.round(silentMs / 1000)} s (last finished step ${member.session.lastStep}); evicting it`);
+      member.session.abort(`no heartbeat for ${Math.round(silentMs / 1000)} s`);
+      this.workers?.kill(member.session.hello.pid);
+    });
+    let step = startStep;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const generation = this.generation;
+        if (generation === undefined) throw new RingtrainError('no ring');
+        try {
+          await trainLoop({ job, dataset: this.dataset, generation, runDir: this.runDir, checkpoints: this.checkpoints, evaluator, earlyStopping, hooks: this.hooks, reporter: this.reporter, logger: this.logger, stepTimeoutMs, stopAtStep: this.options.stopAtStep, events: this.events, stopSignal: this.abort.signal, shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max, checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping) }, step, result);
+          if (!result.regroupRequested) return result;
+          ({ generation: this.generation, startStep: step } = await this.regroup(generation, undefined, result.finalStep));
+        } catch (error) {
+          const failure = asStepFailure(error, generation, result.finalStep);
+          if (failure === undefined) throw error;
+          this.reporter.note(`worker failure: ${failure.message}; regrouping`);
+          // A rank that finished the failed step carries it forward: log it like any other step.
+          const finished = failure.outcomes.find((o) => o.kind === 'done');
+          if (finished?.kind === 'done') this.runDir.appendMetrics({ type: 'step', step: failure.step, loss: finished.report.loss, samples: finished.report.globalCount, skipped: finished.report.skipped, recoveredFrom: 'rank that completed the step before the failure' });
+          ({ generation: this.generation, startStep: step } = await this.regroup(generation, failure, result.finalStep));
+          this.reporter.note(`continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`);
+        }
+        if (attempt > 1000) throw new RingtrainError('too many regroups');
+      }
+    } finally {
+      monitor.close();
+    }
+  }
+
+  private async regroup(previous: Generation, failure: StepFailedError | undefined, boundaryStep: number): Promise<Regrouped> {
+    return regroup({
+      membership: this.membership, previous, failure, boundaryStep, bounds: this.bounds, dataHash: this.dataset.hash,
+      readyTimeoutMs: this.options.joinTimeoutMs ?? 120_000,
+      replacementMs: this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0 ? Math.min(5_000, this.options.job.timeouts.replacementMs) : this.options.job.timeouts.replacementMs,
+      events: this.events, logger: this.logger, abort: this.abort.signal,
+      saveBeforeFailing: async (state, step) => {
+        const cursor = cursorOf(step, this.dataset.train.count, this.options.job.training.batchSize);
+        await this.checkpoints.save({ step, ...cursor, state });
+      },
+    });
+  }
+
+  /** Takes a checkpoint of rank 0's state (all ranks hold the same one). */
+  private async checkpoint(generation: Generation, nextStep: number, metrics: Record<string, number>, earlyStopping: EarlyStopping | undefined): Promise<void> {
+    const state = await leader(generation).session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs ?? 300_000);
+    const cursor = cursorOf(nextStep, this.dataset.train.count, this.options.job.training.batchSize);
+    const finite = Object.fromEntries(Object.entries(metrics).filter(([, v]) => Number.isFinite(v)));
+    const info = await this.checkpoints.save({ step: nextStep, ...cursor, state, metrics: finite, extra: { earlyStopping: earlyStopping?.exportState() ?? null } });
+    await this.hooks.call('onCheckpoint', { step: nextStep, dir: info.dir, metrics: finite });
+  }
+
+  /** Embedded mode: a local worker exited. Before the ring forms that is fatal; after, respawn. */
+  private onLocalWorkerExit(index: number, code: number | null, signal: NodeJS.Signals | null): void {
+    const how = `exited (code ${code ?? '-'}, signal ${signal ?? '-'})`;
+    if (!this.ringFormed) {
+      this.abort.abort(new WorkerFailedError(index, `local worker ${index} ${how} before training started; see its error above`));
+      return;
+    }
+    if (this.restartsLeft > 0) {
+      this.restartsLeft -= 1;
+      this.events.record('restart', -1, -1, `local worker ${index} ${how}; starting a replacement (${this.restartsLeft} restarts left)`);
+      this.workers?.respawn(index);
+    }
+  }
+
+  /** On resume, loads the newest valid checkpoint into every rank; returns the step to start at. */
+  private async restoreState(generation: Generation, earlyStopping: EarlyStopping | undefined): Promise<number> {
+    if (this.options.resumeDir === undefined) return 0;
+    const latest = await this.checkpoints.loadLatestValid();
+    if (latest === undefined) {
+      this.reporter.note('no valid checkpoint to resume from; starting from step 0');
+      return 0;
+    }
+    for (const warning of latest.warnings) {
+      this.reporter.note(`warning: ${warning}`);
+      this.events.record('checkpoint-fallback', -1, latest.info.step, warning);
+    }
+    const esState = latest.info.extra?.['earlyStopping'];
+    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object') earlyStopping.importState(esState as Record<string, number>);
+    const requestId = 1_000_000;
+    for (const member of generation.members) member.session.sendState(requestId, latest.state);
+    await Promise.all(generation.members.map((m) => m.session.waitAck(requestId, 120_000)));
+    this.reporter.note(`resumed from checkpoint ${latest.info.dir}`);
+    return latest.info.step;
+  }
+
+  private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {
+    const generation = this.generation;
+    if (generation === undefined) throw new RingtrainError('no ring');
+    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, { job: this.options.job, hash: this.hash, reporter: this.reporter, hooks: this.hooks, requestId: this.requestId++, stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000, startStep, events: this.events });
+  }
+
+  async close(): Promise<void> {
+    await this.workers?.stopAll();
+    process.removeListener('exit', this.killOnExit);
+    await this.server.close();
+    await this.runDir.close();
+  }
+}
+
+/** A failure outside a step (validation, checkpoint) still leaves every survivor at the boundary. */
+function asStepFailure(error: unknown, generation: Generation, boundaryStep: number): StepFailedError | undefined {
+  if (error instanceof StepFailedError) return error;
+  if (!(error instanceof WorkerFailedError) || !generation.members.some((m) => m.session.isClosed)) return undefined;
+  return new StepFailedError(
+    boundaryStep,
+    generation.members.map((member) => (member.session.isClosed ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message } : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' })),
+  );
 }
 
 async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
@@ -140,30 +274,6 @@ function leader(generation: Generation): Generation['members'][number] {
   const member = generation.members[0];
   if (member === undefined) throw new RingtrainError('the ring has no members');
   return member;
-}
-
-/** On resume, loads the newest valid checkpoint into every rank; returns the step to start at. */
-async function restoreState(generation: Generation, checkpoints: CheckpointStore, earlyStopping: EarlyStopping | undefined, resuming: boolean, reporter: ProgressReporter): Promise<number> {
-  if (!resuming) return 0;
-  const latest = await checkpoints.loadLatestValid();
-  if (latest === undefined) {
-    reporter.note('no valid checkpoint to resume from; starting from step 0');
-    return 0;
-  }
-  for (const warning of latest.warnings) reporter.note(`warning: ${warning}`);
-  const extra = (await readExtra(latest.info.dir)) ?? {};
-  const esState = extra['earlyStopping'];
-  if (earlyStopping !== undefined && esState !== null && typeof esState === 'object') earlyStopping.importState(esState as Record<string, number>);
-  const requestId = 1_000_000;
-  for (const member of generation.members) member.session.sendState(requestId, latest.state);
-  await Promise.all(generation.members.map((m) => m.session.waitAck(requestId, 120_000)));
-  reporter.note(`resumed from checkpoint ${latest.info.dir}`);
-  return latest.info.step;
-}
-
-async function readExtra(dir: string): Promise<Record<string, unknown> | undefined> {
-  const manifest = JSON.parse(await readFile(`${dir}/manifest.json`, 'utf8')) as { extra?: Record<string, unknown> };
-  return manifest.extra;
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -183,6 +293,7 @@ interface FinishContext {
   requestId: number;
   stepTimeoutMs: number;
   startStep: number;
+  events: EventLog;
 }
 
 /** Final metrics on every split, the final model, and summary.json. */
@@ -211,8 +322,8 @@ async function finish(generation: Generation, dataset: Dataset, evaluator: Evalu
     validation: validation ?? {},
     test: test ?? {},
     workers: generation.members.map((m) => ({ rank: m.rank, host: m.session.hello.host, pid: m.session.hello.pid, gpuIndex: m.session.hello.gpuIndex, backend: m.backend })),
-    recoveries: 0,
-    events: [],
+    recoveries: ctx.events.count('recovery'),
+    events: ctx.events.events,
     coordinatorHost: os.hostname(),
     finishedAt: new Date().toISOString(),
   };

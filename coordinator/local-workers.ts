@@ -53,10 +53,20 @@ export class LocalWorkers {
     });
     this.children[index] = child;
     child.on('exit', (code, signal) => {
-      if (this.stopping) return;
+      if (this.stopping || this.children[index] !== child) return;
       this.options.logger.warn({ index, pid: child.pid, code, signal }, 'local worker exited');
       this.options.onExit?.(index, code, signal);
     });
+  }
+
+  /** Starts a replacement for worker `index` (its predecessor exited). */
+  respawn(index: number): void {
+    if (!this.stopping) this.spawnOne(index);
+  }
+
+  /** SIGKILLs the local worker with this pid (an evicted, hung worker), if it is ours. */
+  kill(pid: number): void {
+    this.children.find((c) => c.pid === pid && c.exitCode === null && c.signalCode === null)?.kill('SIGKILL');
   }
 
   /** Waits up to `graceMs` for workers to leave by themselves, then SIGKILLs the rest. */

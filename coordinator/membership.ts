@@ -22,20 +22,22 @@ export class Membership {
   private readonly waiting: WorkerSession[] = [];
   private wake: (() => void) | undefined;
   private generationCounter = 0;
-  private accepting = true;
+  /** Size of the current ring, so spare joiners beyond `max` are refused. */
+  private ringSize = 0;
 
   constructor(
     private readonly job: Job,
     private readonly jobHash: string,
     private readonly runId: string,
     private readonly logger: Logger,
+    private readonly maxWorkers: number,
   ) {}
 
   /** Called by the control server for every worker that said Hello. */
   offer(session: WorkerSession): void {
     const hello = session.hello;
-    if (!this.accepting) {
-      this.reject(session, 'JOB_FULL', 'the job already has all its workers');
+    if (this.ringSize + this.live().length >= this.maxWorkers) {
+      this.reject(session, 'JOB_FULL', `the job already has its maximum of ${this.maxWorkers} workers`);
       return;
     }
     if (hello.jobHash !== '' && hello.jobHash !== this.jobHash) {
@@ -51,7 +53,12 @@ export class Membership {
     this.wake?.();
   }
 
-  /** Waits (bounded) until `count` workers are connected. */
+  /** Joined workers not yet in a ring (new or replacement workers). */
+  get joinerCount(): number {
+    return this.live().length;
+  }
+
+  /** Waits (bounded) until `count` workers are waiting to join; returns them (not removed yet). */
   async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerSession[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.live().length < count) {
@@ -68,7 +75,6 @@ export class Membership {
         };
       });
     }
-    this.accepting = false;
     return this.live().slice(0, count);
   }
 
@@ -79,7 +85,12 @@ export class Membership {
    */
   async formRing(sessions: WorkerSession[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
     const generation = ++this.generationCounter;
-    const ordered = orderByHints(sessions);
+    for (const session of sessions) {
+      const i = this.waiting.indexOf(session);
+      if (i >= 0) this.waiting.splice(i, 1);
+    }
+    this.ringSize = sessions.length;
+    const ordered = generation === 1 ? orderByHints(sessions) : sessions;
     const worldSize = ordered.length;
     const jobJson = JSON.stringify(this.job);
     ordered.forEach((session, rank) => {

@@ -5,7 +5,8 @@ import { TrainingDivergedError } from '../shared/errors.js';
 import { encodeIndices } from '../shared/index-codec.js';
 import { shardFor } from '../shared/shard-plan.js';
 import type { StepReport__Output } from '../proto/generated/ringtrain/v1/StepReport.js';
-import type { Generation } from './membership.js';
+import type { Generation, RingMember } from './membership.js';
+import { StepFailedError, type RankOutcome } from './step-failure.js';
 
 export interface StepPlan {
   step: number;
@@ -53,7 +54,7 @@ export async function runStep(generation: Generation, plan: StepPlan, timeoutMs:
       },
     });
   }
-  const reports = await Promise.all(generation.members.map((m) => m.session.waitStep(plan.step, timeoutMs)));
+  const reports = await settleStep(generation, plan.step, timeoutMs);
   if (plan.wantParamHash) checkReplicasAgree(reports, plan.step);
   const first = reports[0];
   if (first === undefined) throw new Error('a step needs at least one rank');
@@ -76,6 +77,40 @@ export async function runStep(generation: Generation, plan: StepPlan, timeoutMs:
       localCount: r.localCount,
     })),
   };
+}
+
+/**
+ * Waits for every rank's answer to step `step`. The first failure (a dead, evicted or timed-out
+ * rank, or an aborted collective) makes the coordinator abort the collective on every other rank,
+ * so nobody stays blocked on a dead peer; then each rank's outcome is known and a StepFailedError
+ * carries them to the recovery.
+ */
+async function settleStep(generation: Generation, step: number, timeoutMs: number): Promise<StepReport__Output[]> {
+  let aborted = false;
+  const abortOthers = (reason: string): void => {
+    if (aborted) return;
+    aborted = true;
+    for (const m of generation.members) m.session.abortCollective(generation.generation, reason);
+  };
+  const outcomes = await Promise.all(
+    generation.members.map(async (member): Promise<RankOutcome> => {
+      try {
+        const result = await member.session.waitStep(step, timeoutMs);
+        if (result.kind === 'aborted') abortOthers(`rank ${member.rank} aborted step ${step}`);
+        return result.kind === 'done' ? { member, kind: 'done', completedSteps: step + 1, report: result.report } : { member, kind: 'aborted', completedSteps: result.completedSteps, reason: result.reason };
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        abortOthers(`rank ${member.rank} failed: ${reason}`);
+        return { member, kind: 'failed', completedSteps: member.session.lastStep + 1, reason };
+      }
+    }),
+  );
+  if (outcomes.every((o) => o.kind === 'done')) return outcomes.map((o) => (o.kind === 'done' ? o.report : unreachable(o.member)));
+  throw new StepFailedError(step, outcomes);
+}
+
+function unreachable(member: RingMember): never {
+  throw new Error(`rank ${member.rank}: outcome changed while being read`);
 }
 
 /** Every rank applied the same update to the same parameters, so their hashes must be equal. */

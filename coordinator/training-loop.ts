@@ -1,12 +1,14 @@
 // The training loop, top to bottom: steps, periodic validation, checkpoints, early stopping and
 // hooks. Setup and teardown (server, workers, run directory) live in coordinator.ts.
 import type { Dataset } from '../shared/data/dataset.js';
+import { TrainingDivergedError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
 import type { Logger } from '../shared/logger.js';
 import { learningRateAt } from '../shared/lr-schedule.js';
 import { batchesPerEpoch, cursorOf, epochOrder, globalBatch } from '../shared/shard-plan.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { EarlyStopping } from './early-stopping.js';
+import type { EventLog } from './event-log.js';
 import { prefixed, type Evaluator, type SplitMetrics } from './evaluator.js';
 import type { Generation } from './membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -28,12 +30,25 @@ export interface LoopContext {
   stepTimeoutMs: number;
   /** Stop after this global step (a run-control flag, not part of the job). */
   stopAtStep: number | undefined;
+  /** True when the ring should be re-formed at this boundary (new workers waiting). */
+  shouldRegroup: () => boolean;
+  /** Aborted on SIGTERM/SIGINT: checkpoint at the next boundary and stop. */
+  stopSignal: AbortSignal;
+  events: EventLog;
   /** Takes a checkpoint of the state after `step` steps (the next step to run). */
   checkpoint: (nextStep: number, metrics: Record<string, number>) => Promise<void>;
 }
 
+/** Progress of the run; one object lives across regroups so nothing is counted twice or lost. */
 export interface LoopResult {
   stepsRun: number;
+  epochLossSum: number;
+  epochLossCount: number;
+  consecutiveSkips: number;
+  /** Set when the loop returned early so the coordinator can re-form the ring. */
+  regroupRequested: boolean;
+  /** Set when the loop stopped for a signal (after checkpointing). */
+  preempted: boolean;
   finalStep: number;
   trainSamples: number;
   trainSeconds: number;
@@ -43,36 +58,55 @@ export interface LoopResult {
   lastTrainLoss: number | undefined;
 }
 
-/** Runs steps [startStep, totalSteps) and returns what happened. */
-export async function trainLoop(ctx: LoopContext, startStep: number): Promise<LoopResult> {
+export function newLoopResult(startStep: number): LoopResult {
+  return { stepsRun: 0, epochLossSum: 0, epochLossCount: 0, consecutiveSkips: 0, regroupRequested: false, preempted: false, finalStep: startStep, trainSamples: 0, trainSeconds: 0, stoppedEarly: false, skippedSteps: 0, lastValidation: undefined, lastTrainLoss: undefined };
+}
+
+/** Runs steps [startStep, last) into `result`; returns early for a regroup or a stop signal. */
+export async function trainLoop(ctx: LoopContext, startStep: number, result: LoopResult): Promise<LoopResult> {
   const { job, dataset } = ctx;
   const trainCount = dataset.train.count;
   const batchSize = job.training.batchSize;
   const perEpoch = batchesPerEpoch(trainCount, batchSize);
   const totalSteps = perEpoch * job.training.epochs;
   const lastStep = Math.min(totalSteps, job.training.maxSteps ?? totalSteps, ctx.stopAtStep ?? totalSteps);
-  const result: LoopResult = { stepsRun: 0, finalStep: startStep, trainSamples: 0, trainSeconds: 0, stoppedEarly: false, skippedSteps: 0, lastValidation: undefined, lastTrainLoss: undefined };
-  let epochLoss = { sum: 0, count: 0 };
   let order: { epoch: number; indices: Uint32Array } | undefined;
+  result.regroupRequested = false;
 
   for (let step = startStep; step < lastStep; step++) {
+    // Step boundary: membership changes and stop signals take effect here.
+    if (ctx.stopSignal.aborted) {
+      await ctx.checkpoint(step, { 'train.loss': result.lastTrainLoss ?? Number.NaN });
+      ctx.events.record('preempted', -1, step, `stopped by a signal; checkpointed at step ${step}`);
+      result.preempted = true;
+      return result;
+    }
+    if (step > startStep && ctx.shouldRegroup()) {
+      result.regroupRequested = true;
+      return result;
+    }
     // Plan: the epoch's seeded order (independent of world size), the next global batch of it.
     const { epoch, batchInEpoch } = cursorOf(step, trainCount, batchSize);
     if (order?.epoch !== epoch) order = { epoch, indices: epochOrder(trainCount, job.seed, epoch) };
-    if (batchInEpoch === 0) epochLoss = { sum: 0, count: 0 };
+    if (batchInEpoch === 0) {
+      result.epochLossSum = 0;
+      result.epochLossCount = 0;
+    }
     const wantParamHash = job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
     const learningRate = learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps);
 
     // Execute: workers compute, all-reduce among themselves and apply the same update.
     const outcome = await runStep(ctx.generation, { step, epoch, batchInEpoch, batch: globalBatch(order.indices, batchSize, batchInEpoch), learningRate, wantParamHash }, ctx.stepTimeoutMs);
     recordStep(ctx, outcome, epoch, learningRate, result);
-    epochLoss.sum += outcome.loss * outcome.globalCount;
-    epochLoss.count += outcome.globalCount;
+    if (!outcome.skipped) {
+      result.epochLossSum += outcome.loss * outcome.globalCount;
+      result.epochLossCount += outcome.globalCount;
+    }
     result.finalStep = step + 1;
 
     // Periodic validation and checkpoints; epoch-end bookkeeping.
     const epochEnd = batchInEpoch === perEpoch - 1;
-    const trainLoss = epochLoss.sum / epochLoss.count;
+    const trainLoss = result.epochLossSum / result.epochLossCount;
     result.lastTrainLoss = trainLoss;
     const validateNow = epochEnd || (job.validation.everySteps > 0 && (step + 1) % job.validation.everySteps === 0);
     let metrics: Record<string, number> = { 'train.loss': trainLoss };
@@ -106,7 +140,16 @@ function recordStep(ctx: LoopContext, outcome: StepOutcome, epoch: number, learn
   result.stepsRun += 1;
   result.trainSamples += outcome.globalCount;
   result.trainSeconds += outcome.wallMs / 1000;
-  if (outcome.skipped) result.skippedSteps += 1;
+  if (outcome.skipped) {
+    result.skippedSteps += 1;
+    result.consecutiveSkips += 1;
+    ctx.events.record('skipped-step', -1, outcome.step, `non-finite averaged gradient at step ${outcome.step}; update skipped on every rank (${result.consecutiveSkips} in a row)`);
+    if (result.consecutiveSkips >= ctx.job.maxConsecutiveSkippedSteps) {
+      throw new TrainingDivergedError(`${result.consecutiveSkips} consecutive steps had non-finite gradients (last: step ${outcome.step}); parameters were left at their last finite values and the last checkpoint is intact. Lower optimizer.learningRate or set optimizer.clipNorm`);
+    }
+  } else {
+    result.consecutiveSkips = 0;
+  }
   ctx.runDir.appendMetrics({
     type: 'step',
     step: outcome.step,

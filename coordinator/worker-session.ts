@@ -18,7 +18,11 @@ type Reply =
   | { kind: 'step'; report: StepReport__Output }
   | { kind: 'eval'; report: EvalReport__Output }
   | { kind: 'blob'; data: Buffer }
-  | { kind: 'ack' };
+  | { kind: 'ack' }
+  | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
+
+/** How a rank's step ended: done (with its report) or aborted (parameters untouched). */
+export type StepResult = { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
 
 /** Bytes per BlobChunk / load_state chunk on the control stream. */
 export const BLOB_CHUNK_BYTES = 1 << 20;
@@ -76,8 +80,12 @@ export class WorkerSession {
     return this.waitFor('ready', timeoutMs, 'to load its data and model').then((r) => (r.kind === 'ready' ? r.ready : unexpected(r)));
   }
 
-  waitStep(step: number, timeoutMs: number): Promise<StepReport__Output> {
-    return this.waitFor(`step:${step}`, timeoutMs, `to finish step ${step}`).then((r) => (r.kind === 'step' ? r.report : unexpected(r)));
+  waitStep(step: number, timeoutMs: number): Promise<StepResult> {
+    return this.waitFor(`step:${step}`, timeoutMs, `to finish step ${step}`).then((r): StepResult => {
+      if (r.kind === 'step') return { kind: 'done', report: r.report };
+      if (r.kind === 'aborted') return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason };
+      return unexpected(r);
+    });
   }
 
   waitEval(requestId: number, timeoutMs: number): Promise<EvalReport__Output> {
@@ -104,6 +112,11 @@ export class WorkerSession {
       this.send({ loadState: { requestId, offset, totalBytes: total, data: Buffer.from(state.subarray(offset, end)), last: end >= total } });
       if (end >= total) break;
     }
+  }
+
+  /** Cancels the collective in flight on this worker (a peer was evicted). */
+  abortCollective(generation: number, reason: string): void {
+    if (this.closeReason === undefined) this.stream.write({ abort: { generation, reason } });
   }
 
   /** Ends the stream after telling the worker to leave. */
@@ -144,6 +157,12 @@ export class WorkerSession {
         break;
       case 'blobChunk':
         if (message.blobChunk) this.onBlobChunk(message.blobChunk.requestId, message.blobChunk.data, message.blobChunk.last);
+        break;
+      case 'stepAborted':
+        if (message.stepAborted) {
+          const a = message.stepAborted;
+          this.replies.deliver(`step:${a.step}`, { kind: 'aborted', step: a.step, completedSteps: a.completedSteps, reason: a.reason });
+        }
         break;
       case 'ack':
         if (message.ack) this.replies.deliver(`ack:${message.ack.requestId}`, { kind: 'ack' });

@@ -133,6 +133,17 @@ export class TrainingDivergedError extends RingtrainError {
   override readonly exitCode = 12;
 }
 
+/** SIGTERM/SIGINT: the run checkpointed at a step boundary and stopped; `--resume` continues it. */
+export class PreemptedError extends RingtrainError {
+  override readonly exitCode = 143;
+  constructor(
+    readonly step: number,
+    readonly runDir: string,
+  ) {
+    super(`stopped by a signal after step ${step}; checkpointed, continue with: ringtrain train --resume ${runDir}`);
+  }
+}
+
 /** One line for a user: the message of a RingtrainError, or the message of anything else. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) return error.message;

@@ -20,12 +20,19 @@ const splitSchema = z
 
 const defaultSplit = { validation: 0.1, test: 0.1 };
 
+/**
+ * What the model learns to output: the source's labels, or its own input (an autoencoder; the
+ * labels are ignored and the loss must be meanSquaredError or binaryCrossentropy). @default 'label'
+ */
+const targetSchema = z.enum(['label', 'input']).default('label');
+
 export const dataSchema = z.discriminatedUnion('format', [
   z.strictObject({
     format: z.literal('mnist'),
     /** Use only the first N digits of the 10,000 shipped by the `mnist` package. @default all */
     limit: positiveInt.max(10_000).optional(),
     split: splitSchema.default(defaultSplit),
+    target: targetSchema,
   }),
   z.strictObject({
     format: z.literal('csv'),
@@ -38,6 +45,7 @@ export const dataSchema = z.discriminatedUnion('format', [
     /** Standardise features with mean/std fitted on the training split. @default true */
     normalize: z.boolean().default(true),
     split: splitSchema.default(defaultSplit),
+    target: targetSchema,
   }),
   z.strictObject({
     format: z.literal('idx'),
@@ -47,6 +55,7 @@ export const dataSchema = z.discriminatedUnion('format', [
     labels: z.string().min(1),
     limit: positiveInt.optional(),
     split: splitSchema.default(defaultSplit),
+    target: targetSchema,
   }),
   z.strictObject({
     format: z.literal('xor'),
@@ -212,14 +221,33 @@ export const jobSchema = z.strictObject({
     .default({ everySteps: 0 }),
   /** Local ES module exporting any of onTrainBegin, onEpochEnd, onValidationEnd, onCheckpoint, onTrainEnd. */
   hooks: z.string().min(1).optional(),
+  /** Embedded mode: respawn a crashed local worker at most this many times in total. @default 2 */
+  restartWorkers: nonNegativeInt.default(2),
+  /** Stop after this many consecutive steps skipped for non-finite gradients. @default 5 */
+  maxConsecutiveSkippedSteps: positiveInt.default(5),
+  timeouts: z
+    .strictObject({
+      /** A worker silent (no heartbeat) this long is evicted. @default 10000 */
+      hangMs: positiveInt.min(1000).default(10_000),
+      /** A worker's wait for one ring chunk. @default 60000 */
+      collectiveMs: positiveInt.min(1000).default(60_000),
+      /** How long to wait for replacement workers when fewer than workers.min remain. @default 60000 */
+      replacementMs: nonNegativeInt.default(60_000),
+    })
+    .default({ hangMs: 10_000, collectiveMs: 60_000, replacementMs: 60_000 }),
   /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z
     .strictObject({
       /** Size of one pipelined ring chunk. @default 262144 */
       chunkBytes: positiveInt.min(1024).default(256 * 1024),
+      /** Data-plane transport between ring neighbours: raw TCP frames or gRPC streams (see bench/RESULTS.md for why tcp). @default 'tcp' */
+      transport: z.enum(['tcp', 'grpc']).default('tcp'),
+      /** Wire form of gradient chunks (tcp only): fp16/bf16 halve the bytes, scaled per chunk so nothing overflows. @default 'none' */
+      compression: z.enum(['none', 'fp16', 'bf16']).default('none'),
     })
-    .default({ chunkBytes: 256 * 1024 }),
+    .refine((a) => a.transport === 'tcp' || a.compression === 'none', { message: 'compression needs transport: tcp' })
+    .default({ chunkBytes: 256 * 1024, transport: 'tcp', compression: 'none' }),
 });
 
 /** A job as written (before defaults). */

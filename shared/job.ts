@@ -102,7 +102,12 @@ function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<s
   if (o.epochs !== undefined) training['epochs'] = o.epochs;
   if (o.batchSize !== undefined) training['batchSize'] = o.batchSize;
   if (o.epochs !== undefined || o.batchSize !== undefined) out['training'] = training;
-  if (o.workers !== undefined) out['workers'] = o.workers;
+  if (o.workers !== undefined) {
+    // An elastic job keeps its floor: --workers N sets the maximum (and caps the minimum at N).
+    const elastic = raw['workers'];
+    const min = elastic !== null && typeof elastic === 'object' ? (elastic as { min?: unknown }).min : undefined;
+    out['workers'] = typeof min === 'number' ? { min: Math.min(min, o.workers), max: o.workers } : o.workers;
+  }
   if (o.seed !== undefined) out['seed'] = o.seed;
   if (o.backend !== undefined) out['backend'] = o.backend;
   return out;

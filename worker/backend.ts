@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { registerWasmKernels } from './wasm-kernels.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -77,6 +78,8 @@ async function selectWasm(): Promise<BackendInfo> {
     const fix = outcome.missing ? `run "npm install ${WASM_PACKAGE}@${tf.version_core}"` : 'reinstall it';
     throw new BackendUnavailableError('wasm', `${outcome.reason}; ${fix}, or set backend: cpu`);
   }
+  // tfjs-backend-wasm lacks some gradient kernels (Conv2DBackpropFilter); see wasm-kernels.ts.
+  registerWasmKernels();
   return activate('wasm', `WebAssembly (${WASM_PACKAGE})`);
 }
 

@@ -28,6 +28,7 @@ export class ControlConnection {
   private wake: (() => void) | undefined;
   private endReason: string | undefined;
   private readonly interruptHandlers: Array<(reason: string) => void> = [];
+  private abortHandler: ((reason: string) => void) | undefined;
 
   /** Set once the coordinator has welcomed this worker. */
   welcome!: Welcome__Output;
@@ -37,6 +38,11 @@ export class ControlConnection {
     private readonly stream: Stream,
   ) {
     stream.on('data', (message: CoordinatorMessage__Output) => {
+      // An abort must reach a collective that is blocked right now, not wait in the queue.
+      if (message.kind === 'abort') {
+        this.abortHandler?.(message.abort?.reason ?? 'aborted by the coordinator');
+        return;
+      }
       this.queue.push(message);
       if (message.kind === 'shutdown') this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
       this.wake?.();
@@ -94,6 +100,11 @@ export class ControlConnection {
     this.interruptHandlers.push(handler);
   }
 
+  /** Called (every time) when the coordinator aborts the collective in flight. */
+  onAbort(handler: (reason: string) => void): void {
+    this.abortHandler = handler;
+  }
+
   private interrupt(reason: string): void {
     for (const handler of this.interruptHandlers.splice(0)) handler(reason);
   }
@@ -118,6 +129,8 @@ export class ControlConnection {
   }
 
   close(): void {
+    this.endReason ??= 'closed by this worker';
+    this.wake?.();
     try {
       this.stream.end();
     } catch {

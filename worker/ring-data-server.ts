@@ -9,6 +9,7 @@
 //   - once the left stream ends, breaks or misbehaves, the generation's inbox is failed and
 //     stays failed: a generation is never resumed, the coordinator opens a new one.
 import * as grpc from '@grpc/grpc-js';
+import type { Duplex } from 'node:stream';
 import type { Frame__Output } from '../proto/generated/ringtrain/v1/Frame.js';
 import type { PushAck } from '../proto/generated/ringtrain/v1/PushAck.js';
 import { CollectiveError, PortInUseError } from '../shared/errors.js';
@@ -43,6 +44,7 @@ export class RingDataServer {
   /** Re-evaluated on every state change; each returns true once it has settled. */
   private readonly leftWaiters = new Set<() => boolean>();
   private closed = false;
+  private injector: grpc.ConnectionInjector | undefined;
 
   private constructor(
     private readonly server: grpc.Server,
@@ -51,6 +53,8 @@ export class RingDataServer {
     server.addService(loadProto().ringtrain.v1.RingPeer.service, {
       Push: (call: PushCall, respond: grpc.sendUnaryData<PushAck>) => this.onPush(call, respond),
     });
+    // Kubernetes probes a worker's data port through the standard grpc.health.v1 service.
+    addHealthService(server);
   }
 
   /** Binds the RingPeer service on host:port (port 0 = ephemeral). Throws PortInUseError on EADDRINUSE. */
@@ -76,6 +80,12 @@ export class RingDataServer {
 
   get port(): number {
     return this.boundPort;
+  }
+
+  /** Serves RingPeer on a connection accepted by another listener (the shared data port, tcp-ring-server.ts). */
+  injectConnection(socket: Duplex): void {
+    this.injector ??= this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.injector.injectConnection(socket);
   }
 
   /** Prepare for generation g: frames from other generations are refused (stream cancelled with FAILED_PRECONDITION and logged). */

@@ -7,6 +7,7 @@ import type { Dataset, Split } from '../shared/data/dataset.js';
 import { splitOf } from '../shared/data/dataset.js';
 import { CheckpointError } from '../shared/errors.js';
 import { decodeIndices } from '../shared/index-codec.js';
+import { rankSlices } from '../shared/shard-plan.js';
 import type { Job } from '../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../shared/train-state.js';
 import { allFinite, averageInPlace, clipByGlobalNorm, globalNorm, hashParams } from './gradient-ops.js';
@@ -21,6 +22,8 @@ export class TrainerReplica {
   private readonly params: Float32Array;
   /** Gradient sums plus two trailing slots: [paramCount] = loss sum, [paramCount + 1] = sample count. */
   private readonly gradBuffer: Float32Array;
+  /** One micro-batch's gradient sum; allocated once, only when accumulationSteps > 1. */
+  private readonly microGrad: Float32Array | undefined;
   private readonly optimizer: FlatOptimizer;
   private readonly x: Float32Array;
   private readonly y: Float32Array;
@@ -36,6 +39,7 @@ export class TrainerReplica {
     this.params = new Float32Array(this.paramCount);
     replica.readParams(this.params);
     this.gradBuffer = new Float32Array(this.paramCount + 2);
+    this.microGrad = job.training.accumulationSteps > 1 ? new Float32Array(this.paramCount) : undefined;
     this.optimizer = createOptimizer(job.optimizer, this.paramCount);
     // Gather buffers sized for the largest slice this rank can get (the whole global batch).
     this.x = new Float32Array(job.training.batchSize * dataset.featureSize);
@@ -49,9 +53,7 @@ export class TrainerReplica {
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
     const count = this.gather(this.dataset.train, indices, this.x, this.y);
     const grad = this.gradBuffer;
-    const x = this.x.subarray(0, count * this.dataset.featureSize);
-    const y = this.y.subarray(0, count * this.dataset.labelSize);
-    const local = this.replica.computeGradients(x, y, count, order.step, indices, grad);
+    const local = this.localGradient(count, order.step, indices);
     grad[this.paramCount] = local.lossSum;
     grad[this.paramCount + 1] = local.count;
     const computedMs = performance.now();
@@ -86,6 +88,11 @@ export class TrainerReplica {
     };
   }
 
+  /** Steps this replica's parameters include (its cursor). */
+  get completedSteps(): number {
+    return this.cursor.step;
+  }
+
   /** Loss and metric sums over the given samples of a split. */
   evaluate(splitName: string, sampleIndices: Uint8Array): { count: number; lossSum: number; metricSums: Record<string, number> } {
     const split = splitOf(this.dataset, splitName as 'train' | 'validation' | 'test');
@@ -114,6 +121,32 @@ export class TrainerReplica {
     if (state.nonTrainable.length === this.replica.nonTrainableCount) this.replica.writeNonTrainable(state.nonTrainable);
     this.optimizer.importState(state.optimizer);
     this.cursor = state.cursor;
+  }
+
+  /**
+   * Gradient of the loss SUM over this rank's gathered slice into gradBuffer[0..paramCount).
+   * With accumulationSteps = k the slice is cut into k contiguous micro-batches (rankSlices: sizes
+   * differ by at most 1) whose gradient sums are added up; sums are additive, so this equals the
+   * one-pass gradient up to float rounding, while only a micro-batch's activations are live.
+   */
+  private localGradient(count: number, step: number, indices: Uint32Array): { lossSum: number; count: number } {
+    const fs = this.dataset.featureSize;
+    const ls = this.dataset.labelSize;
+    const grad = this.gradBuffer;
+    if (this.microGrad === undefined || count <= 1) {
+      return this.replica.computeGradients(this.x.subarray(0, count * fs), this.y.subarray(0, count * ls), count, step, indices, grad);
+    }
+    const micro = this.microGrad;
+    grad.fill(0, 0, this.paramCount);
+    let lossSum = 0;
+    for (const { start, end } of rankSlices(count, this.job.training.accumulationSteps)) {
+      if (end === start) continue;
+      const x = this.x.subarray(start * fs, end * fs);
+      const y = this.y.subarray(start * ls, end * ls);
+      lossSum += this.replica.computeGradients(x, y, end - start, step, indices.subarray(start, end), micro).lossSum;
+      for (let i = 0; i < this.paramCount; i++) grad[i] = (grad[i] as number) + (micro[i] as number);
+    }
+    return { lossSum, count };
   }
 
   /** Copies the rows named by `indices` into x/y; returns the row count. */

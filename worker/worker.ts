@@ -1,21 +1,18 @@
 // A worker process: joins the coordinator, builds its replica, links into the ring, then obeys
 // orders (step, evaluate, send/load state, shut down) until told to leave.
 import * as os from 'node:os';
-import type { CoordinatorMessage__Output } from '../proto/generated/ringtrain/v1/CoordinatorMessage.js';
-import type { Welcome__Output } from '../proto/generated/ringtrain/v1/Welcome.js';
 import { loadDataset } from '../shared/data/dataset.js';
 import { JobConfigError, RingtrainError } from '../shared/errors.js';
 import { formatIssues } from '../shared/job.js';
 import { jobSchema, type Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
-import { encodeModelBlob } from '../shared/model-blob.js';
 import { selectBackend } from './backend.js';
 import { ControlConnection, DEFAULT_RETRY, type RetryPolicy } from './control-client.js';
 import { buildModel } from './model-builder.js';
-import { exportModel } from './model-export.js';
 import { Replica } from './replica.js';
-import { RingCommunicator, RingDataServer } from './ring-transport.js';
+import { RingEndpoint } from './tcp-ring-endpoint.js';
 import { TrainerReplica } from './trainer-replica.js';
+import { WorkerRuntime } from './worker-runtime.js';
 
 export interface WorkerOptions {
   /** Coordinator host:port. */
@@ -32,20 +29,18 @@ export interface WorkerOptions {
   jobHash: string;
   backendOverride?: string;
   retry?: RetryPolicy;
-  /** @default 60000 */
+  /** Overrides the job's timeouts.collectiveMs. */
   collectiveTimeoutMs?: number;
+  /** Aborting makes the worker leave cleanly: runWorker then resolves. */
+  signal?: AbortSignal;
 }
-
-const BLOB_CHUNK_BYTES = 1 << 20;
-const HEARTBEAT_MS = 1_000;
 
 /** Runs until the coordinator says shutdown (resolves) or something breaks (throws). */
 export async function runWorker(options: WorkerOptions): Promise<void> {
   let logger = componentLogger('worker', { pid: process.pid });
-  const server = await RingDataServer.start({ host: options.bindHost, port: options.dataPort, logger });
+  const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
   let connection: ControlConnection | undefined;
-  let comm: RingCommunicator | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
+  let runtime: WorkerRuntime | undefined;
   try {
     connection = await ControlConnection.connect(
       options.coordinator,
@@ -60,56 +55,28 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
     const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
-    const trainer = new TrainerReplica(job, dataset, replica);
-    comm = await joinRing(server, welcome, job, options.collectiveTimeoutMs ?? 60_000, logger);
-    connection.send({ ready: { generation: welcome.generation, paramCount: trainer.paramCount, backend: backend.name, dataHash: dataset.hash } });
-    let lastStep = -1;
-    const conn = connection;
-    heartbeat = setInterval(() => conn.send({ heartbeat: { lastStep } }), HEARTBEAT_MS);
-    const activeComm = comm;
-    connection.onInterrupt((reason) => {
-      logger.info({ reason }, 'interrupted; cancelling collectives');
-      void activeComm.close();
-    });
-    await obey(connection, async (message) => {
-      switch (message.kind) {
-        case 'step': {
-          const order = message.step;
-          if (!order) return;
-          conn.send({ stepReport: await trainer.step(order, (buffer, step) => activeComm.allReduce(buffer, step)) });
-          lastStep = order.step;
-          return;
-        }
-        case 'eval': {
-          const order = message.eval;
-          if (order) conn.send({ evalReport: { requestId: order.requestId, ...trainer.evaluate(order.split, order.sampleIndices) } });
-          return;
-        }
-        case 'blobRequest': {
-          const request = message.blobRequest;
-          if (!request) return;
-          const blob = request.kind === 'model' ? encodeModelBlob(await exportModel(replica.model, { normalization: dataset.normalization ?? null, classNames: dataset.classNames ?? null })) : trainer.exportState();
-          sendBlob(conn, request.requestId, blob);
-          return;
-        }
-        default:
-          return;
-      }
-    }, trainer, logger);
+    runtime = new WorkerRuntime(connection, server, job, dataset, replica, new TrainerReplica(job, dataset, replica), backend.name, options.collectiveTimeoutMs ?? job.timeouts.collectiveMs, logger);
+    const leaving = connection;
+    options.signal?.addEventListener('abort', () => leaving.close(), { once: true });
+    await runtime.join(welcome);
+    await obey(connection, runtime, logger, options.signal);
     replica.dispose();
   } finally {
-    if (heartbeat !== undefined) clearInterval(heartbeat);
-    await comm?.close();
+    await runtime?.close();
     connection?.close();
     await server.close();
   }
 }
 
 /** Processes orders one at a time, in order; `shutdown` and a closed stream end the loop. */
-async function obey(connection: ControlConnection, handle: (m: CoordinatorMessage__Output) => Promise<void>, trainer: TrainerReplica, logger: Logger): Promise<void> {
+async function obey(connection: ControlConnection, runtime: WorkerRuntime, logger: Logger, signal: AbortSignal | undefined): Promise<void> {
   const stateParts: Buffer[] = [];
   for (;;) {
     const message = await connection.next();
+    if (message === undefined && signal?.aborted === true) {
+      logger.info('leaving on a signal');
+      return;
+    }
     if (message === undefined) throw new RingtrainError(`lost the coordinator: ${connection.ended ?? 'stream ended'}`);
     if (message.kind === 'shutdown') {
       logger.info({ reason: message.shutdown?.reason }, 'coordinator asked this worker to leave');
@@ -118,36 +85,12 @@ async function obey(connection: ControlConnection, handle: (m: CoordinatorMessag
     if (message.kind === 'loadState' && message.loadState) {
       stateParts.push(message.loadState.data);
       if (message.loadState.last) {
-        trainer.importState(Buffer.concat(stateParts.splice(0)), 'state from coordinator');
+        runtime.importState(Buffer.concat(stateParts.splice(0)));
         connection.send({ ack: { requestId: message.loadState.requestId } });
       }
       continue;
     }
-    await handle(message);
-  }
-}
-
-async function joinRing(server: RingDataServer, welcome: Welcome__Output, job: Job, collectiveTimeoutMs: number, logger: Logger): Promise<RingCommunicator> {
-  const leftRank = (welcome.rank - 1 + welcome.worldSize) % welcome.worldSize;
-  server.expect(welcome.generation, leftRank);
-  return RingCommunicator.connect({
-    server,
-    rank: welcome.rank,
-    worldSize: welcome.worldSize,
-    generation: welcome.generation,
-    rightAddress: welcome.rightAddress,
-    chunkBytes: job.allreduce.chunkBytes,
-    collectiveTimeoutMs,
-    logger,
-  });
-}
-
-function sendBlob(connection: ControlConnection, requestId: number, blob: Uint8Array): void {
-  const total = blob.byteLength;
-  for (let offset = 0; ; offset += BLOB_CHUNK_BYTES) {
-    const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
-    connection.send({ blobChunk: { requestId, offset, totalBytes: total, data: Buffer.from(blob.buffer, blob.byteOffset + offset, end - offset), last: end >= total } });
-    if (end >= total) return;
+    await runtime.handle(message);
   }
 }
 

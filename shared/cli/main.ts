@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { describeError, RingtrainError } from '../errors.js';
 import { componentLogger } from '../logger.js';
+import { addBenchCommand } from './bench-command.js';
 import { addTrainCommands } from './train-commands.js';
 import { addWorkerCommand } from './worker-command.js';
 
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
     });
   addTrainCommands(program);
   addWorkerCommand(program);
+  addBenchCommand(program);
   return program;
 }
 

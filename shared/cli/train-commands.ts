@@ -59,11 +59,23 @@ function baseOptions(flags: CommonFlags): Pick<CoordinatorOptions, 'outDir' | 'r
   };
 }
 
-/** SIGINT/SIGTERM stop the run at the next step boundary; a second signal exits at once. */
+/** Seconds the coordinator has after SIGTERM to checkpoint and exit (Kubernetes' grace is 30 s). */
+const STOP_GRACE_MS = 25_000;
+
+/**
+ * SIGINT/SIGTERM: checkpoint at the next step boundary and exit 143 (130 for SIGINT). If that
+ * takes longer than the grace period, or a second signal comes, exit at once (workers are killed
+ * by the exit handler; the previous checkpoint is intact).
+ */
 function stopSignal(): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (controller.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143);
+    const code = signal === 'SIGINT' ? 130 : 143;
+    if (controller.signal.aborted) process.exit(code);
+    setTimeout(() => {
+      process.stderr.write(`ringtrain: no step boundary within ${STOP_GRACE_MS / 1000} s of ${signal}; exiting without a new checkpoint\n`);
+      process.exit(code);
+    }, STOP_GRACE_MS).unref();
     controller.abort(new RingtrainError(`stopped by ${signal}`));
   };
   process.on('SIGINT', onSignal);

@@ -58,8 +58,21 @@ export function addWorkerCommand(program: Command): void {
         jobHash: flags.job === undefined ? '' : jobHash(loadJob(flags.job)),
         ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
         retry: { attempts: flags.connectAttempts, initialDelayMs: 250, maxDelayMs: 5_000 },
+        signal: leaveSignal(),
       });
     });
+}
+
+/** SIGTERM/SIGINT: leave cleanly (close the streams; the coordinator regroups without us), exit 0. */
+function leaveSignal(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (): void => {
+    if (controller.signal.aborted) process.exit(0);
+    controller.abort();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return controller.signal;
 }
 
 /** Starts one child `ringtrain worker` per GPU (or N plain ones) and waits for all of them. */

@@ -38,7 +38,8 @@ export interface Dataset {
   featureSize: number;
   /** Floats per label: classes (one-hot) for categorical, 1 for sparse/binary/regression. */
   labelSize: number;
-  task: 'classification' | 'binary' | 'regression';
+  /** reconstruction: `data.target: input`, y is a copy of x (an autoencoder). */
+  task: 'classification' | 'binary' | 'regression' | 'reconstruction';
   /** Classes of a classification or binary task (sparse labels hold an index below this). */
   numClasses?: number;
   /** Class i's name, where the source names classes (csv classification). */
@@ -63,7 +64,8 @@ export function loadDataset(job: Job): Dataset {
       `has ${raw.featureSize} features per sample, but model.input [${inputShape.join(', ')}] holds ${featureSize}; use an input shape whose product is ${raw.featureSize}`,
     );
   }
-  const layout = labelLayout(raw.target, job.loss, raw.file);
+  const targetsInput = 'target' in job.data && job.data.target === 'input';
+  const layout = targetsInput ? inputTargetLayout(featureSize, job.loss, raw.file) : labelLayout(raw.target, job.loss, raw.file);
   checkModelOutput(job, layout, raw.file);
   const indices = splitIndices(raw.count, job.data.split, job.seed);
   if (indices.train.length === 0) {
@@ -74,19 +76,21 @@ export function loadDataset(job: Job): Dataset {
   }
   const build = (rows: Uint32Array): Split => ({
     x: gatherRows(raw.x, raw.featureSize, rows),
-    y: encodeLabels(raw.target, layout, rows),
+    y: targetsInput ? new Float32Array(0) : encodeLabels(raw.target, layout, rows),
     count: rows.length,
   });
   const splits = { train: build(indices.train), validation: build(indices.validation), test: build(indices.test) };
   const normalize = job.data.format === 'csv' && job.data.normalize;
-  const normalization = normalize ? normalizeSplits(splits, featureSize, layout) : undefined;
+  const normalization = normalize ? normalizeSplits(splits, featureSize, layout.task === 'regression' && !targetsInput) : undefined;
+  // An autoencoder's target is its (standardised, for csv) input.
+  if (targetsInput) for (const split of Object.values(splits)) split.y = split.x.slice();
   const classNames = raw.target.kind === 'classes' ? raw.target.classNames : undefined;
   return {
     name: job.data.format === 'csv' ? `csv:${job.data.path}` : job.data.format,
     inputShape,
     featureSize,
     labelSize: layout.labelSize,
-    task: layout.task,
+    task: targetsInput ? 'reconstruction' : layout.task,
     ...(layout.numClasses === undefined ? {} : { numClasses: layout.numClasses }),
     ...(classNames === undefined ? {} : { classNames }),
     ...splits,
@@ -109,11 +113,19 @@ function readSource(job: Job): RawSamples {
   }
 }
 
-/** Fits on train, applies to every split in place; labels too for regression. */
-function normalizeSplits(splits: Record<SplitName, Split>, featureSize: number, layout: LabelLayout): Normalization {
+/** `data.target: input`: y is x itself, so the model's output is as wide as its input. */
+function inputTargetLayout(featureSize: number, loss: Job['loss'], file: string): LabelLayout {
+  if (loss !== 'meanSquaredError' && loss !== 'binaryCrossentropy') {
+    throw new DatasetError(file, `target: input (an autoencoder) needs loss meanSquaredError or binaryCrossentropy, not ${loss}`);
+  }
+  return { task: 'regression', labelSize: featureSize, outputUnits: featureSize, oneHot: false };
+}
+
+/** Fits on train, applies to every split in place; the (single) label column too when `fitLabel`. */
+function normalizeSplits(splits: Record<SplitName, Split>, featureSize: number, fitLabel: boolean): Normalization {
   const features = fitColumns(splits.train.x, featureSize);
   for (const split of Object.values(splits)) standardize(split.x, featureSize, features);
-  if (layout.task !== 'regression') return { featureMean: features.mean, featureStd: features.std };
+  if (!fitLabel) return { featureMean: features.mean, featureStd: features.std };
   const label = fitColumns(splits.train.y, 1);
   for (const split of Object.values(splits)) standardize(split.y, 1, label);
   return {
@@ -131,11 +143,13 @@ export function splitOf(ds: Dataset, name: SplitName): Split {
 /** One line for logs: "mnist: 8000 train / 1000 validation / 1000 test, input [784], 10 classes one-hot, hash 1a2b...". */
 export function datasetSummary(ds: Dataset): string {
   const labels =
-    ds.task === 'regression'
-      ? `regression${ds.normalization?.labelMean === undefined ? '' : ' (normalised labels)'}`
-      : ds.task === 'binary'
-        ? 'binary 0/1'
-        : `${ds.numClasses ?? ds.labelSize} classes ${ds.labelSize === 1 ? 'sparse' : 'one-hot'}`;
+    ds.task === 'reconstruction'
+      ? 'target = input'
+      : ds.task === 'regression'
+        ? `regression${ds.normalization?.labelMean === undefined ? '' : ' (normalised labels)'}`
+        : ds.task === 'binary'
+          ? 'binary 0/1'
+          : `${ds.numClasses ?? ds.labelSize} classes ${ds.labelSize === 1 ? 'sparse' : 'one-hot'}`;
   const counts = `${ds.train.count} train / ${ds.validation.count} validation / ${ds.test.count} test`;
   return `${ds.name}: ${counts}, input [${ds.inputShape.join(', ')}], ${labels}${ds.normalization ? ', standardised features' : ''}, hash ${ds.hash}`;
 }

@@ -86,12 +86,21 @@ export class DockerCluster {
     return this.start(alias, container);
   }
 
-  /** Resolves with the container's exit code once it stops (bounded by the test's timeout). */
-  async exitCode(alias: string): Promise<number> {
-    const started = this.require(alias);
+  /** The container's exit code once it stops; after `timeoutMs`, an error carrying its last output. */
+  async exitCode(alias: string, timeoutMs = 300_000): Promise<number> {
     const client = await getContainerRuntimeClient();
-    const result = (await client.container.getById(started.getId()).wait()) as { StatusCode: number };
-    return result.StatusCode;
+    const exited = client.container.getById(this.require(alias).getId()).wait() as Promise<{ StatusCode: number }>;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`${alias} still runs after ${timeoutMs} ms; its last output:\n${this.logTail(alias)}`));
+      }, timeoutMs);
+    });
+    try {
+      return (await Promise.race([exited, timedOut])).StatusCode;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Kills a container at once (SIGKILL), as a node failure would. */

@@ -1,0 +1,112 @@
+// One rank of `ringtrain bench allreduce` (the hidden `bench allreduce-rank` subcommand): a real
+// data port and communicator, exactly as a worker builds them, measured size by size.
+// Per iteration: fill a known pattern, a one-float barrier all-reduce (so ranks start together),
+// then the timed all-reduce, then a check of every reduced value. Rank r holds
+// (r + 1)·p(i) with p(i) a small integer, so the exact sum is p(i)·N(N+1)/2 and float32 gets it
+// exactly; a ring that drops, repeats or misplaces a chunk cannot pass.
+import { createHash } from 'node:crypto';
+import { componentLogger } from '../shared/logger.js';
+import { RingEndpoint, type RingCollective } from '../worker/tcp-ring-endpoint.js';
+import { RELATIVE_CAST_ERROR, type WireCodec } from '../worker/wire-compression.js';
+import { readOrder, report } from './bench-child.js';
+
+/** Pattern values are p ∈ [−PATTERN_HALF, PATTERN_HALF], cycling with the element index. */
+const PATTERN_HALF = 8;
+const PATTERN_PERIOD = 2 * PATTERN_HALF + 1;
+const ORDER_TIMEOUT_MS = 120_000;
+
+export interface AllreduceRankOptions {
+  rank: number;
+  worldSize: number;
+  transport: 'tcp' | 'grpc';
+  compression: WireCodec;
+  /** Buffer sizes in bytes (multiples of 4). */
+  sizes: number[];
+  warmup: number;
+  iters: number;
+  chunkBytes: number;
+  collectiveTimeoutMs: number;
+}
+
+export interface SizeResult {
+  bytes: number;
+  /** Seconds of each timed iteration on this rank. */
+  seconds: number[];
+  verified: boolean;
+  maxAbsError: number;
+  /** sha1 of the final reduced buffer: equal on every rank when the ranks are bit-identical. */
+  digest: string;
+}
+
+export async function runAllreduceRank(options: AllreduceRankOptions): Promise<void> {
+  const logger = componentLogger('bench-rank', { rank: options.rank });
+  const endpoint = await RingEndpoint.start({ host: '127.0.0.1', port: 0, logger });
+  let comm: RingCollective | undefined;
+  try {
+    report({ event: 'listening', port: endpoint.port });
+    const peers = (await readOrder(ORDER_TIMEOUT_MS))['peers'] as string[];
+    const position = { rank: options.rank, worldSize: options.worldSize, generation: 1, rightAddress: peers[(options.rank + 1) % options.worldSize] ?? '' };
+    comm = await endpoint.connect(position, { chunkBytes: options.chunkBytes, transport: options.transport, compression: options.compression }, options.collectiveTimeoutMs, logger);
+    const steps = { next: 0 };
+    for (const bytes of options.sizes) report({ event: 'result', ...(await measureSize(comm, bytes, options, steps)) });
+    report({ event: 'done' });
+    // Stay in the ring until every rank is done: leaving early would break a neighbour's last collective.
+    await readOrder(ORDER_TIMEOUT_MS);
+  } finally {
+    await comm?.close();
+    await endpoint.close();
+  }
+}
+
+async function measureSize(comm: RingCollective, bytes: number, options: AllreduceRankOptions, steps: { next: number }): Promise<SizeResult> {
+  const buffer = new Float32Array(bytes / 4);
+  const barrier = new Float32Array(1);
+  const seconds: number[] = [];
+  const tolerance = patternTolerance(options.worldSize, options.compression);
+  let verified = true;
+  let maxAbsError = 0;
+  for (let iteration = 0; iteration < options.warmup + options.iters; iteration++) {
+    fillPattern(buffer, options.rank, iteration);
+    const step = steps.next++;
+    await comm.allReduce(barrier, step, 0);
+    const started = performance.now();
+    await comm.allReduce(buffer, step, 1);
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    const error = patternError(buffer, options.worldSize, iteration);
+    maxAbsError = Math.max(maxAbsError, error);
+    if (!(error <= tolerance)) verified = false;
+    if (iteration >= options.warmup) seconds.push(elapsedSeconds);
+  }
+  const digest = createHash('sha1').update(new Uint8Array(buffer.buffer)).digest('hex');
+  return { bytes, seconds, verified, maxAbsError, digest };
+}
+
+/** buffer[i] = (rank + 1)·p(i + iteration), p cycling through −8..8: the iteration shifts it, so a stale result fails. */
+export function fillPattern(buffer: Float32Array, rank: number, iteration: number): void {
+  const factor = rank + 1;
+  let p = iteration % PATTERN_PERIOD;
+  for (let i = 0; i < buffer.length; i++) {
+    buffer[i] = factor * (p - PATTERN_HALF);
+    if (++p === PATTERN_PERIOD) p = 0;
+  }
+}
+
+/** Largest |reduced − exact| (NaN anywhere gives NaN, which fails every check). */
+export function patternError(buffer: Float32Array, worldSize: number, iteration: number): number {
+  const factor = (worldSize * (worldSize + 1)) / 2;
+  let p = iteration % PATTERN_PERIOD;
+  let worst = 0;
+  for (let i = 0; i < buffer.length; i++) {
+    const error = Math.abs(buffer[i]! - factor * (p - PATTERN_HALF));
+    if (Number.isNaN(error)) return Number.NaN;
+    if (error > worst) worst = error;
+    if (++p === PATTERN_PERIOD) p = 0;
+  }
+  return worst;
+}
+
+/** Exact for float32; for a 16-bit wire form, one cast error per hop relative to the largest partial sum. */
+export function patternTolerance(worldSize: number, compression: WireCodec): number {
+  const largest = (PATTERN_HALF * worldSize * (worldSize + 1)) / 2;
+  return 2 * worldSize * RELATIVE_CAST_ERROR[compression] * largest;
+}

@@ -1,0 +1,13 @@
+// The runtime baseline for worker memory (the hidden `bench rss-probe`): a process that loads
+// what every worker loads before its model exists — Node, TensorFlow.js with the job's backend,
+// and the dataset — and reports its peak RSS. Worker peak minus this is what training costs.
+import { loadDataset } from '../shared/data/dataset.js';
+import { selectBackend } from '../worker/backend.js';
+import { loadBenchJob } from './bench-job.js';
+
+export async function runRssProbe(jobFile: string | undefined, backend: string | undefined): Promise<{ maxRssBytes: number; backend: string }> {
+  const job = loadBenchJob(jobFile, backend !== undefined ? { backend } : {});
+  const info = await selectBackend(job.backend);
+  loadDataset(job);
+  return { maxRssBytes: process.resourceUsage().maxRSS * 1024, backend: info.name };
+}

@@ -1,0 +1,66 @@
+// Figures from a run's metrics.jsonl: the coordinator's per-step wall time and sample count,
+// and each rank's split of its step into compute / all-reduce / optimizer / idle (idle is the
+// time between a rank's report and its next order: control-plane round trip plus waiting for
+// the slowest rank).
+import { mean } from './units.js';
+
+export interface RankSplit {
+  rank: number;
+  computeMs: number;
+  allreduceMs: number;
+  optimizerMs: number;
+  idleMs: number;
+  /** (all-reduce + optimizer + idle) / the sum of all four. */
+  nonComputeFraction: number;
+}
+
+export interface StepFigures {
+  steps: number;
+  samples: number;
+  wallSeconds: number;
+  samplesPerSecond: number;
+  meanStepMs: number;
+  ranks: RankSplit[];
+  /** Mean over ranks of RankSplit.nonComputeFraction. */
+  nonComputeFraction: number;
+  finalLoss: number;
+  /** Every measured step had a report from every rank and a finite loss. */
+  complete: boolean;
+}
+
+interface StepRecord {
+  step: number;
+  loss: number;
+  samples: number;
+  wallMs: number;
+  ranks: Array<{ rank: number; computeMs: number; allreduceMs: number; optimizerMs: number; idleMs: number }>;
+}
+
+/** Figures over the step records after the first `warmupSteps`. */
+export function stepFigures(records: ReadonlyArray<Record<string, unknown>>, warmupSteps: number, worldSize: number): StepFigures {
+  const steps = records.filter((r) => r['type'] === 'step').map((r) => r as unknown as StepRecord).filter((r) => r.step >= warmupSteps);
+  const samples = steps.reduce((sum, s) => sum + s.samples, 0);
+  const wallSeconds = steps.reduce((sum, s) => sum + s.wallMs, 0) / 1000;
+  const ranks = Array.from({ length: worldSize }, (_, rank) => rankSplit(rank, steps));
+  return {
+    steps: steps.length,
+    samples,
+    wallSeconds,
+    samplesPerSecond: wallSeconds > 0 ? samples / wallSeconds : Number.NaN,
+    meanStepMs: steps.length > 0 ? (wallSeconds * 1000) / steps.length : Number.NaN,
+    ranks,
+    nonComputeFraction: mean(ranks.map((r) => r.nonComputeFraction)),
+    finalLoss: steps.at(-1)?.loss ?? Number.NaN,
+    complete: steps.length > 0 && steps.every((s) => Number.isFinite(s.loss) && s.ranks.length === worldSize),
+  };
+}
+
+function rankSplit(rank: number, steps: readonly StepRecord[]): RankSplit {
+  const own = steps.flatMap((s) => s.ranks.filter((r) => r.rank === rank));
+  const computeMs = mean(own.map((r) => r.computeMs));
+  const allreduceMs = mean(own.map((r) => r.allreduceMs));
+  const optimizerMs = mean(own.map((r) => r.optimizerMs));
+  const idleMs = mean(own.map((r) => r.idleMs));
+  const total = computeMs + allreduceMs + optimizerMs + idleMs;
+  return { rank, computeMs, allreduceMs, optimizerMs, idleMs, nonComputeFraction: (total - computeMs) / total };
+}

@@ -1,0 +1,164 @@
+// `ringtrain bench train`: the real trainer (coordinator in this process, N local worker
+// processes) at each requested world size, against two baselines measured in the same run:
+// plain single-process `model.fit` on the same model, data and backend, and the resident memory
+// of a worker-like process with no model. Step figures come from the run's metrics.jsonl; peak
+// RSS per worker from /proc. Targets are printed, never asserted.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runCoordinator } from '../coordinator/coordinator.js';
+import { ProgressReporter } from '../coordinator/progress-reporter.js';
+import { readMetrics } from '../coordinator/run-directory.js';
+import type { Job } from '../shared/job-schema.js';
+import { buildModel } from '../worker/model-builder.js';
+import type { WireCodec } from '../worker/wire-compression.js';
+import { BenchChild } from './bench-child.js';
+import { loadBenchJob, withoutInterruptions } from './bench-job.js';
+import { measureModelFit, type FitBaseline } from './fit-baseline.js';
+import { ChildRssMonitor } from './rss-monitor.js';
+import { stepFigures, type RankSplit } from './step-timings.js';
+import { printTrainReport } from './train-report.js';
+
+export interface TrainBenchOptions {
+  jobFile: string | undefined;
+  workers: number[];
+  steps: number;
+  warmupSteps: number;
+  backend?: string;
+  transport?: 'tcp' | 'grpc';
+  compression?: WireCodec;
+  /** Measure the model.fit baseline. */
+  baseline: boolean;
+  json?: string;
+  write: (line: string) => void;
+}
+
+/** One `--json` row: a ringtrain run at one world size, or the model.fit baseline. */
+export interface TrainRow {
+  kind: 'ringtrain' | 'model.fit';
+  workers: number;
+  samplesPerSecond: number;
+  /** samples/s ÷ ringtrain N = 1 samples/s (NaN without an N = 1 run). */
+  speedup: number;
+  /** speedup ÷ N. */
+  efficiency: number;
+  meanStepMs: number;
+  steps: number;
+  /** Peak resident bytes of each rank's process (empty where /proc is unavailable). */
+  peakRssBytes: number[];
+  ranks: RankSplit[];
+  nonComputeFraction: number;
+  finalLoss: number;
+  testMetrics: Record<string, number>;
+  /** The run finished every step with reports from every rank, finite losses and agreeing parameter hashes. */
+  verified: boolean;
+  backend: string;
+  transport: string;
+  compression: string;
+}
+
+export interface TrainBenchContext {
+  job: Job;
+  paramCount: number;
+  runtimeRssBytes: number;
+  rows: TrainRow[];
+}
+
+export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRow[]> {
+  const job = loadBenchJob(options.jobFile, options);
+  const runtimeRssBytes = await measureRuntimeRss(options);
+  const fit = options.baseline ? await measureModelFit(job, options.steps, options.warmupSteps) : undefined;
+  const rows: TrainRow[] = fit === undefined ? [] : [fitRow(fit)];
+  for (const workers of options.workers) rows.push(await runRing(job, workers, options));
+  const single = rows.find((r) => r.kind === 'ringtrain' && r.workers === 1)?.samplesPerSecond ?? Number.NaN;
+  for (const row of rows) {
+    row.speedup = row.samplesPerSecond / single;
+    row.efficiency = row.speedup / row.workers;
+  }
+  printTrainReport({ job, paramCount: trainableParams(job), runtimeRssBytes, rows }, options);
+  if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
+  return rows;
+}
+
+/** One embedded run: coordinator here, `workers` local processes, warm-up + measured steps. */
+async function runRing(job: Job, workers: number, options: TrainBenchOptions): Promise<TrainRow> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ringtrain-bench-'));
+  const monitor = new ChildRssMonitor();
+  monitor.start();
+  try {
+    const totalSteps = options.warmupSteps + options.steps;
+    const summary = await runCoordinator({
+      job: withoutInterruptions(job, workers),
+      jobSource: options.jobFile ?? 'default job',
+      host: '127.0.0.1',
+      port: 0,
+      localWorkers: workers,
+      gpus: [],
+      outDir: path.join(dir, 'run'),
+      stopAtStep: totalSteps,
+      reporter: new ProgressReporter(() => undefined),
+    });
+    const peaks = monitor.stop();
+    const figures = stepFigures(readMetrics(path.join(summary.runDir, 'metrics.jsonl')), options.warmupSteps, workers);
+    return {
+      kind: 'ringtrain',
+      workers,
+      samplesPerSecond: figures.samplesPerSecond,
+      speedup: Number.NaN,
+      efficiency: Number.NaN,
+      meanStepMs: figures.meanStepMs,
+      steps: figures.steps,
+      peakRssBytes: Array.from({ length: workers }, (_, rank) => peaks.get(rank) ?? Number.NaN),
+      ranks: figures.ranks,
+      nonComputeFraction: figures.nonComputeFraction,
+      finalLoss: figures.finalLoss,
+      testMetrics: summary.test,
+      verified: figures.complete && figures.steps === options.steps && summary.steps === totalSteps,
+      backend: String((summary['workers'] as Array<{ backend?: string }> | undefined)?.[0]?.backend ?? job.backend),
+      transport: job.allreduce.transport,
+      compression: job.allreduce.compression,
+    };
+  } finally {
+    monitor.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function fitRow(fit: FitBaseline): TrainRow {
+  return {
+    kind: 'model.fit',
+    workers: 1,
+    samplesPerSecond: fit.samplesPerSecond,
+    speedup: Number.NaN,
+    efficiency: Number.NaN,
+    meanStepMs: fit.meanStepMs,
+    steps: fit.steps,
+    peakRssBytes: [],
+    ranks: [],
+    nonComputeFraction: Number.NaN,
+    finalLoss: fit.finalLoss,
+    testMetrics: {},
+    verified: Number.isFinite(fit.finalLoss) && Number.isFinite(fit.samplesPerSecond),
+    backend: fit.backend,
+    transport: '-',
+    compression: '-',
+  };
+}
+
+function trainableParams(job: Job): number {
+  const model = buildModel(job);
+  const count = model.trainableWeights.reduce((sum, weight) => sum + weight.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+  model.dispose();
+  return count;
+}
+
+/** Peak RSS of a worker-like process without a model (see rss-probe.ts). */
+async function measureRuntimeRss(options: TrainBenchOptions): Promise<number> {
+  const args = ['bench', 'rss-probe', ...(options.jobFile !== undefined ? [options.jobFile] : []), ...(options.backend !== undefined ? ['--backend', options.backend] : [])];
+  const probe = BenchChild.spawn('rss probe', args);
+  try {
+    return Number((await probe.next('rss', 120_000))['maxRssBytes']);
+  } finally {
+    probe.kill();
+  }
+}

@@ -1,0 +1,46 @@
+// The wasm backend's gradient kernels that ringtrain provides itself (worker/kernels/), and their
+// registration into the global tfjs kernel registry. backend.ts calls registerWasmKernels()
+// before it activates wasm.
+//
+// Why these: tfjs-backend-wasm 4.22 registers every kernel the cpu backend has except Complex,
+// ComplexAbs, Conv2DBackpropFilter, DepthwiseConv2dNative{BackpropFilter,BackpropInput}, Draw,
+// Einsum, FFT/IFFT, Imag/Real, the Ragged* kernels, StaticRegexReplace and UnsortedSegmentSum.
+// Of those only Conv2DBackpropFilter lies on the backward path of the layers a job can name, so
+// without it a CNN cannot train on wasm. Its MaxPoolGrad exists but routes the gradient of any
+// window whose maximum is ≤ 0 wrongly (see max-pool-grad.ts), so ours replaces it. The other
+// kernels a job's backward pass uses (Conv2DBackpropInput, activations, BatchNorm, softmax, ...)
+// are wasm's own and are checked against cpu in test/unit/wasm-kernels.test.ts.
+//
+// Invariant: each kernel here computes what the cpu backend's kernel computes (float64
+// accumulation, one rounding to float32 per output) and throws on what it does not implement
+// (NCHW), so a wasm run never silently trains on a different gradient.
+import * as tf from '@tensorflow/tfjs';
+import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
+import { maxPoolGradConfig } from './kernels/max-pool-grad.js';
+
+export interface WasmKernel {
+  config: tf.KernelConfig;
+  /** 'missing': wasm has none (a later tfjs version's own is kept); 'replaces': wasm's own is wrong. */
+  role: 'missing' | 'replaces';
+}
+
+export const WASM_KERNELS: readonly WasmKernel[] = [
+  { config: conv2dBackpropFilterConfig, role: 'missing' },
+  { config: maxPoolGradConfig, role: 'replaces' },
+];
+
+/** Registers the kernels (idempotent); returns the names this call registered. */
+export function registerWasmKernels(): string[] {
+  const added: string[] = [];
+  for (const { config, role } of WASM_KERNELS) {
+    const existing = tf.getKernel(config.kernelName, config.backendName);
+    if (existing?.kernelFunc === config.kernelFunc) continue;
+    if (existing !== undefined) {
+      if (role === 'missing') continue;
+      tf.unregisterKernel(config.kernelName, config.backendName);
+    }
+    tf.registerKernel(config);
+    added.push(config.kernelName);
+  }
+  return added;
+}
