@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Frame__Output } from '../proto/generated/ringtrain/v1/Frame.js';
 import type { PushAck } from '../proto/generated/ringtrain/v1/PushAck.js';
 import { CollectiveError, PortInUseError } from '../shared/errors.js';
+import { addHealthService } from '../shared/health.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { decodeFloat32LE } from './float-codec.js';
