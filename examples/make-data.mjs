@@ -81,9 +81,16 @@ function main(argv) {
   writeFileSync(path.join(outDir, 'moons.csv'), moonsCsv(rows));
   const { intercept, coefficients, noiseStd } = REGRESSION;
   const bestR2 = 1 - noiseStd ** 2 / regression.labelVariance;
-  console.log(`wrote ${rows} rows each to ${path.join(outDir, 'regression.csv')} and ${path.join(outDir, 'moons.csv')}`);
-  console.log(`regression: y = ${intercept} + ${coefficients.map((c, i) => `${c}·x${i + 1}`).join(' + ')} + N(0, ${noiseStd}²)`);
-  console.log(`regression: label variance ${regression.labelVariance.toFixed(3)}; R² = 1 − mse / variance; the noise alone allows R² ≈ ${bestR2.toFixed(3)}`);
+  console.log(
+    `wrote ${rows} rows each to ${path.join(outDir, 'regression.csv')} and ${path.join(outDir, 'moons.csv')}`,
+  );
+  console.log(
+    `regression: y = ${intercept} + ${coefficients.map((c, i) => `${c}·x${i + 1}`).join(' + ')} + N(0, ${noiseStd}²)`,
+  );
+  console.log(
+    `regression: label variance ${regression.labelVariance.toFixed(3)}; R² = 1 − mse / variance; the noise alone allows R² ≈ ${bestR2.toFixed(3)}`,
+  );
 }
 
-if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main(process.argv.slice(2));
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url))
+  main(process.argv.slice(2));

@@ -27,7 +27,12 @@ function cornersRight(job, seed) {
 
 /** Best number of corners any line w1·a + w2·b + c > 0 classifies correctly, over a grid of lines. */
 function bestLinearCorners() {
-  const corners = [[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]];
+  const corners = [
+    [0, 0, 0],
+    [0, 1, 1],
+    [1, 0, 1],
+    [1, 1, 0],
+  ];
   let best = 0;
   for (let w1 = -4; w1 <= 4; w1 += 0.25)
     for (let w2 = -4; w2 <= 4; w2 += 0.25)
@@ -41,5 +46,7 @@ function bestLinearCorners() {
 const mlp = cornersRight('xor.yaml', 1);
 console.log(`2-layer network (xor.yaml):        ${mlp} of 4 corners`);
 const perceptron = Math.max(...PERCEPTRON_SEEDS.map((seed) => cornersRight('xor-perceptron.yaml', seed)));
-console.log(`perceptron (xor-perceptron.yaml):  ${perceptron} of 4 corners (best of seeds ${PERCEPTRON_SEEDS.join(', ')})`);
+console.log(
+  `perceptron (xor-perceptron.yaml):  ${perceptron} of 4 corners (best of seeds ${PERCEPTRON_SEEDS.join(', ')})`,
+);
 console.log(`any line, by brute force:          ${bestLinearCorners()} of 4 corners at most`);

@@ -18,13 +18,17 @@ import { allGatherSum } from './tcp-allgather-sum.js';
 import { controlFrame, emptyHeader, FRAME_HEADER_BYTES, FrameKind, writeHeader, type FrameHeader } from './tcp-frame.js';
 import { FrameReader } from './tcp-frame-reader.js';
 import type { TcpRingServer } from './tcp-ring-server.js';
-import { chooseScaleExponent, decodeScaled, encodeScaled, type WireCodec } from './wire-compression.js';
+import { chooseScaleExponent, decodeScaled, encodeScaled, WIRE_BYTES_PER_ELEMENT, type WireCodec } from './wire-compression.js';
 
 export { TcpRingServer } from './tcp-ring-server.js';
 
+export const PROF = { send: 0, recv: 0, sends: 0, recvs: 0, drainWaits: 0, drainMs: 0 };
+process.on('exit', () => process.stderr.write(`PROF ${JSON.stringify(PROF)}\n`));
 /** Buffers up to this size take the all-gather latency path. */
 export const DEFAULT_SMALL_BUFFER_BYTES = 64 * 1024;
 const MAX_REFUSAL_BYTES = 64 * 1024;
+/** Default bound on queued, unsent bytes per connection (see queueLimitBytes). */
+const QUEUE_LIMIT_BYTES = 16 * 1024 * 1024;
 
 export interface TcpRingCommunicatorOptions {
   /** This rank's own server; receives from the left neighbour. */
@@ -90,7 +94,7 @@ export class TcpRingCommunicator {
       const small = buffer.byteLength <= (this.options.smallBufferBytes ?? DEFAULT_SMALL_BUFFER_BYTES);
       // The latency path is not worth compressing, and its forwarding must stay exact.
       const codec = small ? 'none' : (this.options.compression ?? 'none');
-      const write: FrameWriter = (fields, payload, owned) => this.writeData(fields, payload, owned);
+      const write: FrameWriter = (fields, frame) => this.writeData(fields, frame);
       link = new CollectiveLink(write, inbox, server, { step, collective, worldSize, codec, timeoutMs: this.options.collectiveTimeoutMs });
       if (small) await allGatherSum(buffer, rank, worldSize, link);
       else await ringAllReduce(buffer, rank, worldSize, link, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
@@ -111,25 +115,24 @@ export class TcpRingCommunicator {
     return Promise.resolve();
   }
 
-  /** Writes one DATA frame. `owned` payloads (pooled staging) go back to the pool once written; a borrowed one (the caller's buffer) is waited on until the kernel has it. */
-  private async writeData(fields: DataFields, payload: Uint8Array, owned: boolean): Promise<void> {
+  /**
+   * Queues one DATA frame. `frame` is a pooled staging buffer holding the payload after
+   * FRAME_HEADER_BYTES; the header is written here, and the buffer goes back to the pool once
+   * the kernel has it. Waits only when more than the queue limit is still unsent (backpressure).
+   */
+  private async writeData(fields: DataFields, frame: Buffer): Promise<void> {
     if (this.broken !== undefined) throw this.broken;
     const socket = this.socket!;
-    const header = Object.assign(this.header, fields, { kind: FrameKind.data, generation: this.options.generation, senderRank: this.options.rank, payloadBytes: payload.byteLength });
-    const headerBytes = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-    writeHeader(headerBytes, header);
-    let written = false;
-    let wake: (() => void) | undefined;
-    socket.cork();
-    socket.write(headerBytes);
-    socket.write(payload, () => {
-      written = true;
-      if (owned) this.options.server.pool.give(payload.buffer as ArrayBuffer);
-      wake?.();
-    });
-    socket.uncork();
-    if (!owned && !written && socket.writableLength > 0) await this.guard(new Promise<void>((resolve) => (wake = resolve)));
-    else if (socket.writableNeedDrain) await this.guard(new Promise<void>((resolve) => socket.once('drain', resolve)));
+    const payloadBytes = frame.byteLength - FRAME_HEADER_BYTES;
+    writeHeader(frame, Object.assign(this.header, fields, { kind: FrameKind.data, generation: this.options.generation, senderRank: this.options.rank, payloadBytes }));
+    socket.write(frame, () => this.options.server.pool.give(frame.buffer as ArrayBuffer));
+    const t1 = performance.now();
+    if (socket.writableLength > this.queueLimitBytes) { PROF.drainWaits++; await this.guard(new Promise<void>((resolve) => socket.once('drain', resolve))); PROF.drainMs += performance.now() - t1; }
+  }
+
+  /** Unsent bytes allowed to pile up before a send waits: enough to keep the socket busy while this rank reduces. */
+  private get queueLimitBytes(): number {
+    return Math.max(QUEUE_LIMIT_BYTES, 2 * this.options.chunkBytes);
   }
 
   /** Checks that collectives arrive one at a time and in strictly increasing (step, collective) order. */
@@ -228,7 +231,7 @@ export class TcpRingCommunicator {
 
 /** Header fields a collective chooses; the communicator adds kind, generation, sender and size. */
 type DataFields = Omit<FrameHeader, 'kind' | 'generation' | 'senderRank' | 'payloadBytes'>;
-type FrameWriter = (fields: DataFields, payload: Uint8Array, owned: boolean) => Promise<void>;
+type FrameWriter = (fields: DataFields, frame: Buffer) => Promise<void>;
 
 /** One collective's view of the transport, as the pure algorithms see it. */
 class CollectiveLink implements RingLink {
@@ -244,23 +247,33 @@ class CollectiveLink implements RingLink {
   ) {}
 
   async send(chunk: RingChunk): Promise<void> {
+    const t0 = performance.now();
+    try { await this.send2(chunk); } finally { PROF.send += performance.now() - t0; PROF.sends++; }
+  }
+  async send2(chunk: RingChunk): Promise<void> {
     this.release();
     const { step, collective, codec } = this.at;
     const fields = { codec, step, collective, round: chunk.round, segment: chunk.segment, chunk: chunk.chunk, offset: chunk.offset, length: chunk.data.length, scaleExponent: 0 };
     const data = chunk.data;
+    // One pooled buffer per frame, header first: the ring mutates `data` once this returns.
+    const frame = Buffer.from(this.server.pool.take(FRAME_HEADER_BYTES + data.length * WIRE_BYTES_PER_ELEMENT[codec]));
     if (codec === 'none') {
-      await this.write(fields, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), false);
-      return;
+      new Float32Array(frame.buffer, FRAME_HEADER_BYTES, data.length).set(data);
+    } else {
+      fields.scaleExponent = this.exponentFor(chunk, codec);
+      const staging = new Uint16Array(frame.buffer, FRAME_HEADER_BYTES, data.length);
+      encodeScaled(data, codec, fields.scaleExponent, staging);
+      // The owner of a reduced segment keeps exactly what every other rank will decode.
+      if (chunk.round === this.at.worldSize - 1) decodeScaled(staging, codec, fields.scaleExponent, data);
     }
-    fields.scaleExponent = this.exponentFor(chunk, codec);
-    const staging = new Uint16Array(this.server.pool.take(data.length * 2));
-    encodeScaled(data, codec, fields.scaleExponent, staging);
-    // The owner of a reduced segment keeps exactly what every other rank will decode.
-    if (chunk.round === this.at.worldSize - 1) decodeScaled(staging, codec, fields.scaleExponent, data);
-    await this.write(fields, new Uint8Array(staging.buffer), true);
+    await this.write(fields, frame);
   }
 
   async receive(round: number, chunk: number): Promise<Float32Array> {
+    const t0 = performance.now();
+    try { return await this.receive2(round, chunk); } finally { PROF.recv += performance.now() - t0; PROF.recvs++; }
+  }
+  async receive2(round: number, chunk: number): Promise<Float32Array> {
     this.release();
     const key = { step: this.at.step, collective: this.at.collective, round, chunk };
     const payload = await this.inbox.take(key, this.at.timeoutMs);

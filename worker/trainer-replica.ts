@@ -29,6 +29,11 @@ export class TrainerReplica {
   private readonly y: Float32Array;
   private cursor: TrainCursor = { step: 0, epoch: 0, batchInEpoch: 0 };
   private lastReportAtMs: number | undefined;
+  /**
+   * Fault injection for tests and drills: RINGTRAIN_FAULT_NAN_STEPS="5,6" (or "all") makes this
+   * rank's local gradient NaN at those steps, as a numerically broken batch would.
+   */
+  private readonly nanSteps = parseStepSet(process.env['RINGTRAIN_FAULT_NAN_STEPS']);
 
   constructor(
     private readonly job: Job,
@@ -56,6 +61,7 @@ export class TrainerReplica {
     const local = this.localGradient(count, order.step, indices);
     grad[this.paramCount] = local.lossSum;
     grad[this.paramCount + 1] = local.count;
+    if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
     const computedMs = performance.now();
 
     await allReduce(grad, order.step);
@@ -161,4 +167,12 @@ export class TrainerReplica {
     }
     return indices.length;
   }
+}
+
+/** "5,6" -> {5, 6}; "all" -> every step; unset -> none. */
+function parseStepSet(text: string | undefined): { has(step: number): boolean } {
+  if (text === undefined || text.trim() === '') return { has: () => false };
+  if (text.trim() === 'all') return { has: () => true };
+  const steps = new Set(text.split(',').map((part) => Number(part.trim())).filter((n) => Number.isInteger(n) && n >= 0));
+  return { has: (step) => steps.has(step) };
 }

@@ -46,7 +46,9 @@ async function train(job: JobObject, dir = tempDir('ringtrain-example-')): Promi
 
 /** Runs examples/make-data.mjs into `dir`; returns the regression labels' variance (population). */
 function makeData(dir: string, rows: number): number {
-  const result = spawnSync(process.execPath, [path.join(EXAMPLES, 'make-data.mjs'), dir, '--rows', String(rows)], { encoding: 'utf8' });
+  const result = spawnSync(process.execPath, [path.join(EXAMPLES, 'make-data.mjs'), dir, '--rows', String(rows)], {
+    encoding: 'utf8',
+  });
   expect(result.status, result.stderr).toBe(0);
   const labels = readFileSync(path.join(dir, 'regression.csv'), 'utf8')
     .trim()
@@ -60,7 +62,10 @@ function makeData(dir: string, rows: number): number {
 
 describe('examples (2 workers, real processes)', () => {
   it('XOR: the 2-layer net gets 4 of 4 corners, the perceptron at most 3 (xor-compare.mjs)', () => {
-    const result = spawnSync(process.execPath, [path.join(EXAMPLES, 'xor-compare.mjs')], { encoding: 'utf8', timeout: 150_000 });
+    const result = spawnSync(process.execPath, [path.join(EXAMPLES, 'xor-compare.mjs')], {
+      encoding: 'utf8',
+      timeout: 150_000,
+    });
     expect(result.status, `${result.stdout}\n${result.stderr}`).toBe(0);
     expect(result.stdout).toMatch(/2-layer network \(xor\.yaml\): +4 of 4 corners/);
     const perceptron = /perceptron \(xor-perceptron\.yaml\): +(\d) of 4/.exec(result.stdout);

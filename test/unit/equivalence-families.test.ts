@@ -53,7 +53,10 @@ interface WorldOutcome {
 
 /** Trains `job` for `steps` steps on `worldSize` in-process ranks, as the coordinator would order them. */
 async function trainWorld(job: Job, dataset: Dataset, worldSize: number, steps: number): Promise<WorldOutcome> {
-  const trainers = Array.from({ length: worldSize }, () => new TrainerReplica(job, dataset, new Replica(buildModel(job), job)));
+  const trainers = Array.from(
+    { length: worldSize },
+    () => new TrainerReplica(job, dataset, new Replica(buildModel(job), job)),
+  );
   const initial = paramsOf(trainers[0] as TrainerReplica);
   const collectives = memoryRing(worldSize);
   const plan = new ShardPlan(dataset.train.count, job.training.batchSize, job.seed);
@@ -61,7 +64,13 @@ async function trainWorld(job: Job, dataset: Dataset, worldSize: number, steps: 
   const reports: StepReport[] = [];
   for (let step = 0; step < steps; step++) {
     const { epoch, batchInEpoch } = cursorOf(step, dataset.train.count, job.training.batchSize);
-    const learningRate = learningRateAt(step, job.optimizer.learningRate, job.schedule, job.training.batchSize, totalSteps);
+    const learningRate = learningRateAt(
+      step,
+      job.optimizer.learningRate,
+      job.schedule,
+      job.training.batchSize,
+      totalSteps,
+    );
     const stepReports = await Promise.all(
       trainers.map((trainer, rank) =>
         trainer.step(
@@ -178,20 +187,29 @@ const FAMILIES: Family[] = [
   { name: 'sgd with weight decay', job: xorJob({ optimizer: { type: 'sgd', learningRate: 0.5, weightDecay: 0.01 } }) },
   { name: 'momentum', job: xorJob({ optimizer: { type: 'momentum', learningRate: 0.2, momentum: 0.9 } }) },
   { name: 'nesterov', job: xorJob({ optimizer: { type: 'nesterov', learningRate: 0.2, momentum: 0.9 } }) },
-  { name: 'adam with weight decay', job: xorJob({ optimizer: { type: 'adam', learningRate: 0.01, weightDecay: 0.01 } }) },
+  {
+    name: 'adam with weight decay',
+    job: xorJob({ optimizer: { type: 'adam', learningRate: 0.01, weightDecay: 0.01 } }),
+  },
   {
     name: 'step schedule',
     job: xorJob({ schedule: { type: 'step', stepSize: 3, gamma: 0.5 } }),
     check: (reports) => expect(reports).toHaveLength(8),
   },
   { name: 'cosine schedule', job: xorJob({ schedule: { type: 'cosine', minLearningRate: 0.01 } }) },
-  { name: 'linear warm-up + linear scaling', job: xorJob({ schedule: { warmupSteps: 5, scaleLinearly: true, referenceBatchSize: 8 } }) },
+  {
+    name: 'linear warm-up + linear scaling',
+    job: xorJob({ schedule: { warmupSteps: 5, scaleLinearly: true, referenceBatchSize: 8 } }),
+  },
   {
     name: 'gradient clipping by global norm',
     job: xorJob({ optimizer: { type: 'sgd', learningRate: 0.5, clipNorm: 0.05 } }),
     check: (reports) => expect(reports.every((r) => r.gradNorm > 0.05)).toBe(true),
   },
-  { name: 'gradient accumulation (3 micro-batches)', job: xorJob({ training: { epochs: 2, batchSize: 11, accumulationSteps: 3 } }) },
+  {
+    name: 'gradient accumulation (3 micro-batches)',
+    job: xorJob({ training: { epochs: 2, batchSize: 11, accumulationSteps: 3 } }),
+  },
 ];
 
 beforeAll(async () => {
@@ -221,26 +239,29 @@ describe('gradient accumulation', () => {
     { worldSize: 1, accumulationSteps: 4 },
     { worldSize: 2, accumulationSteps: 3 },
     { worldSize: 3, accumulationSteps: 5 },
-  ])('a step of $accumulationSteps micro-batches on $worldSize rank(s) equals the one-pass step', async ({ worldSize, accumulationSteps }) => {
-    const dropoutModel: JobInput['model'] = {
-      input: [2],
-      layers: [
-        { type: 'dense', units: 12, activation: 'tanh' },
-        { type: 'dropout', rate: 0.3 },
-        { type: 'dense', units: 2, activation: 'softmax' },
-      ],
-    };
-    const base = xorJob({ model: dropoutModel, training: { epochs: 1, batchSize: 13 } });
-    const full = resolveJob(base, 'full');
-    const micro = resolveJob({ ...base, training: { epochs: 1, batchSize: 13, accumulationSteps } }, 'micro');
-    const dataset = loadDataset(full);
-    const a = await trainWorld(full, dataset, worldSize, 1);
-    const b = await trainWorld(micro, dataset, worldSize, 1);
-    const updateA = a.params.map((p, i) => p - (a.initial[i] as number));
-    const updateB = b.params.map((p, i) => p - (b.initial[i] as number));
-    expect(b.initial).toEqual(a.initial);
-    expect(relativeDistance(updateB, updateA)).toBeLessThanOrEqual(1e-5);
-    expect(b.reports[0]?.loss).toBeCloseTo(a.reports[0]?.loss ?? Number.NaN, 6);
-    expect(b.reports[0]?.globalCount).toBe(13);
-  });
+  ])(
+    'a step of $accumulationSteps micro-batches on $worldSize rank(s) equals the one-pass step',
+    async ({ worldSize, accumulationSteps }) => {
+      const dropoutModel: JobInput['model'] = {
+        input: [2],
+        layers: [
+          { type: 'dense', units: 12, activation: 'tanh' },
+          { type: 'dropout', rate: 0.3 },
+          { type: 'dense', units: 2, activation: 'softmax' },
+        ],
+      };
+      const base = xorJob({ model: dropoutModel, training: { epochs: 1, batchSize: 13 } });
+      const full = resolveJob(base, 'full');
+      const micro = resolveJob({ ...base, training: { epochs: 1, batchSize: 13, accumulationSteps } }, 'micro');
+      const dataset = loadDataset(full);
+      const a = await trainWorld(full, dataset, worldSize, 1);
+      const b = await trainWorld(micro, dataset, worldSize, 1);
+      const updateA = a.params.map((p, i) => p - (a.initial[i] as number));
+      const updateB = b.params.map((p, i) => p - (b.initial[i] as number));
+      expect(b.initial).toEqual(a.initial);
+      expect(relativeDistance(updateB, updateA)).toBeLessThanOrEqual(1e-5);
+      expect(b.reports[0]?.loss).toBeCloseTo(a.reports[0]?.loss ?? Number.NaN, 6);
+      expect(b.reports[0]?.globalCount).toBe(13);
+    },
+  );
 });

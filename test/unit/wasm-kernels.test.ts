@@ -68,9 +68,10 @@ afterAll(async () => {
 });
 
 describe('registerWasmKernels', () => {
-  it('has registered ours for wasm (replacing wasm\'s MaxPoolGrad), and registering again is a no-op', () => {
+  it("has registered ours for wasm (replacing wasm's MaxPoolGrad), and registering again is a no-op", () => {
     expect(WASM_KERNELS.map((k) => k.config.kernelName)).toEqual([tf.Conv2DBackpropFilter, tf.MaxPoolGrad]);
-    for (const { config } of WASM_KERNELS) expect(tf.getKernel(config.kernelName, 'wasm')?.kernelFunc).toBe(config.kernelFunc);
+    for (const { config } of WASM_KERNELS)
+      expect(tf.getKernel(config.kernelName, 'wasm')?.kernelFunc).toBe(config.kernelFunc);
     expect(registerWasmKernels()).toEqual([]);
   });
 
@@ -84,37 +85,45 @@ describe('registerWasmKernels', () => {
   });
 });
 
-describe.each(CONV_CASES)('conv2d gradients on wasm match cpu: $name', ({ x: xShape, filter: fShape, strides, pad }) => {
-  const xValues = randomArray(size(xShape), 1);
-  const fValues = randomArray(size(fShape), 2);
-  const conv = (x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D => tf.conv2d(x, f, strides, pad);
+describe.each(CONV_CASES)(
+  'conv2d gradients on wasm match cpu: $name',
+  ({ x: xShape, filter: fShape, strides, pad }) => {
+    const xValues = randomArray(size(xShape), 1);
+    const fValues = randomArray(size(fShape), 2);
+    const conv = (x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D => tf.conv2d(x, f, strides, pad);
 
-  /** Upstream gradient of the same shape as the forward output, fixed values. */
-  function dyFor(): tf.Tensor4D {
-    const outShape = conv(tf.zeros(xShape), tf.zeros(fShape)).shape;
-    return tf.tensor4d(randomArray(size(outShape), 3), outShape);
-  }
+    /** Upstream gradient of the same shape as the forward output, fixed values. */
+    function dyFor(): tf.Tensor4D {
+      const outShape = conv(tf.zeros(xShape), tf.zeros(fShape)).shape;
+      return tf.tensor4d(randomArray(size(outShape), 3), outShape);
+    }
 
-  it('Conv2DBackpropFilter (ours)', async () => {
-    const dW = (): tf.Tensor =>
-      tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor());
-    const [wasm, cpu] = [await on('wasm', dW), await on('cpu', dW)];
-    expect(tf.util.sizeFromShape(fShape)).toBe(cpu.length);
-    expectCloseArrays(wasm, cpu);
-  });
+    it('Conv2DBackpropFilter (ours)', async () => {
+      const dW = (): tf.Tensor =>
+        tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor());
+      const [wasm, cpu] = [await on('wasm', dW), await on('cpu', dW)];
+      expect(tf.util.sizeFromShape(fShape)).toBe(cpu.length);
+      expectCloseArrays(wasm, cpu);
+    });
 
-  it('Conv2DBackpropInput (tfjs-backend-wasm)', async () => {
-    const dx = (): tf.Tensor =>
-      tf.grad((x: tf.Tensor4D) => conv(x, tf.tensor4d(fValues, fShape)))(tf.tensor4d(xValues, xShape), dyFor());
-    expectCloseArrays(await on('wasm', dx), await on('cpu', dx));
-  });
-});
+    it('Conv2DBackpropInput (tfjs-backend-wasm)', async () => {
+      const dx = (): tf.Tensor =>
+        tf.grad((x: tf.Tensor4D) => conv(x, tf.tensor4d(fValues, fShape)))(tf.tensor4d(xValues, xShape), dyFor());
+      expectCloseArrays(await on('wasm', dx), await on('cpu', dx));
+    });
+  },
+);
 
 describe.each([
   { x: [2, 8, 8, 3] as Shape4, pool: 2, strides: 2, pad: 'valid' as const },
   { x: [3, 7, 9, 2] as Shape4, pool: 3, strides: 2, pad: 'same' as const },
   { x: [1, 6, 6, 4] as Shape4, pool: 2, strides: 1, pad: 'valid' as const },
-  { x: [2, 5, 7, 1] as Shape4, pool: [2, 3] as [number, number], strides: [1, 2] as [number, number], pad: 'same' as const },
+  {
+    x: [2, 5, 7, 1] as Shape4,
+    pool: [2, 3] as [number, number],
+    strides: [1, 2] as [number, number],
+    pad: 'same' as const,
+  },
 ])('MaxPoolGrad (ours) on wasm matches cpu: pool $pool, stride $strides, $pad', ({ x: xShape, pool, strides, pad }) => {
   // Standard-normal inputs: about a sixteenth of 2×2 windows have a negative maximum, which
   // tfjs-backend-wasm 4.22's own MaxPoolGrad routes wrongly.
@@ -213,7 +222,11 @@ describe.each([
     const x = randomArray(count * 4, 7);
     const labelSize = loss === 'categoricalCrossentropy' || loss === 'meanSquaredError' ? units : 1;
     const y = Float32Array.from({ length: count * labelSize }, (_, i) =>
-      loss === 'meanSquaredError' ? Math.sin(i) : loss === 'categoricalCrossentropy' ? Number(i % units === Math.floor(i / units) % units) : i % (loss === 'binaryCrossentropy' ? 2 : units),
+      loss === 'meanSquaredError'
+        ? Math.sin(i)
+        : loss === 'categoricalCrossentropy'
+          ? Number(i % units === Math.floor(i / units) % units)
+          : i % (loss === 'binaryCrossentropy' ? 2 : units),
     );
     const gradients: Float32Array[] = [];
     for (const backend of ['wasm', 'cpu'] as const) {

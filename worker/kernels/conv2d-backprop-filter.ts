@@ -11,7 +11,11 @@ const KERNEL = tf.Conv2DBackpropFilter;
  * for NHWC `x` [batch, inH, inW, inC] and `dy` [batch, outH, outW, outC]; taps that fall into the
  * padding contribute nothing. Returns the filter gradient [fH, fW, inC, outC], row-major.
  */
-export function conv2dBackpropFilterNhwc(x: Float32Array, dy: Float32Array, info: tf.backend_util.Conv2DInfo): Float32Array {
+export function conv2dBackpropFilterNhwc(
+  x: Float32Array,
+  dy: Float32Array,
+  info: tf.backend_util.Conv2DInfo,
+): Float32Array {
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info;
   const { strideHeight: sH, strideWidth: sW, filterHeight: fH, filterWidth: fW } = info;
   const { top: padTop, left: padLeft } = info.padInfo;
@@ -51,14 +55,16 @@ function accumulateOuter(
   for (let d1 = 0; d1 < inChannels; d1++) {
     const xv = x[xBase + d1] as number;
     const row = at + d1 * outChannels;
-    for (let d2 = 0; d2 < outChannels; d2++) acc[row + d2] = (acc[row + d2] as number) + xv * (dy[dyBase + d2] as number);
+    for (let d2 = 0; d2 < outChannels; d2++)
+      acc[row + d2] = (acc[row + d2] as number) + xv * (dy[dyBase + d2] as number);
   }
 }
 
 function conv2dBackpropFilterKernel(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as WasmBackendHeap;
   const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-  if (attrs.dataFormat !== 'NHWC') throw new Error(`${KERNEL} (wasm): only NHWC (channelsLast) is implemented, got ${attrs.dataFormat}`);
+  if (attrs.dataFormat !== 'NHWC')
+    throw new Error(`${KERNEL} (wasm): only NHWC (channelsLast) is implemented, got ${attrs.dataFormat}`);
   const x = requireInput(args, 'x', KERNEL);
   const dy = requireInput(args, 'dy', KERNEL);
   const info = tf.backend_util.computeConv2DInfo(
@@ -71,12 +77,16 @@ function conv2dBackpropFilterKernel(args: KernelArgs): tf.TensorInfo {
     false,
     'channelsLast',
   );
-  const dW = conv2dBackpropFilterNhwc(float32View(backend, x, KERNEL, 'x'), float32View(backend, dy, KERNEL, 'dy'), info);
+  const dW = conv2dBackpropFilterNhwc(
+    float32View(backend, x, KERNEL, 'x'),
+    float32View(backend, dy, KERNEL, 'dy'),
+    info,
+  );
   return backend.makeOutput([...info.filterShape], 'float32', undefined, dW);
 }
 
 export const conv2dBackpropFilterConfig: tf.KernelConfig = {
   kernelName: KERNEL,
   backendName: 'wasm',
-  kernelFunc: conv2dBackpropFilterKernel as tf.KernelFunc,
+  kernelFunc: conv2dBackpropFilterKernel,
 };

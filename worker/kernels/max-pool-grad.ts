@@ -73,12 +73,16 @@ function maxPoolGradKernel(args: KernelArgs): tf.TensorInfo {
     attrs.pad,
     attrs.dimRoundingMode,
   );
-  const dx = maxPoolGradNhwc(float32View(backend, input, KERNEL, 'input'), float32View(backend, dy, KERNEL, 'dy'), info);
+  const dx = maxPoolGradNhwc(
+    float32View(backend, input, KERNEL, 'input'),
+    float32View(backend, dy, KERNEL, 'dy'),
+    info,
+  );
   return backend.makeOutput([...input.shape], 'float32', undefined, dx);
 }
 
 export const maxPoolGradConfig: tf.KernelConfig = {
   kernelName: KERNEL,
   backendName: 'wasm',
-  kernelFunc: maxPoolGradKernel as tf.KernelFunc,
+  kernelFunc: maxPoolGradKernel,
 };

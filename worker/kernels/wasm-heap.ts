@@ -20,7 +20,12 @@ export interface KernelArgs {
  * The float32 contents of `info` as a heap view. Read every input before makeOutput: an
  * allocation may grow (and so detach) the heap.
  */
-export function float32View(backend: WasmBackendHeap, info: tf.TensorInfo, kernel: string, input: string): Float32Array {
+export function float32View(
+  backend: WasmBackendHeap,
+  info: tf.TensorInfo,
+  kernel: string,
+  input: string,
+): Float32Array {
   if (info.dtype !== 'float32') throw new Error(`${kernel} (wasm): input ${input} must be float32, got ${info.dtype}`);
   return backend.typedArrayFromHeap(info) as Float32Array;
 }

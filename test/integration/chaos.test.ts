@@ -1,0 +1,201 @@
+// Failure drills with real processes and real signals: SIGKILL a random worker at a random
+// moment (seeded trials), SIGSTOP a worker, SIGTERM / SIGKILL the coordinator, corrupt a
+// checkpoint, inject NaN. Each run must complete with metrics close to an undisturbed run, lose
+// no step, and leave no process behind.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readMetrics } from '../../coordinator/run-directory.js';
+import { Rng } from '../../shared/rng.js';
+import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+
+interface Summary {
+  worldSize: number;
+  steps: number;
+  recoveries: number;
+  skippedSteps: number;
+  test: { accuracy: number; loss: number };
+  events: Array<{ kind: string; rank: number; step: number; detail: string }>;
+  workers: Array<{ pid: number }>;
+}
+
+const dir = tempDir('ringtrain-chaos-');
+// 1600 train samples, batch 32 -> 50 steps an epoch; 3 epochs = 150 steps.
+const TOTAL_STEPS = 150;
+const chaosJob = (extra: Record<string, unknown> = {}): string =>
+  writeJob(
+    dir,
+    smallMnistJob({ data: { format: 'mnist', limit: 2000 }, backend: 'wasm', workers: { min: 2, max: 3 }, restartWorkers: 1, training: { epochs: 3, batchSize: 32 }, checkpoint: { everySteps: 25, keep: 2 }, timeouts: { hangMs: 3000, collectiveMs: 20_000, replacementMs: 20_000 }, ...extra }),
+    `chaos-${Math.random().toString(36).slice(2)}.yaml`,
+  );
+
+function startTrain(job: string, out: string, env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const child = spawn(process.execPath, [CLI, 'train', job, '--workers', '3', '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return { child, done };
+}
+
+function workerPids(coordinatorPid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(coordinatorPid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Waits (bounded) until metrics.jsonl holds at least `steps` step lines. */
+async function waitForSteps(out: string, steps: number, timeoutMs = 60_000): Promise<void> {
+  const file = path.join(out, 'metrics.jsonl');
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    if (existsSync(file) && readMetrics(file).filter((r) => r['type'] === 'step').length >= steps) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${file} did not reach ${steps} steps`);
+}
+
+function summaryOf(out: string): Summary {
+  return JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary;
+}
+
+function expectEveryStepOnce(out: string): void {
+  const steps = readMetrics(path.join(out, 'metrics.jsonl')).filter((r) => r['type'] === 'step').map((r) => Number(r['step']));
+  expect(new Set(steps).size).toBe(TOTAL_STEPS);
+  expect(Math.max(...steps)).toBe(TOTAL_STEPS - 1);
+}
+
+async function expectNoLeftovers(pids: number[]): Promise<void> {
+  for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  expect(pids.filter(alive)).toEqual([]);
+}
+
+let baseline: Summary;
+
+beforeAll(async () => {
+  const out = path.join(dir, 'baseline');
+  const result = await runCli(['train', chaosJob(), '--workers', '3', '--out', out]);
+  expect(result.code, result.stderr).toBe(0);
+  baseline = summaryOf(out);
+});
+
+describe('a worker SIGKILLed at a random moment', () => {
+  const trials = Array.from({ length: 10 }, (_, i) => i);
+  it.each(trials)('seeded trial %i completes with no step lost', async (trial) => {
+    const rng = new Rng(1000 + trial);
+    const killAtStep = 2 + rng.nextInt(TOTAL_STEPS - 30);
+    const out = path.join(dir, `kill-${trial}`);
+    const run = startTrain(chaosJob(), out);
+    await waitForSteps(out, killAtStep);
+    const pids = workerPids(run.child.pid ?? -1);
+    const victim = pids[rng.nextInt(pids.length)] ?? -1;
+    process.kill(victim, 'SIGKILL');
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    const summary = summaryOf(out);
+    expect(summary.recoveries).toBeGreaterThanOrEqual(1);
+    expect(summary.events.some((e) => e.kind === 'failure')).toBe(true);
+    expect(summary.steps).toBe(TOTAL_STEPS);
+    expectEveryStepOnce(out);
+    expect(Math.abs(summary.test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
+    await expectNoLeftovers([...pids, ...summary.workers.map((w) => w.pid)]);
+  });
+});
+
+describe('a hung worker (SIGSTOP)', () => {
+  it('is evicted after timeouts.hangMs and the run completes', async () => {
+    const out = path.join(dir, 'sigstop');
+    const run = startTrain(chaosJob(), out);
+    await waitForSteps(out, 20);
+    const pids = workerPids(run.child.pid ?? -1);
+    process.kill(pids[1] ?? -1, 'SIGSTOP');
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    const summary = summaryOf(out);
+    const eviction = summary.events.find((e) => e.kind === 'eviction');
+    expect(eviction?.detail).toMatch(/sent nothing for \d+ s \(last finished step \d+\)/);
+    expect(summary.recoveries).toBeGreaterThanOrEqual(1);
+    expectEveryStepOnce(out);
+    await expectNoLeftovers(pids);
+  });
+});
+
+describe('the coordinator', () => {
+  it('SIGTERM checkpoints at the next step boundary, exits 143, and --resume finishes the run', async () => {
+    const out = path.join(dir, 'sigterm');
+    const job = chaosJob({ checkpoint: { everySteps: 1000, keep: 2, atEpochEnd: false } });
+    const run = startTrain(job, out);
+    await waitForSteps(out, 30);
+    const pids = workerPids(run.child.pid ?? -1);
+    run.child.kill('SIGTERM');
+    const result = await run.done;
+    expect(result.code).toBe(143);
+    expect(result.stderr).toMatch(/stopped by a signal after step (\d+); checkpointed, continue with: ringtrain train --resume/);
+    const step = Number(/after step (\d+)/.exec(result.stderr)?.[1]);
+    expect(readdirSync(path.join(out, 'checkpoints'))).toContain(`step-${String(step).padStart(9, '0')}`);
+    await expectNoLeftovers(pids);
+    const resumed = await runCli(['train', '--resume', out, '--workers', '3']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(Math.abs(summaryOf(out).test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
+  });
+
+  it('SIGKILL leaves workers that exit by themselves, and --resume completes from the last checkpoint', async () => {
+    const out = path.join(dir, 'coord-kill');
+    const run = startTrain(chaosJob(), out);
+    await waitForSteps(out, 60);
+    const pids = workerPids(run.child.pid ?? -1);
+    run.child.kill('SIGKILL');
+    await run.done;
+    await expectNoLeftovers(pids);
+    const resumed = await runCli(['train', '--resume', out, '--workers', '3']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/resuming at step (25|50)/);
+    expect(summaryOf(out).steps).toBe(TOTAL_STEPS);
+    expect(Math.abs(summaryOf(out).test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
+  });
+});
+
+describe('corrupt checkpoints', () => {
+  it('a bit-flipped newest checkpoint is skipped with a warning naming the file', async () => {
+    const out = path.join(dir, 'corrupt');
+    const job = chaosJob();
+    const first = await runCli(['train', job, '--workers', '2', '--out', out, '--max-steps', '60']);
+    expect(first.code, first.stderr).toBe(0);
+    const newest = path.join(out, 'checkpoints', 'step-000000060', 'state.bin');
+    const bytes = readFileSync(newest);
+    bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0x10;
+    writeFileSync(newest, bytes);
+    const resumed = await runCli(['train', '--resume', out, '--workers', '2']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/warning: .*step-000000060.*state\.bin/);
+    expect(resumed.stdout).toMatch(/resuming at step 50/);
+    const summary = summaryOf(out);
+    expect(summary.events.some((e) => e.kind === 'checkpoint-fallback' && e.detail.includes('state.bin'))).toBe(true);
+    expect(summary.steps).toBe(TOTAL_STEPS);
+  });
+});
+
+describe('non-finite gradients', () => {
+  it('are skipped on every rank and counted; parameters stay finite', async () => {
+    const out = path.join(dir, 'nan');
+    const result = await runCli(['train', chaosJob(), '--workers', '2', '--out', out], { env: { RINGTRAIN_FAULT_NAN_STEPS: '5,6,40' } });
+    expect(result.code, result.stderr).toBe(0);
+    const summary = summaryOf(out);
+    expect(summary.skippedSteps).toBe(3);
+    expect(summary.events.filter((e) => e.kind === 'skipped-step').map((e) => e.step)).toEqual([5, 6, 40]);
+    expect(Number.isFinite(summary.test.loss)).toBe(true);
+    expect(Math.abs(summary.test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
+  });
+
+  it('stop the job after maxConsecutiveSkippedSteps in a row, keeping the last good checkpoint', async () => {
+    const out = path.join(dir, 'nan-stop');
+    const result = await runCli(['train', chaosJob({ maxConsecutiveSkippedSteps: 3 }), '--workers', '2', '--out', out], { env: { RINGTRAIN_FAULT_NAN_STEPS: '30,31,32,33' } });
+    expect(result.code).toBe(12);
+    // Warnings (pino JSON) name each skipped step; the final line is the error.
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^ringtrain: 3 consecutive steps had non-finite gradients \(last: step 32\)/);
+    expect(readdirSync(path.join(out, 'checkpoints'))).toContain('step-000000025');
+  });
+});
