@@ -25,14 +25,15 @@ export class ControlServer {
    */
   static async start(options: { host: string; port: number; logger: Logger; onSession: (session: WorkerSession) => void; configure?: (server: grpc.Server) => void }): Promise<ControlServer> {
     const server = new grpc.Server(GRPC_CHANNEL_OPTIONS);
-    let holder: ControlServer | undefined;
+    // Streams can arrive between bind and construction; they are refused until `ref.server` is set.
+    const ref: { server?: ControlServer } = {};
     server.addService(loadProto().ringtrain.v1.Control.service, {
       Session: (stream: SessionStream) => {
-        if (holder === undefined) {
+        if (ref.server === undefined) {
           stream.destroy(new Error('coordinator is starting'));
           return;
         }
-        holder.accept(stream, options.logger, options.onSession);
+        ref.server.accept(stream, options.logger, options.onSession);
       },
     });
     addHealthService(server);
@@ -47,8 +48,8 @@ export class ControlServer {
         }
       });
     });
-    holder = new ControlServer(server, options.host, port);
-    return holder;
+    ref.server = new ControlServer(server, options.host, port);
+    return ref.server;
   }
 
   /** Address workers on this machine should dial. */

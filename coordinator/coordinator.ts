@@ -67,14 +67,15 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   // then create the run directory, so a mistake leaves nothing behind.
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
-  let membership: Membership | undefined;
-  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => (membership !== undefined ? membership.offer(s) : s.abort('coordinator is starting')) });
+  const admit: { membership?: Membership } = {};
+  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => (admit.membership !== undefined ? admit.membership.offer(s) : s.abort('coordinator is starting')) });
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;
   });
   const bounds = options.localWorkers > 0 ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers } : workerBounds(job);
-  membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
+  const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
+  admit.membership = membership;
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
   try {
     return await run.execute();

@@ -8,16 +8,20 @@
 // do not depend on sharding. Training runs the layers one by one and multiplies by those masks
 // in place of tfjs's own (unseeded) dropout.
 //
-// BatchNorm: training uses the statistics of this rank's slice, and every computeGradients call
-// moves this rank's moving mean/variance towards them. With worldSize > 1 the moving statistics
-// therefore differ between ranks (`syncBatchNorm` is not implemented yet); callers that need one
-// value average or broadcast them with readNonTrainable/writeNonTrainable.
+// BatchNorm: computeGradients uses the statistics of this rank's slice, and every call moves this
+// rank's moving mean/variance towards them, so with worldSize > 1 the moving statistics differ
+// between ranks; callers that need one value average or broadcast them with
+// readNonTrainable/writeNonTrainable. With `model.syncBatchNorm`, computeGradientsSynced uses
+// statistics over the global batch through collectives (sync-batch-norm.ts), and the moving
+// statistics stay identical on every rank.
 import * as tf from '@tensorflow/tfjs';
 import type { Job, MetricName } from '../shared/job-schema.js';
 import { dropoutMasks, dropoutSitesOf, type DropoutSite } from './dropout-masks.js';
 import { FlatLayout } from './flat-layout.js';
 import { perSampleLoss } from './losses.js';
 import { metricSum } from './metrics.js';
+import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
+import { syncBatchNormPass } from './sync-batch-norm-pass.js';
 
 /** Samples per forward pass in evaluate(). */
 export const EVAL_BATCH_SIZE = 1024;
@@ -42,6 +46,8 @@ export class Replica {
   private readonly featureShape: number[];
   private readonly outputUnits: number;
   private readonly labelScale: number;
+  /** BatchNorm layers whose statistics are global (empty unless job.model.syncBatchNorm). */
+  private readonly syncSites: BatchNormSite[];
 
   constructor(
     /** The replica owns the model: dispose() disposes it. Exported via model-export.ts. */
@@ -60,6 +66,12 @@ export class Replica {
     this.outputUnits = product(model.outputs[0]?.shape.slice(1) ?? []);
     this.labelSize = job.loss === 'sparseCategoricalCrossentropy' ? 1 : this.outputUnits;
     this.labelScale = options.labelScale ?? 1;
+    this.syncSites = job.model.syncBatchNorm ? batchNormSitesOf(model) : [];
+  }
+
+  /** True when training steps must go through computeGradientsSynced (syncBatchNorm with BatchNorm layers). */
+  get needsCollectives(): boolean {
+    return this.syncSites.length > 0;
   }
 
   /** Copies the current trainable weights into `out` (length ≥ paramCount), in model.trainableWeights order. */
@@ -121,6 +133,43 @@ export class Replica {
     return { lossSum: data[this.paramCount] as number, count };
   }
 
+  /**
+   * computeGradients with global-batch BatchNorm statistics: `collective` (an in-place sum over
+   * all ranks) is called twice per BatchNorm layer, by every rank in the same order, an empty
+   * slice included. Same contract for `grad` and the result otherwise.
+   */
+  async computeGradientsSynced(
+    x: Float32Array,
+    y: Float32Array,
+    count: number,
+    step: number,
+    sampleIds: Uint32Array,
+    grad: Float32Array,
+    collective: Collective,
+  ): Promise<{ lossSum: number; count: number }> {
+    this.checkBatch(x, y, count);
+    if (grad.length < this.paramCount)
+      throw new RangeError(`computeGradientsSynced: grad holds ${grad.length} floats, need ${this.paramCount}`);
+    const masks = count === 0 ? [] : dropoutMasks(this.dropoutSites, this.job.seed, step, sampleIds, count);
+    const [xs, ys] = count === 0 ? [null, null] : this.toTensors(x, y, 0, count);
+    const runner = {
+      layerCount: this.model.layers.length,
+      run: (h: tf.Tensor, from: number, to: number) => this.runLayers(h, from, to, masks),
+      variablesOf: (from: number, to: number) => this.variablesOf(from, to),
+      lossSum: (out: tf.Tensor) => tf.sum<tf.Scalar>(perSampleLoss(this.job.loss, ys as tf.Tensor, out)),
+    };
+    try {
+      const { grads, lossSum } = await syncBatchNormPass(runner, this.syncSites, xs, collective);
+      const flat = tf.tidy(() => tf.concat(this.variables.map((v) => tf.reshape(grads.get(v.name) ?? tf.zerosLike(v), [-1]))));
+      tf.dispose([...grads.values()]);
+      grad.set(flat.dataSync().subarray(0, this.paramCount));
+      flat.dispose();
+      return { lossSum, count };
+    } finally {
+      tf.dispose([xs, ys].filter((t): t is tf.Tensor => t !== null));
+    }
+  }
+
   /** Inference-mode loss and metric SUMS over `count` samples, EVAL_BATCH_SIZE per forward pass. */
   evaluate(
     x: Float32Array,
@@ -165,9 +214,15 @@ export class Replica {
    * with null (inference) every layer runs with training=false.
    */
   private forward(xs: tf.Tensor, masks: Float32Array[] | null): tf.Tensor {
+    return this.runLayers(xs, 0, this.model.layers.length, masks);
+  }
+
+  /** Layers [from, to) as in forward(); the result is a new tensor even for an empty range. */
+  private runLayers(xs: tf.Tensor, from: number, to: number, masks: Float32Array[] | null): tf.Tensor {
+    if (from === to) return tf.clone(xs);
     const training = masks !== null;
     let h = xs;
-    for (const layer of this.model.layers) {
+    for (const layer of this.model.layers.slice(from, to)) {
       const siteIndex = this.dropoutSites.findIndex((site) => site.layer === layer);
       if (siteIndex >= 0 && training) {
         const mask = masks[siteIndex];
@@ -179,6 +234,12 @@ export class Replica {
       h = out;
     }
     return h;
+  }
+
+  /** Trainable tf.Variables of layers [from, to). */
+  private variablesOf(from: number, to: number): tf.Variable[] {
+    const owned = new Set(this.model.layers.slice(from, to).flatMap((layer) => layer.trainableWeights.map((w) => w.read())));
+    return this.variables.filter((v) => owned.has(v));
   }
 
   /** Samples [start, end) as tensors; callers own them (inside a tidy). */

@@ -147,7 +147,9 @@ export async function backward(
       const g2 = tf.reshape(g, [-1, c]);
       return [tf.sum<tf.Tensor1D>(g2, 0), tf.sum<tf.Tensor1D>(tf.mul(g2, tf.reshape(cache.xhat, [-1, c])), 0)];
     });
-    buffer.set(tf.tidy(() => tf.concat(local)).dataSync());
+    const sums = tf.concat(local);
+    buffer.set(sums.dataSync());
+    sums.dispose();
   }
   await collective(buffer);
   const [dBeta, dGamma] = local as [tf.Tensor1D, tf.Tensor1D];

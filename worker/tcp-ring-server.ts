@@ -1,28 +1,26 @@
-// Receiving end of the raw-TCP ring: the worker's data port. The left neighbour connects, sends
-// a HANDSHAKE frame, then DATA frames; payloads land in pooled buffers and go to the
-// generation's FrameInbox. The port is shared: a connection that does not open with the ring
-// magic is handed to `otherProtocol` untouched (the worker passes gRPC connections to its
-// RingDataServer), so one advertised address serves both transports.
-// Invariants (the same as RingDataServer's):
-//   - at most one left connection is attached, only for the current generation and from the
-//     expected left rank; anything else gets a REFUSE frame naming the reason, then is closed;
-//   - a handshake for a newer generation is parked (socket paused; frames already read are kept
-//     in order) until `expect` reaches that generation;
-//   - once the left connection closes or misbehaves, the generation's inbox fails for good.
+// A worker's data port for the raw-TCP ring. The RIGHT neighbour connects here and sends a
+// HANDSHAKE; from then on this rank writes its DATA frames into that connection. (The receiver
+// dials because only a client socket can read with `onread` straight into pooled payload
+// buffers; see tcp-ring-transport.ts.)
+// The port is shared: a connection that does not open with the ring magic is handed to
+// `otherProtocol` untouched (the worker passes gRPC connections to its RingDataServer), so one
+// advertised address serves both transports.
+// Invariants:
+//   - at most one right connection is attached, only for the current generation and from the
+//     expected right rank; anything else gets a REFUSE frame naming the reason, then is closed;
+//   - a handshake for a newer generation is parked until `expect` reaches that generation;
+//   - once the attached connection closes or the generation is aborted, the generation stays
+//     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
 import { CollectiveError, PortInUseError } from '../shared/errors.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
-import { FrameInbox, type FrameKey } from './frame-inbox.js';
 import { BufferPool } from './tcp-buffer-pool.js';
-import { controlFrame, FRAME_MAGIC, FrameKind, type FrameHeader } from './tcp-frame.js';
+import { controlFrame, FRAME_MAGIC, FrameKind } from './tcp-frame.js';
 import { FrameReader } from './tcp-frame-reader.js';
-import { decodeScaled, WIRE_BYTES_PER_ELEMENT, type WireCodec } from './wire-compression.js';
 
-/** Largest payload one frame may announce; a bigger one is a corrupt or hostile stream. */
-const MAX_PAYLOAD_BYTES = 1 << 30;
 /** How long a new connection may take to send its first four bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
-/** How long `close` waits for the listener to shut. */
+/** How long a refused connection may take to read its REFUSE frame before it is cut. */
 const CLOSE_GRACE_MS = 1_000;
 
 export interface TcpRingServerOptions {
@@ -34,35 +32,25 @@ export interface TcpRingServerOptions {
   otherProtocol?: (socket: net.Socket) => void;
 }
 
-/** A frame that arrived while its connection was parked, copied out of the reader's header. */
-interface HeldFrame {
-  key: FrameKey;
-  codec: WireCodec;
-  length: number;
-  scaleExponent: number;
-  payload: Uint8Array;
-}
-
-interface LeftPeer {
+interface RightPeer {
   readonly socket: net.Socket;
   generation: number;
-  senderRank: number;
+  rank: number;
   state: 'new' | 'parked' | 'attached' | 'done';
-  readonly backlog: HeldFrame[];
 }
 
 export class TcpRingServer {
-  /** Payload storage shared with this rank's TcpRingCommunicator (one thread, no locking). */
+  /** Frame storage shared with this rank's TcpRingCommunicator (one thread, no locking). */
   readonly pool = new BufferPool();
   private generation = -1;
-  private leftRank = -1;
-  private inbox = new FrameInbox(-1);
-  private left: LeftPeer | undefined;
-  private readonly parked = new Set<LeftPeer>();
+  private rightRank = -1;
+  private right: RightPeer | undefined;
+  /** Why the current generation can no longer send, once it cannot. */
+  private failure: Error | undefined;
+  private readonly parked = new Set<RightPeer>();
   private readonly sockets = new Set<net.Socket>();
-  /** Scale exponents of compressed frames delivered to the inbox, by frame key id. */
-  private readonly exponents = new Map<string, number>();
-  private readonly leftWaiters = new Set<() => boolean>();
+  /** Re-evaluated on every state change; each returns true once it has settled. */
+  private readonly waiters = new Set<() => boolean>();
   private closed = false;
 
   private constructor(
@@ -78,9 +66,7 @@ export class TcpRingServer {
     const ring = new TcpRingServer(net.createServer({ noDelay: true }), options, options.logger ?? componentLogger('tcp-ring-server'));
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
-      ring.server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error),
-      );
+      ring.server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error));
       ring.server.listen(options.port, options.host, () => resolve());
     });
     return ring;
@@ -91,26 +77,18 @@ export class TcpRingServer {
     return typeof address === 'object' && address !== null ? address.port : 0;
   }
 
-  /** Prepare for generation g: connections and frames of other generations are refused. */
-  expect(generation: number, leftRank: number): void {
+  /** Prepare for generation g: only `rightRank` may connect, with a handshake for g; an older attached connection is refused. */
+  expect(generation: number, rightRank: number): void {
     if (this.closed) throw new CollectiveError('tcp ring server is closed');
-    if (generation < this.generation) {
-      throw new CollectiveError(`generation ${generation} is older than the current generation ${this.generation}`);
-    }
+    if (generation < this.generation) throw new CollectiveError(`generation ${generation} is older than the current generation ${this.generation}`);
     if (generation === this.generation) {
-      if (leftRank !== this.leftRank) {
-        throw new CollectiveError(`generation ${generation} already expects left rank ${this.leftRank}, not ${leftRank}`);
-      }
+      if (rightRank !== this.rightRank) throw new CollectiveError(`generation ${generation} already expects right rank ${this.rightRank}, not ${rightRank}`);
       return;
     }
-    const superseded = new CollectiveError(`generation ${this.generation} was superseded by generation ${generation}`);
-    this.inbox.fail(superseded);
-    if (this.left !== undefined) this.refuse(this.left, superseded.message);
+    if (this.right !== undefined) this.refuse(this.right, `generation ${this.generation} was superseded by generation ${generation}`);
     this.generation = generation;
-    this.leftRank = leftRank;
-    this.inbox = new FrameInbox(leftRank);
-    this.exponents.clear();
-    this.left = undefined;
+    this.rightRank = rightRank;
+    this.failure = undefined;
     for (const peer of [...this.parked]) {
       if (peer.generation <= generation) {
         this.parked.delete(peer);
@@ -120,65 +98,43 @@ export class TcpRingServer {
     this.notify();
   }
 
-  /** Resolves once the left neighbour's connection for the current generation is attached. */
-  async waitForLeft(timeoutMs: number): Promise<void> {
-    const generation = this.generation;
-    await new Promise<void>((resolve, reject) => {
-      const settle = (error?: Error): true => {
+  /** The right neighbour's connection for `generation`, once attached. Rejects when the generation fails or is superseded, or after `timeoutMs`. */
+  waitForRight(generation: number, timeoutMs: number): Promise<net.Socket> {
+    return new Promise<net.Socket>((resolve, reject) => {
+      const settle = (outcome: net.Socket | Error): true => {
         clearTimeout(timer);
-        this.leftWaiters.delete(check);
-        if (error === undefined) resolve();
-        else reject(error);
+        this.waiters.delete(check);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
         return true;
       };
       const check = (): boolean => {
-        if (this.generation !== generation) {
-          return settle(new CollectiveError(`generation ${generation} was superseded while waiting for the left neighbour`));
-        }
-        if (this.inbox.failedWith !== undefined) return settle(this.inbox.failedWith);
-        return this.left !== undefined && settle();
+        if (this.generation !== generation) return settle(new CollectiveError(`generation ${generation} is not current (this rank is at ${this.generation})`));
+        if (this.failure !== undefined) return settle(this.failure);
+        return this.right !== undefined && settle(this.right.socket);
       };
-      const timer = setTimeout(
-        () => settle(new CollectiveError(`left neighbour rank ${this.leftRank} did not connect within ${timeoutMs} ms (generation ${generation})`)),
-        timeoutMs,
-      );
-      if (!check()) this.leftWaiters.add(check);
+      const timer = setTimeout(() => settle(new CollectiveError(`right neighbour rank ${this.rightRank} did not connect within ${timeoutMs} ms (generation ${generation})`)), timeoutMs);
+      if (!check()) this.waiters.add(check);
     });
   }
 
-  /** The inbox of `generation`, which must be the current one. */
-  inboxFor(generation: number): FrameInbox {
-    if (generation !== this.generation) {
-      throw new CollectiveError(`tcp ring server is at generation ${this.generation}, not ${generation}`);
-    }
-    return this.inbox;
-  }
-
-  /** The scale exponent a compressed frame arrived with (once; undefined for float32 frames). */
-  takeScaleExponent(key: FrameKey): number | undefined {
-    const id = keyId(key);
-    const exponent = this.exponents.get(id);
-    this.exponents.delete(id);
-    return exponent;
-  }
-
-  /** Fails `generation` (if current): pending takes reject and the left neighbour is refused. */
+  /** Fails `generation` (if current): the right neighbour gets a REFUSE frame with the reason, after any frames already queued. */
   abortGeneration(generation: number, error: Error): void {
     if (generation !== this.generation) return;
-    this.inbox.fail(error);
+    this.failure ??= error;
     // The communicator decides whether its abort is worth a warning; this is its echo.
-    if (this.left !== undefined) this.refuse(this.left, error.message, 'debug');
+    if (this.right !== undefined) this.refuse(this.right, error.message, 'debug');
     this.notify();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.inbox.fail(new CollectiveError(`tcp ring server on port ${this.port} closed`));
+    this.failure ??= new CollectiveError(`tcp ring server on port ${this.port} closed`);
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
     this.parked.clear();
-    this.left = undefined;
+    this.right = undefined;
     this.pool.clear();
     this.notify();
     let timer: NodeJS.Timeout | undefined;
@@ -209,177 +165,100 @@ export class TcpRingServer {
     };
     socket.on('readable', onReadable);
     socket.once('close', () => clearTimeout(timer));
-    socket.on('error', () => undefined); // 'close' follows; the peer handler reports it
+    socket.on('error', () => undefined); // 'close' follows and is handled
   }
 
+  /** A ring connection: exactly one HANDSHAKE frame may arrive on it, nothing after. */
   private adopt(socket: net.Socket, head: Buffer): void {
     this.sockets.add(socket);
-    socket.setNoDelay(true);
-    const peer: LeftPeer = { socket, generation: -1, senderRank: -1, state: 'new', backlog: [] };
+    const peer: RightPeer = { socket, generation: -1, rank: -1, state: 'new' };
     const reader = new FrameReader({
-      payloadTarget: (header) => this.payloadTarget(peer, header),
-      frame: (header, payload) => this.onFrame(peer, header, payload),
+      payloadTarget: () => {
+        throw new CollectiveError('only a HANDSHAKE (without payload) may be sent to a data port');
+      },
+      frame: (header) => {
+        if (peer.state !== 'new' || header.kind !== FrameKind.handshake) throw new CollectiveError(`unexpected frame kind ${header.kind} from rank ${peer.rank}`);
+        this.onHandshake(peer, header.generation, header.senderRank);
+      },
     });
-    const push = (bytes: Buffer): void => {
+    socket.on('data', (bytes: Buffer) => {
       try {
         reader.push(bytes);
       } catch (error) {
-        const collective = error instanceof CollectiveError ? error : new CollectiveError(String(error), { cause: error });
-        this.failFrom(peer, collective);
+        this.refuse(peer, error instanceof Error ? error.message : String(error));
       }
-    };
-    socket.on('data', push);
+    });
     socket.once('close', () => {
       this.sockets.delete(socket);
       this.onGone(peer);
     });
-    push(head);
     socket.resume();
+    reader.push(head);
   }
 
-  private payloadTarget(peer: LeftPeer, header: FrameHeader): Uint8Array {
-    if (header.kind !== FrameKind.data) throw new CollectiveError(`unexpected frame kind ${header.kind} with a payload`);
-    if (peer.state === 'attached') {
-      const problem = frameProblem(header, this.generation, this.leftRank);
-      if (problem !== undefined) throw new CollectiveError(`frame from left neighbour rank ${peer.senderRank} refused: ${problem}`);
-    } else if (header.payloadBytes > MAX_PAYLOAD_BYTES) {
-      throw new CollectiveError(`frame announces ${header.payloadBytes} payload bytes`);
-    }
-    return new Uint8Array(this.pool.take(header.payloadBytes));
-  }
-
-  private onFrame(peer: LeftPeer, header: FrameHeader, payload: Uint8Array): void {
-    if (peer.state === 'new') {
-      if (header.kind !== FrameKind.handshake) throw new CollectiveError(`first frame must be a HANDSHAKE, got kind ${header.kind}`);
-      this.onHandshake(peer, header.generation, header.senderRank);
-      return;
-    }
-    if (peer.state === 'done') {
-      this.pool.give(payload.buffer as ArrayBuffer);
-      return;
-    }
-    if (header.kind !== FrameKind.data) throw new CollectiveError(`unexpected frame kind ${header.kind} after the handshake`);
-    const held: HeldFrame = {
-      key: { step: header.step, collective: header.collective, round: header.round, chunk: header.chunk },
-      codec: header.codec,
-      length: header.length,
-      scaleExponent: header.scaleExponent,
-      payload,
-    };
-    if (peer.state === 'parked') peer.backlog.push(held);
-    else this.deliver(held);
-  }
-
-  private onHandshake(peer: LeftPeer, generation: number, senderRank: number): void {
+  private onHandshake(peer: RightPeer, generation: number, rank: number): void {
     peer.generation = generation;
-    peer.senderRank = senderRank;
+    peer.rank = rank;
     if (generation > this.generation && !this.closed) {
       peer.state = 'parked';
-      peer.socket.pause();
       this.parked.add(peer);
-      this.logger.debug({ generation, senderRank }, 'parked handshake for a future generation');
+      this.logger.debug({ generation, rank }, 'parked handshake for a future generation');
       return;
     }
     this.admit(peer);
   }
 
-  /** Attaches a handshaken connection as the left neighbour, or refuses it. */
-  private admit(peer: LeftPeer): void {
+  /** Attaches a handshaken connection as the right neighbour's, or refuses it. */
+  private admit(peer: RightPeer): void {
     const refusal =
       peer.generation !== this.generation
         ? `stale generation ${peer.generation}; this rank is at generation ${this.generation}`
-        : peer.senderRank !== this.leftRank
-          ? `rank ${peer.senderRank} is not the left neighbour (rank ${this.leftRank}) in generation ${this.generation}`
-          : this.left !== undefined
-            ? `a connection from rank ${this.leftRank} is already attached for generation ${this.generation}`
-            : this.inbox.failedWith !== undefined
-              ? `generation ${this.generation} is already broken: ${this.inbox.failedWith.message}`
+        : peer.rank !== this.rightRank
+          ? `rank ${peer.rank} is not the right neighbour (rank ${this.rightRank}) in generation ${this.generation}`
+          : this.right !== undefined
+            ? `a connection from rank ${this.rightRank} is already attached for generation ${this.generation}`
+            : this.failure !== undefined
+              ? `generation ${this.generation} is already broken: ${this.failure.message}`
               : undefined;
     if (refusal !== undefined) {
       this.refuse(peer, refusal);
       return;
     }
     peer.state = 'attached';
-    this.left = peer;
-    try {
-      for (const held of peer.backlog.splice(0)) {
-        const problem = frameProblem({ ...held, generation: peer.generation, senderRank: peer.senderRank, kind: FrameKind.data, payloadBytes: held.payload.byteLength }, this.generation, this.leftRank);
-        if (problem !== undefined) throw new CollectiveError(`frame from left neighbour rank ${peer.senderRank} refused: ${problem}`);
-        this.deliver(held);
-      }
-    } catch (error) {
-      this.failFrom(peer, error instanceof CollectiveError ? error : new CollectiveError(String(error), { cause: error }));
-      return;
-    }
-    peer.socket.resume();
-    this.logger.debug({ generation: this.generation, leftRank: this.leftRank }, 'left neighbour attached');
+    peer.socket.setNoDelay(true);
+    this.right = peer;
+    this.logger.debug({ generation: this.generation, rightRank: this.rightRank }, 'right neighbour attached');
     this.notify();
   }
 
-  /** Hands one frame to the inbox as float32, decoding a compressed payload into pooled storage. */
-  private deliver(held: HeldFrame): void {
-    let values: Float32Array;
-    if (held.codec === 'none') values = new Float32Array(held.payload.buffer, 0, held.length);
-    else {
-      values = new Float32Array(this.pool.take(held.length * 4));
-      decodeScaled(new Uint16Array(held.payload.buffer, 0, held.length), held.codec, held.scaleExponent, values);
-      this.pool.give(held.payload.buffer as ArrayBuffer);
-      this.exponents.set(keyId(held.key), held.scaleExponent);
-    }
-    this.inbox.deliver(held.key, values);
-  }
-
-  private onGone(peer: LeftPeer): void {
+  private onGone(peer: RightPeer): void {
     if (peer.state === 'done') return;
     this.parked.delete(peer);
-    const wasLeft = peer === this.left;
+    const wasRight = peer === this.right;
     peer.state = 'done';
-    if (!wasLeft) return;
-    this.left = undefined;
-    this.inbox.fail(new CollectiveError(`left neighbour rank ${peer.senderRank} closed its ring connection (generation ${peer.generation})`));
+    if (!wasRight) return;
+    this.right = undefined;
+    this.failure ??= new CollectiveError(`right neighbour rank ${peer.rank} closed its ring connection (generation ${peer.generation})`);
     this.notify();
   }
 
-  /** A protocol violation on `peer`: fail the generation if it was the left neighbour, and refuse it. */
-  private failFrom(peer: LeftPeer, error: CollectiveError): void {
-    if (peer === this.left) this.inbox.fail(error);
-    this.refuse(peer, error.message);
-    this.notify();
-  }
-
-  /** Tells the sender why (a REFUSE frame), then closes the connection. */
-  private refuse(peer: LeftPeer, reason: string, level: 'warn' | 'debug' = 'warn'): void {
+  /** Tells the peer why (a REFUSE frame), then closes the connection. */
+  private refuse(peer: RightPeer, reason: string, level: 'warn' | 'debug' = 'warn'): void {
     if (peer.state === 'done') return;
-    if (peer === this.left) this.left = undefined;
+    if (peer === this.right) {
+      this.right = undefined;
+      this.failure ??= new CollectiveError(reason);
+    }
     this.parked.delete(peer);
     peer.state = 'done';
-    this.logger[level]({ senderRank: peer.senderRank, generation: peer.generation }, `ring connection refused: ${reason}`);
+    this.logger[level]({ rank: peer.rank, generation: peer.generation }, `ring connection refused: ${reason}`);
     const socket = peer.socket;
     socket.end(controlFrame(FrameKind.refuse, this.generation, 0, reason));
     setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.notify();
   }
 
   private notify(): void {
-    for (const check of [...this.leftWaiters]) check();
+    for (const check of [...this.waiters]) check();
   }
-}
-
-/** Why a DATA frame from the attached left neighbour cannot be accepted, or undefined. */
-function frameProblem(
-  header: Pick<FrameHeader, 'kind' | 'generation' | 'senderRank' | 'codec' | 'length' | 'payloadBytes'>,
-  generation: number,
-  leftRank: number,
-): string | undefined {
-  if (header.kind !== FrameKind.data) return `unexpected frame kind ${header.kind} after the handshake`;
-  if (header.generation !== generation) return `generation ${header.generation}, expected ${generation}`;
-  if (header.senderRank !== leftRank) return `sender rank ${header.senderRank}, expected ${leftRank}`;
-  if (header.payloadBytes !== header.length * WIRE_BYTES_PER_ELEMENT[header.codec]) {
-    return `length ${header.length} ${header.codec === 'none' ? 'floats' : `${header.codec} values`} but payload of ${header.payloadBytes} bytes`;
-  }
-  if (header.payloadBytes > MAX_PAYLOAD_BYTES) return `payload of ${header.payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
-  return undefined;
-}
-
-function keyId(key: FrameKey): string {
-  return `${key.step}/${key.collective}/${key.round}/${key.chunk}`;
 }

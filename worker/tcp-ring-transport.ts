@@ -22,8 +22,6 @@ import { chooseScaleExponent, decodeScaled, encodeScaled, WIRE_BYTES_PER_ELEMENT
 
 export { TcpRingServer } from './tcp-ring-server.js';
 
-export const PROF = { send: 0, recv: 0, sends: 0, recvs: 0, drainWaits: 0, drainMs: 0 };
-process.on('exit', () => process.stderr.write(`PROF ${JSON.stringify(PROF)}\n`));
 /** Buffers up to this size take the all-gather latency path. */
 export const DEFAULT_SMALL_BUFFER_BYTES = 64 * 1024;
 const MAX_REFUSAL_BYTES = 64 * 1024;
@@ -126,8 +124,7 @@ export class TcpRingCommunicator {
     const payloadBytes = frame.byteLength - FRAME_HEADER_BYTES;
     writeHeader(frame, Object.assign(this.header, fields, { kind: FrameKind.data, generation: this.options.generation, senderRank: this.options.rank, payloadBytes }));
     socket.write(frame, () => this.options.server.pool.give(frame.buffer as ArrayBuffer));
-    const t1 = performance.now();
-    if (socket.writableLength > this.queueLimitBytes) { PROF.drainWaits++; await this.guard(new Promise<void>((resolve) => socket.once('drain', resolve))); PROF.drainMs += performance.now() - t1; }
+    if (socket.writableLength > this.queueLimitBytes) await this.guard(new Promise<void>((resolve) => socket.once('drain', resolve)));
   }
 
   /** Unsent bytes allowed to pile up before a send waits: enough to keep the socket busy while this rank reduces. */
@@ -247,10 +244,6 @@ class CollectiveLink implements RingLink {
   ) {}
 
   async send(chunk: RingChunk): Promise<void> {
-    const t0 = performance.now();
-    try { await this.send2(chunk); } finally { PROF.send += performance.now() - t0; PROF.sends++; }
-  }
-  async send2(chunk: RingChunk): Promise<void> {
     this.release();
     const { step, collective, codec } = this.at;
     const fields = { codec, step, collective, round: chunk.round, segment: chunk.segment, chunk: chunk.chunk, offset: chunk.offset, length: chunk.data.length, scaleExponent: 0 };
@@ -270,10 +263,6 @@ class CollectiveLink implements RingLink {
   }
 
   async receive(round: number, chunk: number): Promise<Float32Array> {
-    const t0 = performance.now();
-    try { return await this.receive2(round, chunk); } finally { PROF.recv += performance.now() - t0; PROF.recvs++; }
-  }
-  async receive2(round: number, chunk: number): Promise<Float32Array> {
     this.release();
     const key = { step: this.at.step, collective: this.at.collective, round, chunk };
     const payload = await this.inbox.take(key, this.at.timeoutMs);

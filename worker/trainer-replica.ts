@@ -14,8 +14,12 @@ import { allFinite, averageInPlace, clipByGlobalNorm, globalNorm, hashParams } f
 import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
 import type { Replica } from './replica.js';
 
-/** The collective a step runs: in-place sum over all ranks. */
-export type AllReduce = (buffer: Float32Array, step: number) => Promise<void>;
+/**
+ * The collective a step runs: in-place sum over all ranks. `collective` numbers the all-reduces
+ * within one step (0, 1, ...; strictly increasing): with syncBatchNorm the BatchNorm statistics
+ * take the first ones and the gradient comes last. @default 0
+ */
+export type AllReduce = (buffer: Float32Array, step: number, collective?: number) => Promise<void>;
 
 export class TrainerReplica {
   readonly paramCount: number;
@@ -58,13 +62,13 @@ export class TrainerReplica {
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
     const count = this.gather(this.dataset.train, indices, this.x, this.y);
     const grad = this.gradBuffer;
-    const local = this.localGradient(count, order.step, indices);
+    const local = await this.localGradient(count, order.step, indices, allReduce);
     grad[this.paramCount] = local.lossSum;
     grad[this.paramCount + 1] = local.count;
     if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
     const computedMs = performance.now();
 
-    await allReduce(grad, order.step);
+    await allReduce(grad, order.step, local.collectives);
     const reducedMs = performance.now();
 
     const globalCount = grad[this.paramCount + 1] ?? 0;
@@ -134,25 +138,38 @@ export class TrainerReplica {
    * With accumulationSteps = k the slice is cut into k contiguous micro-batches (rankSlices: sizes
    * differ by at most 1) whose gradient sums are added up; sums are additive, so this equals the
    * one-pass gradient up to float rounding, while only a micro-batch's activations are live.
+   * With syncBatchNorm the BatchNorm statistics are all-reduced mid-pass (no accumulation then;
+   * job validation forbids the combination); `collectives` says how many all-reduces that took.
    */
-  private localGradient(count: number, step: number, indices: Uint32Array): { lossSum: number; count: number } {
+  private async localGradient(
+    count: number,
+    step: number,
+    indices: Uint32Array,
+    allReduce: AllReduce,
+  ): Promise<{ lossSum: number; count: number; collectives: number }> {
     const fs = this.dataset.featureSize;
     const ls = this.dataset.labelSize;
     const grad = this.gradBuffer;
-    if (this.microGrad === undefined || count <= 1) {
-      return this.replica.computeGradients(this.x.subarray(0, count * fs), this.y.subarray(0, count * ls), count, step, indices, grad);
+    const x = this.x.subarray(0, count * fs);
+    const y = this.y.subarray(0, count * ls);
+    if (this.replica.needsCollectives) {
+      let collectives = 0;
+      const collective = (buffer: Float32Array): Promise<void> => allReduce(buffer, step, collectives++);
+      const local = await this.replica.computeGradientsSynced(x, y, count, step, indices, grad, collective);
+      return { ...local, collectives };
     }
+    if (this.microGrad === undefined || count <= 1) return { ...this.replica.computeGradients(x, y, count, step, indices, grad), collectives: 0 };
     const micro = this.microGrad;
     grad.fill(0, 0, this.paramCount);
     let lossSum = 0;
     for (const { start, end } of rankSlices(count, this.job.training.accumulationSteps)) {
       if (end === start) continue;
-      const x = this.x.subarray(start * fs, end * fs);
-      const y = this.y.subarray(start * ls, end * ls);
-      lossSum += this.replica.computeGradients(x, y, end - start, step, indices.subarray(start, end), micro).lossSum;
+      const microX = x.subarray(start * fs, end * fs);
+      const microY = y.subarray(start * ls, end * ls);
+      lossSum += this.replica.computeGradients(microX, microY, end - start, step, indices.subarray(start, end), micro).lossSum;
       for (let i = 0; i < this.paramCount; i++) grad[i] = (grad[i] as number) + (micro[i] as number);
     }
-    return { lossSum, count };
+    return { lossSum, count, collectives: 0 };
   }
 
   /** Copies the rows named by `indices` into x/y; returns the row count. */

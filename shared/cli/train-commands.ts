@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { runCoordinator, type CoordinatorOptions } from '../../coordinator/coordinator.js';
 import { RingtrainError } from '../errors.js';
 import { loadJob, type JobOverrides } from '../job.js';

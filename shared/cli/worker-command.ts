@@ -2,7 +2,7 @@
 // starts one worker per GPU on this host, like torchrun's processes-per-node.
 import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { LocalWorkers, cliEntry } from '../../coordinator/local-workers.js';
 import { runWorker } from '../../worker/worker.js';
 import { resolveCoordinatorTarget } from '../coordinator-address.js';

@@ -29,15 +29,15 @@ function memoryRing(worldSize: number): AllReduce[] {
   const inboxes = Array.from({ length: worldSize }, (_, rank) => new FrameInbox((rank - 1 + worldSize) % worldSize));
   return inboxes.map((inbox, rank) => {
     const right = inboxes[(rank + 1) % worldSize] as FrameInbox;
-    return async (buffer: Float32Array, step: number): Promise<void> => {
-      inbox.openCollective(step, 0);
+    return async (buffer: Float32Array, step: number, collective = 0): Promise<void> => {
+      inbox.openCollective(step, collective);
       const link: RingLink = {
         async send(chunk) {
           const copy = chunk.data.slice();
           await new Promise<void>((resolve) => setImmediate(resolve));
-          right.deliver({ step, collective: 0, round: chunk.round, chunk: chunk.chunk }, copy);
+          right.deliver({ step, collective, round: chunk.round, chunk: chunk.chunk }, copy);
         },
-        receive: (round, chunk) => inbox.take({ step, collective: 0, round, chunk }, 10_000),
+        receive: (round, chunk) => inbox.take({ step, collective, round, chunk }, 10_000),
       };
       await ringAllReduce(buffer, rank, worldSize, link, CHUNK_ELEMS);
     };

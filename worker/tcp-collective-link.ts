@@ -1,0 +1,92 @@
+// One collective's view of the raw-TCP transport, as the pure algorithms (ringAllReduce,
+// allGatherSum) see it: `send` stages a chunk into a pooled frame buffer (the algorithm mutates
+// its buffer as soon as `send` resolves) and `receive` takes the left neighbour's payload from
+// the inbox. A received payload goes back to the pool at the next call: the algorithms are done
+// with it by then.
+//
+// With fp16/bf16 compression, two rules keep every rank bit-identical:
+//   - the owner of a fully reduced segment (all-gather round N−1) replaces its own values with
+//     exactly what it sends, decoded;
+//   - a forwarded all-gather chunk is re-encoded with the scale exponent it arrived with, which
+//     reproduces the same bytes (see wire-compression.ts).
+import { CollectiveError } from '../shared/errors.js';
+import type { FrameInbox } from './frame-inbox.js';
+import type { RingChunk, RingLink } from './ring-allreduce.js';
+import type { BufferPool } from './tcp-buffer-pool.js';
+import { FRAME_HEADER_BYTES, type FrameHeader } from './tcp-frame.js';
+import type { LeftReceiver } from './tcp-left-receiver.js';
+import { chooseScaleExponent, decodeScaled, encodeScaled, WIRE_BYTES_PER_ELEMENT, type NarrowCodec, type WireCodec } from './wire-compression.js';
+
+/** Header fields a collective chooses; the communicator adds kind, generation, sender and size. */
+export type DataFields = Omit<FrameHeader, 'kind' | 'generation' | 'senderRank' | 'payloadBytes'>;
+/** Queues `frame` (header space + payload) to the right neighbour; resolves when more may be queued. */
+export type FrameWriter = (fields: DataFields, frame: Buffer) => Promise<void>;
+
+export interface CollectiveContext {
+  step: number;
+  collective: number;
+  worldSize: number;
+  codec: WireCodec;
+  /** Bound on waiting for any one chunk. */
+  timeoutMs: number;
+}
+
+export class CollectiveLink implements RingLink {
+  private lastTaken: Float32Array | undefined;
+  /** Scale exponent each all-gather chunk arrived with, by chunk index. */
+  private readonly gatherExponents = new Map<number, number>();
+
+  constructor(
+    private readonly write: FrameWriter,
+    private readonly inbox: FrameInbox,
+    private readonly left: LeftReceiver,
+    private readonly pool: BufferPool,
+    private readonly at: CollectiveContext,
+  ) {}
+
+  async send(chunk: RingChunk): Promise<void> {
+    this.release();
+    const { step, collective, codec } = this.at;
+    const data = chunk.data;
+    const fields: DataFields = { codec, step, collective, round: chunk.round, segment: chunk.segment, chunk: chunk.chunk, offset: chunk.offset, length: data.length, scaleExponent: 0 };
+    const frame = Buffer.from(this.pool.take(FRAME_HEADER_BYTES + data.length * WIRE_BYTES_PER_ELEMENT[codec]));
+    if (codec === 'none') new Float32Array(frame.buffer, FRAME_HEADER_BYTES, data.length).set(data);
+    else {
+      fields.scaleExponent = this.exponentFor(chunk, codec);
+      const wire = new Uint16Array(frame.buffer, FRAME_HEADER_BYTES, data.length);
+      encodeScaled(data, codec, fields.scaleExponent, wire);
+      if (chunk.round === this.at.worldSize - 1) decodeScaled(wire, codec, fields.scaleExponent, data);
+    }
+    await this.write(fields, frame);
+  }
+
+  async receive(round: number, chunk: number): Promise<Float32Array> {
+    this.release();
+    const key = { step: this.at.step, collective: this.at.collective, round, chunk };
+    const payload = await this.inbox.take(key, this.at.timeoutMs);
+    this.lastTaken = payload;
+    const exponent = this.left.takeScaleExponent(key);
+    if (this.at.codec !== 'none' && round >= this.at.worldSize - 1) {
+      if (exponent === undefined) {
+        throw new CollectiveError(`round ${round} chunk ${chunk} arrived uncompressed while this rank uses ${this.at.codec}; ranks disagree on allreduce.compression`);
+      }
+      this.gatherExponents.set(chunk, exponent);
+    }
+    return payload;
+  }
+
+  /** Gives the last received payload back to the pool. */
+  release(): void {
+    if (this.lastTaken === undefined) return;
+    this.pool.give(this.lastTaken.buffer as ArrayBuffer);
+    this.lastTaken = undefined;
+  }
+
+  /** Fresh for reduce-scatter and the owner's all-gather send; inherited when forwarding. */
+  private exponentFor(chunk: RingChunk, codec: NarrowCodec): number {
+    if (chunk.round < this.at.worldSize) return chooseScaleExponent(chunk.data, codec);
+    const exponent = this.gatherExponents.get(chunk.chunk);
+    if (exponent === undefined) throw new CollectiveError(`no scale exponent recorded for all-gather chunk ${chunk.chunk} of round ${chunk.round - 1}`);
+    return exponent;
+  }
+}
