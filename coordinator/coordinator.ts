@@ -18,10 +18,10 @@ import { EventLog } from './event-log.js';
 import { Evaluator, type SplitMetrics } from './evaluator.js';
 import { LivenessMonitor } from './liveness-monitor.js';
 import { LocalWorkers } from './local-workers.js';
-import { Membership, type Generation } from './membership.js';
+import { Membership, type Generation, type RingMember } from './membership.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { regroup, type Regrouped } from './recovery.js';
-import { RunDirectory } from './run-directory.js';
+import { readMetrics, RunDirectory } from './run-directory.js';
 import { StepFailedError } from './step-failure.js';
 import { newLoopResult, trainLoop, type LoopResult } from './training-loop.js';
 import { UserHooks } from './user-hooks.js';
@@ -219,25 +219,50 @@ class CoordinatorRun {
     }
   }
 
-  /** On resume, loads the newest valid checkpoint into every rank; returns the step to start at. */
+  /**
+   * On resume, loads the most advanced state into every rank and returns the step to start at:
+   * the newest valid checkpoint, or the in-memory state of a rejoining worker when that is newer
+   * (workers keep their replica when a coordinator dies, and reconnect to its successor).
+   */
   private async restoreState(generation: Generation, earlyStopping: EarlyStopping | undefined): Promise<number> {
-    if (this.options.resumeDir === undefined) return 0;
-    const latest = await this.checkpoints.loadLatestValid();
+    const latest = this.options.resumeDir === undefined ? undefined : await this.checkpoints.loadLatestValid();
+    for (const warning of latest?.warnings ?? []) {
+      this.reporter.note(`warning: ${warning}`);
+      this.events.record('checkpoint-fallback', -1, latest?.info.step ?? 0, warning);
+    }
+    const esState = latest?.info.extra?.['earlyStopping'];
+    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object') earlyStopping.importState(esState as Record<string, number>);
+    const veteran = generation.members.filter((m) => m.session.hello.jobHash === this.hash).sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
+    const checkpointStep = latest?.info.step ?? 0;
+    if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
+      const step = veteran.session.hello.completedSteps;
+      const state = await veteran.session.fetchBlob(this.requestId++, 'state', 120_000);
+      await this.broadcastState(generation, state, veteran);
+      this.events.record('recovery', veteran.rank, step, `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`);
+      this.reporter.note(`resumed from the in-memory state of a rejoining worker at step ${step}`);
+      this.logUnrecordedSteps(step);
+      return step;
+    }
     if (latest === undefined) {
-      this.reporter.note('no valid checkpoint to resume from; starting from step 0');
+      if (this.options.resumeDir !== undefined) this.reporter.note('no valid checkpoint to resume from; starting from step 0');
       return 0;
     }
-    for (const warning of latest.warnings) {
-      this.reporter.note(`warning: ${warning}`);
-      this.events.record('checkpoint-fallback', -1, latest.info.step, warning);
-    }
-    const esState = latest.info.extra?.['earlyStopping'];
-    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object') earlyStopping.importState(esState as Record<string, number>);
-    const requestId = 1_000_000;
-    for (const member of generation.members) member.session.sendState(requestId, latest.state);
-    await Promise.all(generation.members.map((m) => m.session.waitAck(requestId, 120_000)));
+    await this.broadcastState(generation, latest.state, undefined);
     this.reporter.note(`resumed from checkpoint ${latest.info.dir}`);
     return latest.info.step;
+  }
+
+  /** Steps the workers finished while no coordinator recorded them still get their line (without a loss). */
+  private logUnrecordedSteps(upTo: number): void {
+    const logged = new Set(readMetrics(this.runDir.metricsFile).filter((r) => r['type'] === 'step').map((r) => Number(r['step'])));
+    for (let step = 0; step < upTo; step++) if (!logged.has(step)) this.runDir.appendMetrics({ type: 'step', step, unrecorded: 'finished by the workers while the coordinator was down' });
+  }
+
+  private async broadcastState(generation: Generation, state: Uint8Array, except: RingMember | undefined): Promise<void> {
+    const requestId = this.requestId++;
+    const targets = generation.members.filter((m) => m !== except);
+    for (const member of targets) member.session.sendState(requestId, state);
+    await Promise.all(targets.map((m) => m.session.waitAck(requestId, 120_000)));
   }
 
   private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {

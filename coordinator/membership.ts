@@ -84,6 +84,9 @@ export class Membership {
    * equal parameter counts and the coordinator's data hash.
    */
   async formRing(sessions: WorkerSession[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
+    // A restarted coordinator continues above any generation its rejoining workers knew, so
+    // their ring servers never see a generation number go back.
+    this.generationCounter = Math.max(this.generationCounter, ...sessions.map((s) => s.hello.generation));
     const generation = ++this.generationCounter;
     for (const session of sessions) {
       const i = this.waiting.indexOf(session);

@@ -130,6 +130,10 @@ function checkModelShape(job: Job, source: string): void {
     const last = [...job.model.layers].reverse().find((l) => l.type === 'dense');
     if (last !== undefined && last.activation !== 'sigmoid') problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');
   }
+  if (job.model.syncBatchNorm && job.training.accumulationSteps > 1) {
+    // Global statistics need the whole global batch in one forward pass, which accumulation splits.
+    problems.push('model.syncBatchNorm: cannot be combined with training.accumulationSteps > 1; use one or the other');
+  }
   if (problems.length > 0) throw new JobConfigError(source, problems);
 }
 

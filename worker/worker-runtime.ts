@@ -26,10 +26,13 @@ const HEARTBEAT_MS = 1_000;
 export class WorkerRuntime {
   private comm: RingCollective | undefined;
   private generation = 0;
-  private heartbeat: NodeJS.Timeout;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private connection!: ControlConnection;
+  /** The job hash this replica was built for; a later coordinator must run the same job. */
+  readonly jobHash: string;
 
   constructor(
-    private readonly connection: ControlConnection,
+    connection: ControlConnection,
     private readonly server: RingEndpoint,
     private readonly job: Job,
     private readonly dataset: Dataset,
@@ -39,21 +42,34 @@ export class WorkerRuntime {
     private readonly collectiveTimeoutMs: number,
     private readonly logger: Logger,
   ) {
-    this.heartbeat = setInterval(() => connection.send({ heartbeat: { lastStep: trainer.completedSteps - 1 } }), HEARTBEAT_MS);
+    this.jobHash = connection.welcome.jobHash;
+    this.attach(connection);
+  }
+
+  /** Steps and generation this replica holds, for a Hello to a new coordinator. */
+  get position(): { completedSteps: number; generation: number } {
+    return { completedSteps: this.trainer.completedSteps, generation: this.generation };
+  }
+
+  /** Serves `connection` from now on (the first one, or a restarted coordinator's). */
+  attach(connection: ControlConnection): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.connection = connection;
+    this.heartbeat = setInterval(() => connection.send({ heartbeat: { lastStep: this.trainer.completedSteps - 1 } }), HEARTBEAT_MS);
     connection.onInterrupt((reason) => {
-      logger.info({ reason }, 'leaving; cancelling collectives');
+      this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
       void this.comm?.close();
     });
     connection.onAbort((reason) => {
-      logger.info({ reason, generation: this.generation }, 'coordinator aborted the collective');
+      this.logger.info({ reason, generation: this.generation }, 'coordinator aborted the collective');
       void this.comm?.close();
     });
   }
 
   /** Links into the ring of `welcome.generation` and reports ready. */
   async join(welcome: Welcome__Output): Promise<void> {
-    if (welcome.jobHash !== '' && this.connection.welcome.jobHash !== welcome.jobHash) {
-      throw new RingtrainError(`coordinator changed the job (hash ${this.connection.welcome.jobHash} -> ${welcome.jobHash}); restart this worker`);
+    if (welcome.jobHash !== '' && this.jobHash !== welcome.jobHash) {
+      throw new RingtrainError(`coordinator changed the job (hash ${this.jobHash} -> ${welcome.jobHash}); restart this worker`);
     }
     const previous = this.comm;
     this.comm = undefined;
@@ -106,15 +122,15 @@ export class WorkerRuntime {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.heartbeat);
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     await this.comm?.close();
   }
 }
 
 /** Joins the welcome's generation over the job's `allreduce.transport` (both are served on the one data port). */
 async function joinRing(server: RingEndpoint, welcome: Welcome__Output, job: Job, collectiveTimeoutMs: number, logger: Logger): Promise<RingCollective> {
-  const { rank, worldSize, generation, rightAddress } = welcome;
-  return server.connect({ rank, worldSize, generation, rightAddress }, job.allreduce, collectiveTimeoutMs, logger);
+  const { rank, worldSize, generation, leftAddress, rightAddress } = welcome;
+  return server.connect({ rank, worldSize, generation, leftAddress, rightAddress }, job.allreduce, collectiveTimeoutMs, logger);
 }
 
 function sendBlob(connection: ControlConnection, requestId: number, blob: Uint8Array): void {

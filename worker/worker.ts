@@ -7,6 +7,7 @@ import { formatIssues } from '../shared/job.js';
 import { jobSchema, type Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { selectBackend } from './backend.js';
+import type { Hello } from '../proto/generated/ringtrain/v1/Hello.js';
 import { ControlConnection, DEFAULT_RETRY, type RetryPolicy } from './control-client.js';
 import { buildModel } from './model-builder.js';
 import { Replica } from './replica.js';
@@ -33,33 +34,45 @@ export interface WorkerOptions {
   collectiveTimeoutMs?: number;
   /** Aborting makes the worker leave cleanly: runWorker then resolves. */
   signal?: AbortSignal;
+  /**
+   * After losing the coordinator, keep the replica and try to rejoin a restarted coordinator at
+   * the same address for this long; 0 = exit at once (embedded workers). @default 60000
+   */
+  reconnectMs?: number;
 }
 
 /** Runs until the coordinator says shutdown (resolves) or something breaks (throws). */
 export async function runWorker(options: WorkerOptions): Promise<void> {
   let logger = componentLogger('worker', { pid: process.pid });
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
+  const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({ host: os.hostname(), dataAddress: `${options.advertiseHost}:${server.port}`, pid: process.pid, jobHash, gpuIndex: options.gpuIndex, rankHint: options.rankHint, version: '0.1.0', ...position });
   let connection: ControlConnection | undefined;
   let runtime: WorkerRuntime | undefined;
   try {
-    connection = await ControlConnection.connect(
-      options.coordinator,
-      { host: os.hostname(), dataAddress: `${options.advertiseHost}:${server.port}`, pid: process.pid, jobHash: options.jobHash, gpuIndex: options.gpuIndex, rankHint: options.rankHint, version: '0.1.0' },
-      options.retry ?? DEFAULT_RETRY,
-      logger,
-    );
-    const welcome = connection.welcome;
-    logger = componentLogger('worker', { rank: welcome.rank, pid: process.pid });
-    const job = parseWireJob(welcome.jobJson);
+    connection = await ControlConnection.connect(options.coordinator, hello({ completedSteps: 0, generation: 0 }, options.jobHash), options.retry ?? DEFAULT_RETRY, logger);
+    logger = componentLogger('worker', { rank: connection.welcome.rank, pid: process.pid });
+    const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
     const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
     runtime = new WorkerRuntime(connection, server, job, dataset, replica, new TrainerReplica(job, dataset, replica), backend.name, options.collectiveTimeoutMs ?? job.timeouts.collectiveMs, logger);
-    const leaving = connection;
-    options.signal?.addEventListener('abort', () => leaving.close(), { once: true });
-    await runtime.join(welcome);
-    await obey(connection, runtime, logger, options.signal);
+    for (;;) {
+      const current = connection;
+      const onSignal = (): void => current.close();
+      options.signal?.addEventListener('abort', onSignal, { once: true });
+      await runtime.join(current.welcome);
+      const ended = await obey(current, runtime, logger, options.signal);
+      options.signal?.removeEventListener('abort', onSignal);
+      if (ended !== 'lost') break;
+      // The coordinator died: keep the replica and rejoin its successor (which may resume from it).
+      const reconnectMs = options.reconnectMs ?? 60_000;
+      if (reconnectMs <= 0) throw new RingtrainError(`lost the coordinator: ${current.ended ?? 'stream ended'}`);
+      current.close();
+      logger.warn({ reconnectMs, ...runtime.position }, 'lost the coordinator; trying to rejoin a restarted one');
+      connection = await ControlConnection.connect(options.coordinator, hello(runtime.position, runtime.jobHash), retryFor(reconnectMs), logger);
+      runtime.attach(connection);
+    }
     replica.dispose();
   } finally {
     await runtime?.close();
@@ -68,19 +81,24 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   }
 }
 
+/** Backoff attempts (0.25 s doubling to 5 s) that add up to about `totalMs`. */
+function retryFor(totalMs: number): RetryPolicy {
+  return { attempts: Math.max(2, 5 + Math.ceil(totalMs / 5_000)), initialDelayMs: 250, maxDelayMs: 5_000 };
+}
+
 /** Processes orders one at a time, in order; `shutdown` and a closed stream end the loop. */
-async function obey(connection: ControlConnection, runtime: WorkerRuntime, logger: Logger, signal: AbortSignal | undefined): Promise<void> {
+async function obey(connection: ControlConnection, runtime: WorkerRuntime, logger: Logger, signal: AbortSignal | undefined): Promise<'shutdown' | 'signal' | 'lost'> {
   const stateParts: Buffer[] = [];
   for (;;) {
     const message = await connection.next();
     if (message === undefined && signal?.aborted === true) {
       logger.info('leaving on a signal');
-      return;
+      return 'signal';
     }
-    if (message === undefined) throw new RingtrainError(`lost the coordinator: ${connection.ended ?? 'stream ended'}`);
+    if (message === undefined) return 'lost';
     if (message.kind === 'shutdown') {
       logger.info({ reason: message.shutdown?.reason }, 'coordinator asked this worker to leave');
-      return;
+      return 'shutdown';
     }
     if (message.kind === 'loadState' && message.loadState) {
       stateParts.push(message.loadState.data);

@@ -21,6 +21,7 @@ interface WorkerFlags {
   localWorkers?: number;
   gpus?: string;
   connectAttempts: number;
+  reconnectMs: number;
 }
 
 export function addWorkerCommand(program: Command): void {
@@ -37,6 +38,7 @@ export function addWorkerCommand(program: Command): void {
     .option('--local-workers <N>', 'start N worker processes on this host', positiveInt('--local-workers'))
     .option('--gpus <list>', 'one worker process per GPU: all, a count, or indices like 0,2')
     .option('--connect-attempts <N>', 'attempts to reach the coordinator (exponential backoff, 0.25 s to 5 s)', positiveInt('--connect-attempts'), 10)
+    .option('--reconnect-ms <ms>', 'after losing the coordinator, keep this worker\'s state and try to rejoin a restarted one for this long (0 = exit)', nonNegativeInt('--reconnect-ms'), 60_000)
     .action(async (flags: WorkerFlags) => {
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
       const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, countGpus);
@@ -59,6 +61,7 @@ export function addWorkerCommand(program: Command): void {
         ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
         retry: { attempts: flags.connectAttempts, initialDelayMs: 250, maxDelayMs: 5_000 },
         signal: leaveSignal(),
+        reconnectMs: flags.reconnectMs,
       });
     });
 }
@@ -78,7 +81,7 @@ function leaveSignal(): AbortSignal {
 /** Starts one child `ringtrain worker` per GPU (or N plain ones) and waits for all of them. */
 async function launchLocalWorkers(address: string, count: number, gpus: number[], flags: WorkerFlags): Promise<void> {
   const children = Array.from({ length: count }, (_, i) => {
-    const args = [cliEntry(), 'worker', '--coordinator', address, '--bind', flags.bind, '--connect-attempts', String(flags.connectAttempts)];
+    const args = [cliEntry(), 'worker', '--coordinator', address, '--bind', flags.bind, '--connect-attempts', String(flags.connectAttempts), '--reconnect-ms', String(flags.reconnectMs)];
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);

@@ -199,3 +199,28 @@ describe('non-finite gradients', () => {
     expect(readdirSync(path.join(out, 'checkpoints'))).toContain('step-000000025');
   });
 });
+
+describe('a restarted coordinator (cluster mode)', () => {
+  it('takes back its workers, which rejoin with their in-memory state, and finishes the run', async () => {
+    const out = path.join(dir, 'coord-restart');
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const job = chaosJob({ checkpoint: { everySteps: 1000, keep: 2, atEpochEnd: false } });
+    const coordinatorArgs = ['coordinator', job, '--port', String(port), '--host', '127.0.0.1', '--expect-workers', '2'];
+    const first = spawn(process.execPath, [CLI, ...coordinatorArgs, '--out', out], { stdio: 'ignore' });
+    const workers = [0, 1].map(() => spawn(process.execPath, [CLI, 'worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--reconnect-ms', '30000'], { stdio: 'ignore' }));
+    const workersExited = Promise.all(workers.map((w) => new Promise<number | null>((resolve) => w.on('exit', (code) => resolve(code)))));
+    await waitForSteps(out, 40);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.on('exit', r));
+    // No checkpoint was written (everySteps 1000): only the workers' memory holds the progress.
+    expect(readdirSync(path.join(out, 'checkpoints')).filter((n) => n.startsWith('step-'))).toEqual([]);
+    const second = await runCli([...coordinatorArgs, '--resume', out]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/resumed from the in-memory state of a rejoining worker at step (4\d)/);
+    expect(await workersExited).toEqual([0, 0]);
+    const summary = summaryOf(out);
+    expect(summary.steps).toBe(TOTAL_STEPS);
+    expectEveryStepOnce(out);
+    expect(Math.abs(summary.test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
+  });
+});
