@@ -10,8 +10,8 @@
 //
 // BatchNorm: computeGradients uses the statistics of this rank's slice, and every call moves this
 // rank's moving mean/variance towards them, so with worldSize > 1 the moving statistics differ
-// between ranks; callers that need one value average or broadcast them with
-// readNonTrainable/writeNonTrainable. With `model.syncBatchNorm`, computeGradientsSynced uses
+// between ranks; TrainerReplica averages them over ranks after every step
+// (readNonTrainable/writeNonTrainable). With `model.syncBatchNorm`, computeGradientsSynced uses
 // statistics over the global batch through collectives (sync-batch-norm.ts), and the moving
 // statistics stay identical on every rank.
 import * as tf from '@tensorflow/tfjs';
@@ -160,7 +160,9 @@ export class Replica {
     };
     try {
       const { grads, lossSum } = await syncBatchNormPass(runner, this.syncSites, xs, collective);
-      const flat = tf.tidy(() => tf.concat(this.variables.map((v) => tf.reshape(grads.get(v.name) ?? tf.zerosLike(v), [-1]))));
+      const flat = tf.tidy(() =>
+        tf.concat(this.variables.map((v) => tf.reshape(grads.get(v.name) ?? tf.zerosLike(v), [-1]))),
+      );
       tf.dispose([...grads.values()]);
       grad.set(flat.dataSync().subarray(0, this.paramCount));
       flat.dispose();
@@ -238,7 +240,9 @@ export class Replica {
 
   /** Trainable tf.Variables of layers [from, to). */
   private variablesOf(from: number, to: number): tf.Variable[] {
-    const owned = new Set(this.model.layers.slice(from, to).flatMap((layer) => layer.trainableWeights.map((w) => w.read())));
+    const owned = new Set(
+      this.model.layers.slice(from, to).flatMap((layer) => layer.trainableWeights.map((w) => w.read())),
+    );
     return this.variables.filter((v) => owned.has(v));
   }
 

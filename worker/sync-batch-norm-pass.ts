@@ -6,7 +6,14 @@
 // Collective order, identical on every rank: the forward collective of BatchNorm 1..k, then the
 // backward collective of BatchNorm k..1 (a rank with no samples joins each with zeros).
 import * as tf from '@tensorflow/tfjs';
-import { backward, globalStatistics, normalize, type BatchNormSite, type Collective, type NormalizedCache } from './sync-batch-norm.js';
+import {
+  backward,
+  globalStatistics,
+  normalize,
+  type BatchNormSite,
+  type Collective,
+  type NormalizedCache,
+} from './sync-batch-norm.js';
 
 /** What the pass needs from the replica. */
 export interface SegmentRunner {
@@ -109,7 +116,12 @@ async function backwardPass(
       for (const [name, grad] of segment.grads) grads.set(name, grad);
       if (j === 0) break;
       const site = sites[j - 1] as BatchNormSite;
-      const { dA, dGamma, dBeta } = await backward(site, segment.inputGrad, caches[j - 1] as NormalizedCache, collective);
+      const { dA, dGamma, dBeta } = await backward(
+        site,
+        segment.inputGrad,
+        caches[j - 1] as NormalizedCache,
+        collective,
+      );
       segment.inputGrad?.dispose();
       grads.set(site.gamma.name, dGamma);
       grads.set(site.beta.name, dBeta);

@@ -45,7 +45,9 @@ export function batchNormSitesOf(model: tf.Sequential): BatchNormSite[] {
     const config = layer.getConfig() as { momentum?: unknown; epsilon?: unknown; axis?: unknown };
     const axis = config.axis;
     if (axis !== -1 && axis !== (layer.outputShape as unknown[]).length - 1) {
-      throw new Error(`syncBatchNorm: layer ${layer.name} normalises axis ${String(axis)}; only the last axis is supported`);
+      throw new Error(
+        `syncBatchNorm: layer ${layer.name} normalises axis ${String(axis)}; only the last axis is supported`,
+      );
     }
     const weight = (suffix: string): tf.LayerVariable => {
       const found = layer.weights.find((w) => w.originalName.endsWith(`/${suffix}`));
@@ -78,7 +80,11 @@ interface GlobalStats {
  * The forward collective: local [Σ(a − s), Σ(a − s)², rows] (zeros for an empty slice) summed
  * over ranks, turned into the global mean and variance, and the moving statistics updated.
  */
-export async function globalStatistics(site: BatchNormSite, a: tf.Tensor | null, collective: Collective): Promise<GlobalStats> {
+export async function globalStatistics(
+  site: BatchNormSite,
+  a: tf.Tensor | null,
+  collective: Collective,
+): Promise<GlobalStats> {
   const c = site.channels;
   const shift = site.movingMean.read().dataSync() as Float32Array;
   const buffer = new Float32Array(2 * c + 1);
@@ -120,12 +126,16 @@ export interface NormalizedCache {
 }
 
 /** y = γ·x̂ + β with the global statistics; returns y and the cache (caller disposes both). */
-export function normalize(site: BatchNormSite, a: tf.Tensor, stats: GlobalStats): { y: tf.Tensor; cache: NormalizedCache } {
+export function normalize(
+  site: BatchNormSite,
+  a: tf.Tensor,
+  stats: GlobalStats,
+): { y: tf.Tensor; cache: NormalizedCache } {
   return tf.tidy(() => {
     const invStd = tf.rsqrt(tf.add(tf.tensor1d(stats.variance), site.epsilon));
     const xhat = tf.mul(tf.sub(a, tf.tensor1d(stats.mean)), invStd);
     const y = tf.add(tf.mul(xhat, site.gamma), site.beta);
-    return { y, cache: { xhat, scale: tf.mul(site.gamma, invStd) as tf.Tensor1D, rows: stats.rows } };
+    return { y, cache: { xhat, scale: tf.mul<tf.Tensor1D>(site.gamma, invStd), rows: stats.rows } };
   });
 }
 
@@ -141,19 +151,23 @@ export async function backward(
 ): Promise<{ dA: tf.Tensor | null; dGamma: tf.Tensor1D; dBeta: tf.Tensor1D }> {
   const c = site.channels;
   const buffer = new Float32Array(2 * c);
-  let local: tf.Tensor1D[] = [tf.zeros([c]), tf.zeros([c])];
-  if (g !== null && cache !== null) {
-    local = tf.tidy(() => {
-      const g2 = tf.reshape(g, [-1, c]);
-      return [tf.sum<tf.Tensor1D>(g2, 0), tf.sum<tf.Tensor1D>(tf.mul(g2, tf.reshape(cache.xhat, [-1, c])), 0)];
-    });
-    const sums = tf.concat(local);
-    buffer.set(sums.dataSync());
-    sums.dispose();
+  if (g === null || cache === null) {
+    await collective(buffer);
+    return { dA: null, dGamma: tf.zeros([c]), dBeta: tf.zeros([c]) };
   }
-  await collective(buffer);
-  const [dBeta, dGamma] = local as [tf.Tensor1D, tf.Tensor1D];
-  if (g === null || cache === null) return { dA: null, dGamma, dBeta };
+  const [dBeta, dGamma] = tf.tidy(() => {
+    const g2 = tf.reshape(g, [-1, c]);
+    return [tf.sum<tf.Tensor1D>(g2, 0), tf.sum<tf.Tensor1D>(tf.mul(g2, tf.reshape(cache.xhat, [-1, c])), 0)];
+  });
+  const sums = tf.concat([dBeta, dGamma]);
+  buffer.set(sums.dataSync());
+  sums.dispose();
+  try {
+    await collective(buffer);
+  } catch (error) {
+    tf.dispose([dBeta, dGamma]);
+    throw error;
+  }
   const dA = tf.tidy(() => {
     const meanG = tf.tensor1d(buffer.subarray(0, c).map((v) => v / cache.rows));
     const meanGx = tf.tensor1d(buffer.subarray(c).map((v) => v / cache.rows));

@@ -24,8 +24,17 @@ export type AllReduce = (buffer: Float32Array, step: number, collective?: number
 export class TrainerReplica {
   readonly paramCount: number;
   private readonly params: Float32Array;
-  /** Gradient sums plus two trailing slots: [paramCount] = loss sum, [paramCount + 1] = sample count. */
+  /**
+   * What one all-reduce sums: [0, paramCount) gradient sums, then `movingCount` BatchNorm moving
+   * statistics × local sample count, then the loss sum and the sample count (the last two slots).
+   */
   private readonly gradBuffer: Float32Array;
+  /**
+   * BatchNorm moving statistics averaged over ranks each step (weighted by sample count), so they
+   * stay identical on every rank: 0 without BatchNorm, and with syncBatchNorm (identical anyway).
+   */
+  private readonly movingCount: number;
+  private readonly moving: Float32Array;
   /** One micro-batch's gradient sum; allocated once, only when accumulationSteps > 1. */
   private readonly microGrad: Float32Array | undefined;
   private readonly optimizer: FlatOptimizer;
@@ -47,7 +56,9 @@ export class TrainerReplica {
     this.paramCount = replica.paramCount;
     this.params = new Float32Array(this.paramCount);
     replica.readParams(this.params);
-    this.gradBuffer = new Float32Array(this.paramCount + 2);
+    this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
+    this.moving = new Float32Array(this.movingCount);
+    this.gradBuffer = new Float32Array(this.paramCount + this.movingCount + 2);
     this.microGrad = job.training.accumulationSteps > 1 ? new Float32Array(this.paramCount) : undefined;
     this.optimizer = createOptimizer(job.optimizer, this.paramCount);
     // Gather buffers sized for the largest slice this rank can get (the whole global batch).
@@ -63,16 +74,18 @@ export class TrainerReplica {
     const count = this.gather(this.dataset.train, indices, this.x, this.y);
     const grad = this.gradBuffer;
     const local = await this.localGradient(count, order.step, indices, allReduce);
-    grad[this.paramCount] = local.lossSum;
-    grad[this.paramCount + 1] = local.count;
+    const lossSlot = this.paramCount + this.movingCount;
+    grad[lossSlot] = local.lossSum;
+    grad[lossSlot + 1] = local.count;
     if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
     const computedMs = performance.now();
 
     await allReduce(grad, order.step, local.collectives);
     const reducedMs = performance.now();
 
-    const globalCount = grad[this.paramCount + 1] ?? 0;
-    const loss = (grad[this.paramCount] ?? 0) / globalCount;
+    const globalCount = grad[lossSlot + 1] ?? 0;
+    const loss = (grad[lossSlot] ?? 0) / globalCount;
+    this.writeAveragedMoving(globalCount);
     const g = grad.subarray(0, this.paramCount);
     averageInPlace(g, globalCount);
     // Decided on the reduced gradient, so every rank skips or applies alike.
@@ -158,7 +171,11 @@ export class TrainerReplica {
       const local = await this.replica.computeGradientsSynced(x, y, count, step, indices, grad, collective);
       return { ...local, collectives };
     }
-    if (this.microGrad === undefined || count <= 1) return { ...this.replica.computeGradients(x, y, count, step, indices, grad), collectives: 0 };
+    if (this.microGrad === undefined || count <= 1) {
+      const local = this.replica.computeGradients(x, y, count, step, indices, grad);
+      this.stageMoving(count);
+      return { ...local, collectives: 0 };
+    }
     const micro = this.microGrad;
     grad.fill(0, 0, this.paramCount);
     let lossSum = 0;
@@ -169,7 +186,27 @@ export class TrainerReplica {
       lossSum += this.replica.computeGradients(microX, microY, end - start, step, indices.subarray(start, end), micro).lossSum;
       for (let i = 0; i < this.paramCount; i++) grad[i] = (grad[i] as number) + (micro[i] as number);
     }
+    this.stageMoving(count);
     return { lossSum, count, collectives: 0 };
+  }
+
+  /** Puts this rank's moving statistics × its sample count after the gradient (a rank without samples adds 0). */
+  private stageMoving(count: number): void {
+    if (this.movingCount === 0) return;
+    this.replica.readNonTrainable(this.moving);
+    const grad = this.gradBuffer;
+    for (let i = 0; i < this.movingCount; i++) grad[this.paramCount + i] = (this.moving[i] as number) * count;
+  }
+
+  /**
+   * Every rank's moving statistics become Σ count_r · moving_r / Σ count_r: for the moving mean,
+   * exactly the update a global-batch mean would give; for the variance, the mean of the ranks'.
+   */
+  private writeAveragedMoving(globalCount: number): void {
+    if (this.movingCount === 0 || !(globalCount > 0)) return;
+    const grad = this.gradBuffer;
+    for (let i = 0; i < this.movingCount; i++) this.moving[i] = (grad[this.paramCount + i] as number) / globalCount;
+    this.replica.writeNonTrainable(this.moving);
   }
 
   /** Copies the rows named by `indices` into x/y; returns the row count. */

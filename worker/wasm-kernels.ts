@@ -11,9 +11,9 @@
 // kernels a job's backward pass uses (Conv2DBackpropInput, activations, BatchNorm, softmax, ...)
 // are wasm's own and are checked against cpu in test/unit/wasm-kernels.test.ts.
 //
-// Invariant: each kernel here computes what the cpu backend's kernel computes (float64
-// accumulation, one rounding to float32 per output) and throws on what it does not implement
-// (NCHW), so a wasm run never silently trains on a different gradient.
+// Invariant: each kernel here computes what the cpu backend's kernel computes, up to float32
+// rounding, and throws on what it does not implement (NCHW), so a wasm run never silently trains
+// on a different gradient.
 import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
 import { maxPoolGradConfig } from './kernels/max-pool-grad.js';

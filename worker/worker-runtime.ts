@@ -108,7 +108,7 @@ export class WorkerRuntime {
     const comm = this.comm;
     try {
       if (comm === undefined || order.generation !== this.generation) throw new CollectiveError(`step ${order.step} is for generation ${order.generation}, this rank is in ${this.generation}`);
-      this.connection.send({ stepReport: await this.trainer.step(order, (buffer, step) => comm.allReduce(buffer, step)) });
+      this.connection.send({ stepReport: await this.trainer.step(order, (buffer, step, collective) => comm.allReduce(buffer, step, collective)) });
     } catch (error) {
       if (!(error instanceof CollectiveError)) throw error;
       this.logger.warn({ step: order.step, reason: error.message }, 'step aborted; waiting for the coordinator to regroup');

@@ -8,6 +8,7 @@ import { resolveJob } from '../../shared/job.js';
 import { Rng } from '../../shared/rng.js';
 import { selectBackend } from '../../worker/backend.js';
 import { buildModel } from '../../worker/model-builder.js';
+import { conv2dBackpropFilterWasm } from '../../worker/kernels/conv2d-backprop-filter.js';
 import { Replica } from '../../worker/replica.js';
 import { registerWasmKernels, WASM_KERNELS } from '../../worker/wasm-kernels.js';
 
@@ -104,6 +105,26 @@ describe.each(CONV_CASES)(
       const [wasm, cpu] = [await on('wasm', dW), await on('cpu', dW)];
       expect(tf.util.sizeFromShape(fShape)).toBe(cpu.length);
       expectCloseArrays(wasm, cpu);
+    });
+
+    it('Conv2DBackpropFilter (ours), one sample per chunk', async () => {
+      const dW = async (): Promise<Float32Array> => {
+        await selectBackend('wasm');
+        const [x, dy] = tf.tidy(() => [tf.tensor4d(xValues, xShape), dyFor()]);
+        const attrs = { strides, pad, dataFormat: 'NHWC', filterShape: fShape };
+        const out = tf
+          .engine()
+          .makeTensorFromTensorInfo(conv2dBackpropFilterWasm({ inputs: { x, dy }, backend: tf.backend(), attrs }, 1));
+        const values = out.dataSync() as Float32Array;
+        tf.dispose([x, dy, out]);
+        return values;
+      };
+      const cpu = await on('cpu', () =>
+        tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor()),
+      );
+      const before = tf.memory().numTensors;
+      expectCloseArrays(await dW(), cpu);
+      expect(tf.memory().numTensors).toBe(before);
     });
 
     it('Conv2DBackpropInput (tfjs-backend-wasm)', async () => {

@@ -26,7 +26,10 @@ function makeRandom(seed: number): () => number {
   };
 }
 
-function roundTrip(values: Float32Array, codec: NarrowCodec): { decoded: Float32Array; exponent: number; wire: Uint16Array } {
+function roundTrip(
+  values: Float32Array,
+  codec: NarrowCodec,
+): { decoded: Float32Array; exponent: number; wire: Uint16Array } {
   const exponent = chooseScaleExponent(values, codec);
   const wire = new Uint16Array(values.length);
   encodeScaled(values, codec, exponent, wire);

@@ -7,6 +7,8 @@ export interface WasmBackendHeap {
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
   /** Allocates an output tensor on the heap, copying `values` in when given. */
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
+  /** Drops one reference to a tensor's heap memory (frees it at zero). */
+  disposeData(dataId: tf.DataId): boolean;
 }
 
 /** What tfjs passes a kernel function. */
