@@ -23,6 +23,7 @@ import { ProgressReporter } from './progress-reporter.js';
 import { regroup, type Regrouped } from './recovery.js';
 import { readMetrics, RunDirectory } from './run-directory.js';
 import { StepFailedError } from './step-failure.js';
+import { StragglerDetector, type StragglerReport } from './straggler-detector.js';
 import { newLoopResult, trainLoop, type LoopResult } from './training-loop.js';
 import { UserHooks } from './user-hooks.js';
 
@@ -89,6 +90,7 @@ class CoordinatorRun {
   private readonly reporter: ProgressReporter;
   private readonly events: EventLog;
   private readonly checkpoints: CheckpointStore;
+  private readonly stragglers: StragglerDetector;
   private readonly abort = new AbortController();
   private readonly workers: LocalWorkers | undefined;
   private readonly hash: string;
@@ -114,6 +116,9 @@ class CoordinatorRun {
     this.events = new EventLog(logger, (event) => runDir.appendMetrics({ type: 'event', ...event }));
     this.checkpoints = new CheckpointStore(runDir.checkpointsDir, { keep: job.checkpoint.keep, jobHash: this.hash, logger });
     this.restartsLeft = job.restartWorkers;
+    this.stragglers = new StragglerDetector(job.stragglers.margin, job.stragglers.patienceSteps, (r) =>
+      this.events.record('straggler', r.rank, r.step, `rank ${r.rank} on ${r.host} has computed more than ${Math.round(job.stragglers.margin * 100)}% slower than the median for ${job.stragglers.patienceSteps} steps (${r.computeMs.toFixed(1)} ms vs ${r.medianMs.toFixed(1)} ms)`),
+    );
     this.workers = options.localWorkers > 0 ? new LocalWorkers({ count: options.localWorkers, coordinatorAddress: server.localAddress, gpus: options.gpus, logger, onExit: (i, code, sig) => this.onLocalWorkerExit(i, code, sig) }) : undefined;
     process.once('exit', this.killOnExit);
     options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
@@ -163,9 +168,10 @@ class CoordinatorRun {
         const generation = this.generation;
         if (generation === undefined) throw new RingtrainError('no ring');
         try {
-          await trainLoop({ job, dataset: this.dataset, generation, runDir: this.runDir, checkpoints: this.checkpoints, evaluator, earlyStopping, hooks: this.hooks, reporter: this.reporter, logger: this.logger, stepTimeoutMs, stopAtStep: this.options.stopAtStep, events: this.events, stopSignal: this.abort.signal, shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max, checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping) }, step, result);
+          await trainLoop({ job, dataset: this.dataset, generation, runDir: this.runDir, checkpoints: this.checkpoints, evaluator, earlyStopping, hooks: this.hooks, reporter: this.reporter, logger: this.logger, stepTimeoutMs, stopAtStep: this.options.stopAtStep, events: this.events, stragglers: this.stragglers, stopSignal: this.abort.signal, shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max, checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping) }, step, result);
           if (!result.regroupRequested) return result;
           ({ generation: this.generation, startStep: step } = await this.regroup(generation, undefined, result.finalStep));
+          this.stragglers.reset();
         } catch (error) {
           const failure = asStepFailure(error, generation, result.finalStep);
           if (failure === undefined) throw error;
@@ -174,6 +180,7 @@ class CoordinatorRun {
           const finished = failure.outcomes.find((o) => o.kind === 'done');
           if (finished?.kind === 'done') this.runDir.appendMetrics({ type: 'step', step: failure.step, loss: finished.report.loss, samples: finished.report.globalCount, skipped: finished.report.skipped, recoveredFrom: 'rank that completed the step before the failure' });
           ({ generation: this.generation, startStep: step } = await this.regroup(generation, failure, result.finalStep));
+          this.stragglers.reset();
           this.reporter.note(`continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`);
         }
         if (attempt > 1000) throw new RingtrainError('too many regroups');
@@ -268,7 +275,7 @@ class CoordinatorRun {
   private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {
     const generation = this.generation;
     if (generation === undefined) throw new RingtrainError('no ring');
-    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, { job: this.options.job, hash: this.hash, reporter: this.reporter, hooks: this.hooks, requestId: this.requestId++, stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000, startStep, events: this.events });
+    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, { job: this.options.job, hash: this.hash, reporter: this.reporter, hooks: this.hooks, requestId: this.requestId++, stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000, startStep, events: this.events, stragglers: this.stragglers.reports });
   }
 
   async close(): Promise<void> {
@@ -320,6 +327,7 @@ interface FinishContext {
   stepTimeoutMs: number;
   startStep: number;
   events: EventLog;
+  stragglers: StragglerReport[];
 }
 
 /** Final metrics on every split, the final model, and summary.json. */
@@ -349,6 +357,7 @@ async function finish(generation: Generation, dataset: Dataset, evaluator: Evalu
     test: test ?? {},
     workers: generation.members.map((m) => ({ rank: m.rank, host: m.session.hello.host, pid: m.session.hello.pid, gpuIndex: m.session.hello.gpuIndex, backend: m.backend })),
     recoveries: ctx.events.count('recovery'),
+    stragglers: ctx.stragglers,
     events: ctx.events.events,
     coordinatorHost: os.hostname(),
     finishedAt: new Date().toISOString(),

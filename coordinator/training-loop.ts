@@ -14,6 +14,7 @@ import type { Generation } from './membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { RunDirectory } from './run-directory.js';
 import { runStep, type StepOutcome } from './step-driver.js';
+import type { StragglerDetector } from './straggler-detector.js';
 import type { UserHooks } from './user-hooks.js';
 
 export interface LoopContext {
@@ -35,6 +36,7 @@ export interface LoopContext {
   /** Aborted on SIGTERM/SIGINT: checkpoint at the next boundary and stop. */
   stopSignal: AbortSignal;
   events: EventLog;
+  stragglers: StragglerDetector;
   /** Takes a checkpoint of the state after `step` steps (the next step to run). */
   checkpoint: (nextStep: number, metrics: Record<string, number>) => Promise<void>;
 }
@@ -163,6 +165,7 @@ function recordStep(ctx: LoopContext, outcome: StepOutcome, epoch: number, learn
     ranks: outcome.ranks.map((r) => ({ rank: r.rank, samples: r.localCount, computeMs: round(r.computeMs), allreduceMs: round(r.allreduceMs), optimizerMs: round(r.optimizerMs), idleMs: round(r.idleMs) })),
   });
   ctx.reporter.step(outcome);
+  ctx.stragglers.observe(outcome, ctx.generation.members.map((m) => m.session.hello.host));
 }
 
 function round(ms: number): number {

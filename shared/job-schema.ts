@@ -223,6 +223,10 @@ export const jobSchema = z.strictObject({
   hooks: z.string().min(1).optional(),
   /** Embedded mode: respawn a crashed local worker at most this many times in total. @default 2 */
   restartWorkers: nonNegativeInt.default(2),
+  /** A rank whose compute time exceeds the median by more than `margin` for `patienceSteps` steps in a row is named as a straggler. */
+  stragglers: z
+    .strictObject({ margin: z.number().positive().default(0.5), patienceSteps: positiveInt.default(20) })
+    .default({ margin: 0.5, patienceSteps: 20 }),
   /** Stop after this many consecutive steps skipped for non-finite gradients. @default 5 */
   maxConsecutiveSkippedSteps: positiveInt.default(5),
   timeouts: z

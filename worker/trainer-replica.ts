@@ -47,6 +47,10 @@ export class TrainerReplica {
    * rank's local gradient NaN at those steps, as a numerically broken batch would.
    */
   private readonly nanSteps = parseStepSet(process.env['RINGTRAIN_FAULT_NAN_STEPS']);
+  /** Fault injection: RINGTRAIN_FAULT_SLOW_RANK="1:40" makes rank 1 compute 40 ms longer each step (a straggler). */
+  private readonly slowdown = parseSlowdown(process.env['RINGTRAIN_FAULT_SLOW_RANK']);
+  /** This replica's rank in the current generation (set by the runtime on each Welcome). */
+  rank = -1;
 
   constructor(
     private readonly job: Job,
@@ -78,6 +82,7 @@ export class TrainerReplica {
     grad[lossSlot] = local.lossSum;
     grad[lossSlot + 1] = local.count;
     if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
+    if (this.slowdown?.rank === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
     const computedMs = performance.now();
 
     await allReduce(grad, order.step, local.collectives);
@@ -229,4 +234,9 @@ function parseStepSet(text: string | undefined): { has(step: number): boolean } 
   if (text.trim() === 'all') return { has: () => true };
   const steps = new Set(text.split(',').map((part) => Number(part.trim())).filter((n) => Number.isInteger(n) && n >= 0));
   return { has: (step) => steps.has(step) };
+}
+
+function parseSlowdown(text: string | undefined): { rank: number; ms: number } | undefined {
+  const match = /^(\d+):(\d+)$/.exec(text?.trim() ?? '');
+  return match === null ? undefined : { rank: Number(match[1]), ms: Number(match[2]) };
 }

@@ -75,6 +75,7 @@ export class WorkerRuntime {
     this.comm = undefined;
     await previous?.close();
     this.generation = welcome.generation;
+    this.trainer.rank = welcome.rank;
     this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
     this.connection.send({ ready: { generation: welcome.generation, paramCount: this.trainer.paramCount, backend: this.backend, dataHash: this.dataset.hash } });
   }

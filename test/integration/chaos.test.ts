@@ -224,3 +224,16 @@ describe('a restarted coordinator (cluster mode)', () => {
     expect(Math.abs(summary.test.accuracy - baseline.test.accuracy)).toBeLessThanOrEqual(0.05);
   });
 });
+
+describe('stragglers', () => {
+  it('a rank that stays slower than the median is named in the events and summary.json', async () => {
+    const out = path.join(dir, 'straggler');
+    const job = chaosJob({ training: { epochs: 1, batchSize: 32 }, stragglers: { margin: 0.5, patienceSteps: 10 } });
+    const result = await runCli(['train', job, '--workers', '3', '--out', out], { env: { RINGTRAIN_FAULT_SLOW_RANK: '2:40' } });
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary & { stragglers: Array<{ rank: number; computeMs: number; medianMs: number }> };
+    expect(summary.stragglers.map((s) => s.rank)).toEqual([2]);
+    expect(summary.stragglers[0]?.computeMs).toBeGreaterThan(summary.stragglers[0]?.medianMs ?? Infinity);
+    expect(summary.events.filter((e) => e.kind === 'straggler').map((e) => e.rank)).toEqual([2]);
+  });
+});

@@ -79,3 +79,21 @@ describe('--gpus', () => {
     expect(existsSync(path.join(dir, 'never'))).toBe(false);
   });
 });
+
+describe('worker --gpus (one process per GPU on a host, like torchrun)', () => {
+  it('starts one worker per GPU, each with its own CUDA_VISIBLE_DEVICES', async () => {
+    const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 300 } }), 'launcher-job.yaml');
+    const out = path.join(dir, 'launcher-run');
+    const coordinator = runCli(['coordinator', job, '--port', '0', '--host', '127.0.0.1', '--expect-workers', '2', '--join-timeout', '60', '--out', out]);
+    let port = 0;
+    for (let i = 0; i < 300 && port === 0; i++) {
+      if (existsSync(path.join(out, 'coordinator.json'))) port = (JSON.parse(readFileSync(path.join(out, 'coordinator.json'), 'utf8')) as { port: number }).port;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    const launcher = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--gpus', '1,3']);
+    expect(launcher.code, launcher.stderr).toBe(0);
+    expect((await coordinator).code).toBe(0);
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as { workers: Array<{ gpuIndex: number }> };
+    expect(summary.workers.map((w) => w.gpuIndex).sort()).toEqual([1, 3]);
+  });
+});
