@@ -23,7 +23,13 @@ export class ControlServer {
    * Binds host:port (0 = ephemeral). `onSession` gets every worker that said Hello; it decides
    * (admit or reject) and owns the session from then on.
    */
-  static async start(options: { host: string; port: number; logger: Logger; onSession: (session: WorkerSession) => void; configure?: (server: grpc.Server) => void }): Promise<ControlServer> {
+  static async start(options: {
+    host: string;
+    port: number;
+    logger: Logger;
+    onSession: (session: WorkerSession) => void;
+    configure?: (server: grpc.Server) => void;
+  }): Promise<ControlServer> {
     const server = new grpc.Server(GRPC_CHANNEL_OPTIONS);
     // Streams can arrive between bind and construction; they are refused until `ref.server` is set.
     const ref: { server?: ControlServer } = {};
@@ -42,7 +48,11 @@ export class ControlServer {
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
         if (error) {
-          reject(/address already in use|EADDRINUSE|No address added/i.test(error.message) ? new PortInUseError(address, { cause: error }) : error);
+          reject(
+            /address already in use|EADDRINUSE|No address added/i.test(error.message)
+              ? new PortInUseError(address, { cause: error })
+              : error,
+          );
         } else {
           resolve(bound);
         }

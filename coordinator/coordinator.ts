@@ -69,12 +69,20 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
   const admit: { membership?: Membership } = {};
-  const server = await ControlServer.start({ host: options.host, port: options.port, logger, onSession: (s) => (admit.membership !== undefined ? admit.membership.offer(s) : s.abort('coordinator is starting')) });
+  const server = await ControlServer.start({
+    host: options.host,
+    port: options.port,
+    logger,
+    onSession: (s) => (admit.membership !== undefined ? admit.membership.offer(s) : s.abort('coordinator is starting')),
+  });
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;
   });
-  const bounds = options.localWorkers > 0 ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers } : workerBounds(job);
+  const bounds =
+    options.localWorkers > 0
+      ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers }
+      : workerBounds(job);
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
@@ -114,12 +122,30 @@ class CoordinatorRun {
     this.hash = jobHash(job);
     this.reporter = options.reporter ?? new ProgressReporter();
     this.events = new EventLog(logger, (event) => runDir.appendMetrics({ type: 'event', ...event }));
-    this.checkpoints = new CheckpointStore(runDir.checkpointsDir, { keep: job.checkpoint.keep, jobHash: this.hash, logger });
+    this.checkpoints = new CheckpointStore(runDir.checkpointsDir, {
+      keep: job.checkpoint.keep,
+      jobHash: this.hash,
+      logger,
+    });
     this.restartsLeft = job.restartWorkers;
     this.stragglers = new StragglerDetector(job.stragglers.margin, job.stragglers.patienceSteps, (r) =>
-      this.events.record('straggler', r.rank, r.step, `rank ${r.rank} on ${r.host} has computed more than ${Math.round(job.stragglers.margin * 100)}% slower than the median for ${job.stragglers.patienceSteps} steps (${r.computeMs.toFixed(1)} ms vs ${r.medianMs.toFixed(1)} ms)`),
+      this.events.record(
+        'straggler',
+        r.rank,
+        r.step,
+        `rank ${r.rank} on ${r.host} has computed more than ${Math.round(job.stragglers.margin * 100)}% slower than the median for ${job.stragglers.patienceSteps} steps (${r.computeMs.toFixed(1)} ms vs ${r.medianMs.toFixed(1)} ms)`,
+      ),
     );
-    this.workers = options.localWorkers > 0 ? new LocalWorkers({ count: options.localWorkers, coordinatorAddress: server.localAddress, gpus: options.gpus, logger, onExit: (i, code, sig) => this.onLocalWorkerExit(i, code, sig) }) : undefined;
+    this.workers =
+      options.localWorkers > 0
+        ? new LocalWorkers({
+            count: options.localWorkers,
+            coordinatorAddress: server.localAddress,
+            gpus: options.gpus,
+            logger,
+            onExit: (i, code, sig) => this.onLocalWorkerExit(i, code, sig),
+          })
+        : undefined;
     process.once('exit', this.killOnExit);
     options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
   }
@@ -127,26 +153,47 @@ class CoordinatorRun {
   async execute(): Promise<RunSummary> {
     const { job } = this.options;
     // Where to find this coordinator (tests, scripts and operators read it).
-    await writeFileAtomic(path.join(this.runDir.path, 'coordinator.json'), JSON.stringify({ host: this.server.host, port: this.server.port, pid: process.pid, hostname: os.hostname() }));
+    await writeFileAtomic(
+      path.join(this.runDir.path, 'coordinator.json'),
+      JSON.stringify({ host: this.server.host, port: this.server.port, pid: process.pid, hostname: os.hostname() }),
+    );
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
-    if (this.workers === undefined) this.reporter.note(`coordinator listening on ${this.server.host}:${this.server.port}, waiting for ${this.bounds.max} workers`);
+    if (this.workers === undefined)
+      this.reporter.note(
+        `coordinator listening on ${this.server.host}:${this.server.port}, waiting for ${this.bounds.max} workers`,
+      );
     this.workers?.start();
     try {
       const joinTimeoutMs = this.options.joinTimeoutMs ?? 120_000;
-      const sessions = await raceAbort(this.membership.waitForWorkers(this.bounds.max, joinTimeoutMs, this.abort.signal), this.abort.signal);
-      this.generation = await raceAbort(this.membership.formRing(sessions, this.dataset.hash, joinTimeoutMs), this.abort.signal);
+      const sessions = await raceAbort(
+        this.membership.waitForWorkers(this.bounds.max, joinTimeoutMs, this.abort.signal),
+        this.abort.signal,
+      );
+      this.generation = await raceAbort(
+        this.membership.formRing(sessions, this.dataset.hash, joinTimeoutMs),
+        this.abort.signal,
+      );
       this.ringFormed = true;
-      const earlyStopping = job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
+      const earlyStopping =
+        job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
       const startStep = await this.restoreState(this.generation, earlyStopping);
-      this.reporter.note(`${this.generation.members.length} workers (${this.generation.members[0]?.backend ?? '?'} backend), ${this.generation.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`);
-      await this.hooks.call('onTrainBegin', { job, worldSize: this.generation.members.length, startStep, runDir: this.runDir.path });
+      this.reporter.note(
+        `${this.generation.members.length} workers (${this.generation.members[0]?.backend ?? '?'} backend), ${this.generation.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`,
+      );
+      await this.hooks.call('onTrainBegin', {
+        job,
+        worldSize: this.generation.members.length,
+        startStep,
+        runDir: this.runDir.path,
+      });
       const loop = await this.trainElastic(startStep, earlyStopping);
       if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path);
       const summary = await this.finish(loop, startStep);
       for (const member of this.generation.members) member.session.shutdown('training complete');
       return summary;
     } catch (error) {
-      for (const member of this.generation?.members ?? []) member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
+      for (const member of this.generation?.members ?? [])
+        member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
       throw error;
     }
   }
@@ -157,20 +204,55 @@ class CoordinatorRun {
     const stepTimeoutMs = this.options.stepTimeoutMs ?? 300_000;
     const evaluator = new Evaluator(stepTimeoutMs);
     const result = newLoopResult(startStep);
-    const monitor = new LivenessMonitor(() => this.generation?.members ?? [], job.timeouts.hangMs, (member, silentMs) => {
-      this.events.record('eviction', member.rank, result.finalStep, `${member.session.hello.host} pid ${member.session.hello.pid} sent nothing for ${Math.round(silentMs / 1000)} s (last finished step ${member.session.lastStep}); evicting it`);
-      member.session.abort(`no heartbeat for ${Math.round(silentMs / 1000)} s`);
-      this.workers?.kill(member.session.hello.pid);
-    });
+    const monitor = new LivenessMonitor(
+      () => this.generation?.members ?? [],
+      job.timeouts.hangMs,
+      (member, silentMs) => {
+        this.events.record(
+          'eviction',
+          member.rank,
+          result.finalStep,
+          `${member.session.hello.host} pid ${member.session.hello.pid} sent nothing for ${Math.round(silentMs / 1000)} s (last finished step ${member.session.lastStep}); evicting it`,
+        );
+        member.session.abort(`no heartbeat for ${Math.round(silentMs / 1000)} s`);
+        this.workers?.kill(member.session.hello.pid);
+      },
+    );
     let step = startStep;
     try {
       for (let attempt = 0; ; attempt++) {
         const generation = this.generation;
         if (generation === undefined) throw new RingtrainError('no ring');
         try {
-          await trainLoop({ job, dataset: this.dataset, generation, runDir: this.runDir, checkpoints: this.checkpoints, evaluator, earlyStopping, hooks: this.hooks, reporter: this.reporter, logger: this.logger, stepTimeoutMs, stopAtStep: this.options.stopAtStep, events: this.events, stragglers: this.stragglers, stopSignal: this.abort.signal, shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max, checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping) }, step, result);
+          await trainLoop(
+            {
+              job,
+              dataset: this.dataset,
+              generation,
+              runDir: this.runDir,
+              checkpoints: this.checkpoints,
+              evaluator,
+              earlyStopping,
+              hooks: this.hooks,
+              reporter: this.reporter,
+              logger: this.logger,
+              stepTimeoutMs,
+              stopAtStep: this.options.stopAtStep,
+              events: this.events,
+              stragglers: this.stragglers,
+              stopSignal: this.abort.signal,
+              shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max,
+              checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping),
+            },
+            step,
+            result,
+          );
           if (!result.regroupRequested) return result;
-          ({ generation: this.generation, startStep: step } = await this.regroup(generation, undefined, result.finalStep));
+          ({ generation: this.generation, startStep: step } = await this.regroup(
+            generation,
+            undefined,
+            result.finalStep,
+          ));
           this.stragglers.reset();
         } catch (error) {
           const failure = asStepFailure(error, generation, result.finalStep);
@@ -178,10 +260,24 @@ class CoordinatorRun {
           this.reporter.note(`worker failure: ${failure.message}; regrouping`);
           // A rank that finished the failed step carries it forward: log it like any other step.
           const finished = failure.outcomes.find((o) => o.kind === 'done');
-          if (finished?.kind === 'done') this.runDir.appendMetrics({ type: 'step', step: failure.step, loss: finished.report.loss, samples: finished.report.globalCount, skipped: finished.report.skipped, recoveredFrom: 'rank that completed the step before the failure' });
-          ({ generation: this.generation, startStep: step } = await this.regroup(generation, failure, result.finalStep));
+          if (finished?.kind === 'done')
+            this.runDir.appendMetrics({
+              type: 'step',
+              step: failure.step,
+              loss: finished.report.loss,
+              samples: finished.report.globalCount,
+              skipped: finished.report.skipped,
+              recoveredFrom: 'rank that completed the step before the failure',
+            });
+          ({ generation: this.generation, startStep: step } = await this.regroup(
+            generation,
+            failure,
+            result.finalStep,
+          ));
           this.stragglers.reset();
-          this.reporter.note(`continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`);
+          this.reporter.note(
+            `continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`,
+          );
         }
         if (attempt > 1000) throw new RingtrainError('too many regroups');
       }
@@ -190,12 +286,26 @@ class CoordinatorRun {
     }
   }
 
-  private async regroup(previous: Generation, failure: StepFailedError | undefined, boundaryStep: number): Promise<Regrouped> {
+  private async regroup(
+    previous: Generation,
+    failure: StepFailedError | undefined,
+    boundaryStep: number,
+  ): Promise<Regrouped> {
     return regroup({
-      membership: this.membership, previous, failure, boundaryStep, bounds: this.bounds, dataHash: this.dataset.hash,
+      membership: this.membership,
+      previous,
+      failure,
+      boundaryStep,
+      bounds: this.bounds,
+      dataHash: this.dataset.hash,
       readyTimeoutMs: this.options.joinTimeoutMs ?? 120_000,
-      replacementMs: this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0 ? Math.min(5_000, this.options.job.timeouts.replacementMs) : this.options.job.timeouts.replacementMs,
-      events: this.events, logger: this.logger, abort: this.abort.signal,
+      replacementMs:
+        this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
+          ? Math.min(5_000, this.options.job.timeouts.replacementMs)
+          : this.options.job.timeouts.replacementMs,
+      events: this.events,
+      logger: this.logger,
+      abort: this.abort.signal,
       saveBeforeFailing: async (state, step) => {
         const cursor = cursorOf(step, this.dataset.train.count, this.options.job.training.batchSize);
         await this.checkpoints.save({ step, ...cursor, state });
@@ -204,11 +314,26 @@ class CoordinatorRun {
   }
 
   /** Takes a checkpoint of rank 0's state (all ranks hold the same one). */
-  private async checkpoint(generation: Generation, nextStep: number, metrics: Record<string, number>, earlyStopping: EarlyStopping | undefined): Promise<void> {
-    const state = await leader(generation).session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs ?? 300_000);
+  private async checkpoint(
+    generation: Generation,
+    nextStep: number,
+    metrics: Record<string, number>,
+    earlyStopping: EarlyStopping | undefined,
+  ): Promise<void> {
+    const state = await leader(generation).session.fetchBlob(
+      this.requestId++,
+      'state',
+      this.options.stepTimeoutMs ?? 300_000,
+    );
     const cursor = cursorOf(nextStep, this.dataset.train.count, this.options.job.training.batchSize);
     const finite = Object.fromEntries(Object.entries(metrics).filter(([, v]) => Number.isFinite(v)));
-    const info = await this.checkpoints.save({ step: nextStep, ...cursor, state, metrics: finite, extra: { earlyStopping: earlyStopping?.exportState() ?? null } });
+    const info = await this.checkpoints.save({
+      step: nextStep,
+      ...cursor,
+      state,
+      metrics: finite,
+      extra: { earlyStopping: earlyStopping?.exportState() ?? null },
+    });
     await this.hooks.call('onCheckpoint', { step: nextStep, dir: info.dir, metrics: finite });
   }
 
@@ -216,12 +341,19 @@ class CoordinatorRun {
   private onLocalWorkerExit(index: number, code: number | null, signal: NodeJS.Signals | null): void {
     const how = `exited (code ${code ?? '-'}, signal ${signal ?? '-'})`;
     if (!this.ringFormed) {
-      this.abort.abort(new WorkerFailedError(index, `local worker ${index} ${how} before training started; see its error above`));
+      this.abort.abort(
+        new WorkerFailedError(index, `local worker ${index} ${how} before training started; see its error above`),
+      );
       return;
     }
     if (this.restartsLeft > 0) {
       this.restartsLeft -= 1;
-      this.events.record('restart', -1, -1, `local worker ${index} ${how}; starting a replacement (${this.restartsLeft} restarts left)`);
+      this.events.record(
+        'restart',
+        -1,
+        -1,
+        `local worker ${index} ${how}; starting a replacement (${this.restartsLeft} restarts left)`,
+      );
       this.workers?.respawn(index);
     }
   }
@@ -238,20 +370,29 @@ class CoordinatorRun {
       this.events.record('checkpoint-fallback', -1, latest?.info.step ?? 0, warning);
     }
     const esState = latest?.info.extra?.['earlyStopping'];
-    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object') earlyStopping.importState(esState as Record<string, number>);
-    const veteran = generation.members.filter((m) => m.session.hello.jobHash === this.hash).sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
+    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object')
+      earlyStopping.importState(esState as Record<string, number>);
+    const veteran = generation.members
+      .filter((m) => m.session.hello.jobHash === this.hash)
+      .sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
     const checkpointStep = latest?.info.step ?? 0;
     if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
       const step = veteran.session.hello.completedSteps;
       const state = await veteran.session.fetchBlob(this.requestId++, 'state', 120_000);
       await this.broadcastState(generation, state, veteran);
-      this.events.record('recovery', veteran.rank, step, `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`);
+      this.events.record(
+        'recovery',
+        veteran.rank,
+        step,
+        `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`,
+      );
       this.reporter.note(`resumed from the in-memory state of a rejoining worker at step ${step}`);
       this.logUnrecordedSteps(step);
       return step;
     }
     if (latest === undefined) {
-      if (this.options.resumeDir !== undefined) this.reporter.note('no valid checkpoint to resume from; starting from step 0');
+      if (this.options.resumeDir !== undefined)
+        this.reporter.note('no valid checkpoint to resume from; starting from step 0');
       return 0;
     }
     await this.broadcastState(generation, latest.state, undefined);
@@ -261,11 +402,25 @@ class CoordinatorRun {
 
   /** Steps the workers finished while no coordinator recorded them still get their line (without a loss). */
   private logUnrecordedSteps(upTo: number): void {
-    const logged = new Set(readMetrics(this.runDir.metricsFile).filter((r) => r['type'] === 'step').map((r) => Number(r['step'])));
-    for (let step = 0; step < upTo; step++) if (!logged.has(step)) this.runDir.appendMetrics({ type: 'step', step, unrecorded: 'finished by the workers while the coordinator was down' });
+    const logged = new Set(
+      readMetrics(this.runDir.metricsFile)
+        .filter((r) => r['type'] === 'step')
+        .map((r) => Number(r['step'])),
+    );
+    for (let step = 0; step < upTo; step++)
+      if (!logged.has(step))
+        this.runDir.appendMetrics({
+          type: 'step',
+          step,
+          unrecorded: 'finished by the workers while the coordinator was down',
+        });
   }
 
-  private async broadcastState(generation: Generation, state: Uint8Array, except: RingMember | undefined): Promise<void> {
+  private async broadcastState(
+    generation: Generation,
+    state: Uint8Array,
+    except: RingMember | undefined,
+  ): Promise<void> {
     const requestId = this.requestId++;
     const targets = generation.members.filter((m) => m !== except);
     for (const member of targets) member.session.sendState(requestId, state);
@@ -275,7 +430,17 @@ class CoordinatorRun {
   private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {
     const generation = this.generation;
     if (generation === undefined) throw new RingtrainError('no ring');
-    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, { job: this.options.job, hash: this.hash, reporter: this.reporter, hooks: this.hooks, requestId: this.requestId++, stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000, startStep, events: this.events, stragglers: this.stragglers.reports });
+    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, {
+      job: this.options.job,
+      hash: this.hash,
+      reporter: this.reporter,
+      hooks: this.hooks,
+      requestId: this.requestId++,
+      stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000,
+      startStep,
+      events: this.events,
+      stragglers: this.stragglers.reports,
+    });
   }
 
   async close(): Promise<void> {
@@ -292,13 +457,21 @@ function asStepFailure(error: unknown, generation: Generation, boundaryStep: num
   if (!(error instanceof WorkerFailedError) || !generation.members.some((m) => m.session.isClosed)) return undefined;
   return new StepFailedError(
     boundaryStep,
-    generation.members.map((member) => (member.session.isClosed ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message } : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' })),
+    generation.members.map((member) =>
+      member.session.isClosed
+        ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message }
+        : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' },
+    ),
   );
 }
 
 async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
   if (options.resumeDir !== undefined) return RunDirectory.open(options.resumeDir);
-  const runDir = await RunDirectory.create({ name: options.job.name, ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}), ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}) });
+  const runDir = await RunDirectory.create({
+    name: options.job.name,
+    ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}),
+    ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}),
+  });
   await runDir.writeJob(jobToYaml(options.job));
   return runDir;
 }
@@ -312,7 +485,8 @@ function leader(generation: Generation): Generation['members'][number] {
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new RingtrainError('run aborted');
   return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new RingtrainError('run aborted'));
+    const onAbort = (): void =>
+      reject(signal.reason instanceof Error ? signal.reason : new RingtrainError('run aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
@@ -331,12 +505,21 @@ interface FinishContext {
 }
 
 /** Final metrics on every split, the final model, and summary.json. */
-async function finish(generation: Generation, dataset: Dataset, evaluator: Evaluator, runDir: RunDirectory, loop: LoopResult, ctx: FinishContext): Promise<RunSummary> {
+async function finish(
+  generation: Generation,
+  dataset: Dataset,
+  evaluator: Evaluator,
+  runDir: RunDirectory,
+  loop: LoopResult,
+  ctx: FinishContext,
+): Promise<RunSummary> {
   const train = await evaluator.evaluate(generation, 'train', dataset.train.count);
   const validation = await evaluator.evaluate(generation, 'validation', dataset.validation.count);
   const test = await evaluator.evaluate(generation, 'test', dataset.test.count);
   ctx.reporter.final('test', test);
-  const model = decodeModelBlob(await leader(generation).session.fetchBlob(ctx.requestId + 1, 'model', ctx.stepTimeoutMs));
+  const model = decodeModelBlob(
+    await leader(generation).session.fetchBlob(ctx.requestId + 1, 'model', ctx.stepTimeoutMs),
+  );
   await runDir.writeModel({ 'model.json': model.modelJson, 'weights.bin': model.weights });
   const summary: RunSummary = {
     name: ctx.job.name,
@@ -355,7 +538,13 @@ async function finish(generation: Generation, dataset: Dataset, evaluator: Evalu
     train: train ?? {},
     validation: validation ?? {},
     test: test ?? {},
-    workers: generation.members.map((m) => ({ rank: m.rank, host: m.session.hello.host, pid: m.session.hello.pid, gpuIndex: m.session.hello.gpuIndex, backend: m.backend })),
+    workers: generation.members.map((m) => ({
+      rank: m.rank,
+      host: m.session.hello.host,
+      pid: m.session.hello.pid,
+      gpuIndex: m.session.hello.gpuIndex,
+      backend: m.backend,
+    })),
     recoveries: ctx.events.count('recovery'),
     stragglers: ctx.stragglers,
     events: ctx.events.events,

@@ -20,7 +20,9 @@ export class Evaluator {
     const requestId = this.nextRequestId++;
     const shards = evalShards(count, generation.members.length);
     for (const member of generation.members) {
-      member.session.send({ eval: { requestId, split, sampleIndices: encodeIndices(shards[member.rank] ?? new Uint32Array(0)) } });
+      member.session.send({
+        eval: { requestId, split, sampleIndices: encodeIndices(shards[member.rank] ?? new Uint32Array(0)) },
+      });
     }
     const reports = await Promise.all(generation.members.map((m) => m.session.waitEval(requestId, this.timeoutMs)));
     let total = 0;

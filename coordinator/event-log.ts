@@ -2,7 +2,16 @@
 // restarts, recoveries, skipped steps and checkpoint fallbacks.
 import type { Logger } from '../shared/logger.js';
 
-export type EventKind = 'join' | 'failure' | 'eviction' | 'restart' | 'recovery' | 'skipped-step' | 'checkpoint-fallback' | 'preempted' | 'straggler';
+export type EventKind =
+  | 'join'
+  | 'failure'
+  | 'eviction'
+  | 'restart'
+  | 'recovery'
+  | 'skipped-step'
+  | 'checkpoint-fallback'
+  | 'preempted'
+  | 'straggler';
 
 export interface JobEvent {
   kind: EventKind;

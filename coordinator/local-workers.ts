@@ -46,7 +46,18 @@ export class LocalWorkers {
 
   private spawnOne(index: number): void {
     const gpu = this.options.gpus[index];
-    const args = [cliEntry(), 'worker', '--coordinator', this.options.coordinatorAddress, '--host', '127.0.0.1', '--rank-hint', String(index), '--reconnect-ms', '0'];
+    const args = [
+      cliEntry(),
+      'worker',
+      '--coordinator',
+      this.options.coordinatorAddress,
+      '--host',
+      '127.0.0.1',
+      '--rank-hint',
+      String(index),
+      '--reconnect-ms',
+      '0',
+    ];
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: LocalWorkers.workerEnv(gpu, { ...process.env, ...this.options.env }),

@@ -41,7 +41,11 @@ export class Membership {
       return;
     }
     if (hello.jobHash !== '' && hello.jobHash !== this.jobHash) {
-      this.reject(session, 'JOB_HASH_MISMATCH', `worker job hash ${hello.jobHash} differs from the coordinator's ${this.jobHash}; start both with the same job file`);
+      this.reject(
+        session,
+        'JOB_HASH_MISMATCH',
+        `worker job hash ${hello.jobHash} differs from the coordinator's ${this.jobHash}; start both with the same job file`,
+      );
       return;
     }
     this.logger.info({ host: hello.host, pid: hello.pid, gpu: hello.gpuIndex }, 'worker joined');
@@ -65,7 +69,10 @@ export class Membership {
       if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new WorkerFailedError(-1, `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`);
+        throw new WorkerFailedError(
+          -1,
+          `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`,
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 500));
@@ -114,8 +121,17 @@ export class Membership {
       });
     });
     const readies = await Promise.all(ordered.map((s) => s.waitReady(readyTimeoutMs)));
-    const members = ordered.map((session, rank) => ({ session, rank, paramCount: readies[rank]?.paramCount ?? 0, backend: readies[rank]?.backend ?? '' }));
-    checkAgreement(members, readies.map((r) => r.dataHash), dataHash);
+    const members = ordered.map((session, rank) => ({
+      session,
+      rank,
+      paramCount: readies[rank]?.paramCount ?? 0,
+      backend: readies[rank]?.backend ?? '',
+    }));
+    checkAgreement(
+      members,
+      readies.map((r) => r.dataHash),
+      dataHash,
+    );
     this.logger.info({ generation, worldSize, params: members[0]?.paramCount }, 'ring formed');
     return { generation, members, paramCount: members[0]?.paramCount ?? 0 };
   }
@@ -143,11 +159,17 @@ function checkAgreement(members: RingMember[], dataHashes: string[], expectedDat
   if (first === undefined) return;
   for (const member of members) {
     if (member.paramCount !== first.paramCount) {
-      throw new JoinRejectedError('PARAM_MISMATCH', `rank ${member.rank} built ${member.paramCount} parameters but rank 0 built ${first.paramCount}`);
+      throw new JoinRejectedError(
+        'PARAM_MISMATCH',
+        `rank ${member.rank} built ${member.paramCount} parameters but rank 0 built ${first.paramCount}`,
+      );
     }
     const hash = dataHashes[member.rank];
     if (hash !== expectedDataHash) {
-      throw new JoinRejectedError('DATA_MISMATCH', `rank ${member.rank} (${member.session.hello.host}) loaded data with hash ${hash ?? '?'}, the coordinator has ${expectedDataHash}; every host needs the same data files`);
+      throw new JoinRejectedError(
+        'DATA_MISMATCH',
+        `rank ${member.rank} (${member.session.hello.host}) loaded data with hash ${hash ?? '?'}, the coordinator has ${expectedDataHash}; every host needs the same data files`,
+      );
     }
   }
 }

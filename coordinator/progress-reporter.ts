@@ -24,7 +24,9 @@ export class ProgressReporter {
 
   step(outcome: StepOutcome): void {
     if (this.everySteps > 0 && (outcome.step + 1) % this.everySteps === 0) {
-      this.write(`  step ${outcome.step + 1}  loss ${outcome.loss.toFixed(4)}${outcome.skipped ? '  (skipped: non-finite gradient)' : ''}`);
+      this.write(
+        `  step ${outcome.step + 1}  loss ${outcome.loss.toFixed(4)}${outcome.skipped ? '  (skipped: non-finite gradient)' : ''}`,
+      );
     }
   }
 
@@ -32,7 +34,12 @@ export class ProgressReporter {
     const validation = Object.entries(line.validation ?? {})
       .map(([name, value]) => `validation ${name} ${value.toFixed(4)}`)
       .join('  ');
-    this.write(`epoch ${line.epoch + 1}/${line.epochs}  train loss ${line.trainLoss.toFixed(4)}  ${validation}  ${Math.round(line.samplesPerSecond)} samples/s`.replace(/ {3,}/g, '  '));
+    this.write(
+      `epoch ${line.epoch + 1}/${line.epochs}  train loss ${line.trainLoss.toFixed(4)}  ${validation}  ${Math.round(line.samplesPerSecond)} samples/s`.replace(
+        / {3,}/g,
+        '  ',
+      ),
+    );
   }
 
   final(split: string, metrics: SplitMetrics | undefined): void {

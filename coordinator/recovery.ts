@@ -41,8 +41,12 @@ let requestIds = 2_000_000;
 
 export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
   const survivors = survivorsOf(ctx);
-  const source = survivors.reduce<(typeof survivors)[number] | undefined>((best, s) => (best === undefined || s.completedSteps > best.completedSteps ? s : best), undefined);
-  if (source === undefined) throw new WorkerFailedError(-1, 'every worker failed; resume from the last checkpoint with --resume');
+  const source = survivors.reduce<(typeof survivors)[number] | undefined>(
+    (best, s) => (best === undefined || s.completedSteps > best.completedSteps ? s : best),
+    undefined,
+  );
+  if (source === undefined)
+    throw new WorkerFailedError(-1, 'every worker failed; resume from the last checkpoint with --resume');
   const state = await source.member.session.fetchBlob(requestIds++, 'state', ctx.readyTimeoutMs);
   const startStep = source.completedSteps;
   const joiners = await gatherJoiners(ctx, survivors.length, state, startStep);
@@ -52,8 +56,19 @@ export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
   const targets = generation.members.filter((m) => m.session !== source.member.session);
   for (const member of targets) member.session.sendState(requestId, state);
   await Promise.all(targets.map((m) => m.session.waitAck(requestId, ctx.readyTimeoutMs)));
-  for (const session of joiners) ctx.events.record('join', rankOf(generation, session), startStep, `${session.hello.host} pid ${session.hello.pid} joined generation ${generation.generation}`);
-  ctx.events.record('recovery', source.member.rank, startStep, `generation ${generation.generation}: ${generation.members.length} ranks continue from step ${startStep} with the state of old rank ${source.member.rank}`);
+  for (const session of joiners)
+    ctx.events.record(
+      'join',
+      rankOf(generation, session),
+      startStep,
+      `${session.hello.host} pid ${session.hello.pid} joined generation ${generation.generation}`,
+    );
+  ctx.events.record(
+    'recovery',
+    source.member.rank,
+    startStep,
+    `generation ${generation.generation}: ${generation.members.length} ranks continue from step ${startStep} with the state of old rank ${source.member.rank}`,
+  );
   return { generation, startStep };
 }
 
@@ -64,26 +79,45 @@ interface Survivor {
 
 /** Evicts failed ranks and returns the others with the steps each has completed. */
 function survivorsOf(ctx: RegroupContext): Survivor[] {
-  if (ctx.failure === undefined) return ctx.previous.members.filter((m) => !m.session.isClosed).map((member) => ({ member, completedSteps: ctx.boundaryStep }));
+  if (ctx.failure === undefined)
+    return ctx.previous.members
+      .filter((m) => !m.session.isClosed)
+      .map((member) => ({ member, completedSteps: ctx.boundaryStep }));
   for (const outcome of ctx.failure.outcomes) {
     if (outcome.kind !== 'failed' && !outcome.member.session.isClosed) continue;
-    ctx.events.record('failure', outcome.member.rank, ctx.failure.step, `${outcome.member.session.hello.host} pid ${outcome.member.session.hello.pid}: ${outcome.kind === 'done' ? 'control stream closed' : outcome.reason}`);
+    ctx.events.record(
+      'failure',
+      outcome.member.rank,
+      ctx.failure.step,
+      `${outcome.member.session.hello.host} pid ${outcome.member.session.hello.pid}: ${outcome.kind === 'done' ? 'control stream closed' : outcome.reason}`,
+    );
     outcome.member.session.abort('evicted after a failed step');
   }
   return ctx.failure.survivors.map((o) => ({ member: o.member, completedSteps: o.completedSteps }));
 }
 
 /** New workers to add: any waiting now, and, below `min`, those that arrive within the grace. */
-async function gatherJoiners(ctx: RegroupContext, survivorCount: number, state: Uint8Array, step: number): Promise<WorkerSession[]> {
+async function gatherJoiners(
+  ctx: RegroupContext,
+  survivorCount: number,
+  state: Uint8Array,
+  step: number,
+): Promise<WorkerSession[]> {
   const needed = ctx.bounds.min - survivorCount;
   if (needed > 0) {
-    ctx.logger.warn({ survivors: survivorCount, min: ctx.bounds.min, waitMs: ctx.replacementMs }, 'below workers.min; waiting for replacements');
+    ctx.logger.warn(
+      { survivors: survivorCount, min: ctx.bounds.min, waitMs: ctx.replacementMs },
+      'below workers.min; waiting for replacements',
+    );
     try {
       if (ctx.replacementMs <= 0) throw new RingtrainError('no replacement wait configured');
       await ctx.membership.waitForWorkers(needed, ctx.replacementMs, ctx.abort);
     } catch {
       await ctx.saveBeforeFailing(state, step);
-      throw new WorkerFailedError(-1, `only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`);
+      throw new WorkerFailedError(
+        -1,
+        `only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`,
+      );
     }
   }
   const room = ctx.bounds.max - survivorCount;

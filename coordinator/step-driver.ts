@@ -59,7 +59,9 @@ export async function runStep(generation: Generation, plan: StepPlan, timeoutMs:
   const first = reports[0];
   if (first === undefined) throw new Error('a step needs at least one rank');
   if (first.globalCount !== plan.batch.length) {
-    throw new TrainingDivergedError(`step ${plan.step}: the all-reduce counted ${first.globalCount} samples, the global batch has ${plan.batch.length}`);
+    throw new TrainingDivergedError(
+      `step ${plan.step}: the all-reduce counted ${first.globalCount} samples, the global batch has ${plan.batch.length}`,
+    );
   }
   return {
     step: plan.step,
@@ -97,7 +99,9 @@ async function settleStep(generation: Generation, step: number, timeoutMs: numbe
       try {
         const result = await member.session.waitStep(step, timeoutMs);
         if (result.kind === 'aborted') abortOthers(`rank ${member.rank} aborted step ${step}`);
-        return result.kind === 'done' ? { member, kind: 'done', completedSteps: step + 1, report: result.report } : { member, kind: 'aborted', completedSteps: result.completedSteps, reason: result.reason };
+        return result.kind === 'done'
+          ? { member, kind: 'done', completedSteps: step + 1, report: result.report }
+          : { member, kind: 'aborted', completedSteps: result.completedSteps, reason: result.reason };
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         abortOthers(`rank ${member.rank} failed: ${reason}`);
@@ -105,7 +109,8 @@ async function settleStep(generation: Generation, step: number, timeoutMs: numbe
       }
     }),
   );
-  if (outcomes.every((o) => o.kind === 'done')) return outcomes.map((o) => (o.kind === 'done' ? o.report : unreachable(o.member)));
+  if (outcomes.every((o) => o.kind === 'done'))
+    return outcomes.map((o) => (o.kind === 'done' ? o.report : unreachable(o.member)));
   throw new StepFailedError(step, outcomes);
 }
 
@@ -119,6 +124,8 @@ function checkReplicasAgree(reports: StepReport__Output[], step: number): void {
   const differing = reports.map((r, rank) => ({ rank, hash: r.paramHash })).filter((r) => r.hash !== reference);
   if (differing.length > 0) {
     const ranks = differing.map((d) => d.rank).join(', ');
-    throw new TrainingDivergedError(`replicas diverged at step ${step}: parameters of rank(s) ${ranks} differ from rank 0 (hash ${reference ?? '?'} vs ${differing.map((d) => d.hash).join(', ')})`);
+    throw new TrainingDivergedError(
+      `replicas diverged at step ${step}: parameters of rank(s) ${ranks} differ from rank 0 (hash ${reference ?? '?'} vs ${differing.map((d) => d.hash).join(', ')})`,
+    );
   }
 }

@@ -16,11 +16,16 @@ export class StepFailedError extends WorkerFailedError {
   ) {
     const failed = outcomes.filter((o) => o.kind === 'failed');
     const first = failed[0] ?? outcomes.find((o) => o.kind === 'aborted');
-    super(first?.member.rank ?? -1, `step ${step}: ${failed.map((f) => `rank ${f.member.rank} (${f.member.session.hello.host} pid ${f.member.session.hello.pid}): ${f.reason}`).join('; ') || (first?.kind === 'aborted' ? first.reason : 'collective aborted')}`);
+    super(
+      first?.member.rank ?? -1,
+      `step ${step}: ${failed.map((f) => `rank ${f.member.rank} (${f.member.session.hello.host} pid ${f.member.session.hello.pid}): ${f.reason}`).join('; ') || (first?.kind === 'aborted' ? first.reason : 'collective aborted')}`,
+    );
   }
 
   /** Ranks whose control stream is still open. */
   get survivors(): Array<Exclude<RankOutcome, { kind: 'failed' }>> {
-    return this.outcomes.filter((o): o is Exclude<RankOutcome, { kind: 'failed' }> => o.kind !== 'failed' && !o.member.session.isClosed);
+    return this.outcomes.filter(
+      (o): o is Exclude<RankOutcome, { kind: 'failed' }> => o.kind !== 'failed' && !o.member.session.isClosed,
+    );
   }
 }

@@ -33,7 +33,13 @@ export class StragglerDetector {
       const streak = slow ? (this.slowStreak.get(key) ?? 0) + 1 : 0;
       this.slowStreak.set(key, streak);
       if (streak === this.patienceSteps) {
-        const report = { rank: rank.rank, host: hosts[rank.rank] ?? '?', step: outcome.step, computeMs: rank.computeMs, medianMs };
+        const report = {
+          rank: rank.rank,
+          host: hosts[rank.rank] ?? '?',
+          step: outcome.step,
+          computeMs: rank.computeMs,
+          medianMs,
+        };
         this.reports.push(report);
         this.onStraggler(report);
       }

@@ -61,7 +61,21 @@ export interface LoopResult {
 }
 
 export function newLoopResult(startStep: number): LoopResult {
-  return { stepsRun: 0, epochLossSum: 0, epochLossCount: 0, consecutiveSkips: 0, regroupRequested: false, preempted: false, finalStep: startStep, trainSamples: 0, trainSeconds: 0, stoppedEarly: false, skippedSteps: 0, lastValidation: undefined, lastTrainLoss: undefined };
+  return {
+    stepsRun: 0,
+    epochLossSum: 0,
+    epochLossCount: 0,
+    consecutiveSkips: 0,
+    regroupRequested: false,
+    preempted: false,
+    finalStep: startStep,
+    trainSamples: 0,
+    trainSeconds: 0,
+    stoppedEarly: false,
+    skippedSteps: 0,
+    lastValidation: undefined,
+    lastTrainLoss: undefined,
+  };
 }
 
 /** Runs steps [startStep, last) into `result`; returns early for a regroup or a stop signal. */
@@ -94,11 +108,23 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       result.epochLossSum = 0;
       result.epochLossCount = 0;
     }
-    const wantParamHash = job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
+    const wantParamHash =
+      job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
     const learningRate = learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps);
 
     // Execute: workers compute, all-reduce among themselves and apply the same update.
-    const outcome = await runStep(ctx.generation, { step, epoch, batchInEpoch, batch: globalBatch(order.indices, batchSize, batchInEpoch), learningRate, wantParamHash }, ctx.stepTimeoutMs);
+    const outcome = await runStep(
+      ctx.generation,
+      {
+        step,
+        epoch,
+        batchInEpoch,
+        batch: globalBatch(order.indices, batchSize, batchInEpoch),
+        learningRate,
+        wantParamHash,
+      },
+      ctx.stepTimeoutMs,
+    );
     recordStep(ctx, outcome, epoch, learningRate, result);
     if (!outcome.skipped) {
       result.epochLossSum += outcome.loss * outcome.globalCount;
@@ -120,16 +146,28 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       await ctx.hooks.call('onValidationEnd', { step: step + 1, epoch, metrics });
     }
     const verdict = validateNow ? ctx.earlyStopping?.update(metrics) : undefined;
-    const checkpointNow = (job.checkpoint.everySteps > 0 && (step + 1) % job.checkpoint.everySteps === 0) || (epochEnd && job.checkpoint.atEpochEnd) || step + 1 === lastStep || verdict?.improved === true;
+    const checkpointNow =
+      (job.checkpoint.everySteps > 0 && (step + 1) % job.checkpoint.everySteps === 0) ||
+      (epochEnd && job.checkpoint.atEpochEnd) ||
+      step + 1 === lastStep ||
+      verdict?.improved === true;
     if (checkpointNow) await ctx.checkpoint(step + 1, metrics);
     // The best state exists as a checkpoint (taken just above) before it is marked as the best.
     if (verdict?.improved === true) await ctx.checkpoints.markBest(step + 1);
     if (epochEnd) {
-      ctx.reporter.epochEnd({ epoch, epochs: job.training.epochs, trainLoss, validation: result.lastValidation, samplesPerSecond: result.trainSamples / result.trainSeconds });
+      ctx.reporter.epochEnd({
+        epoch,
+        epochs: job.training.epochs,
+        trainLoss,
+        validation: result.lastValidation,
+        samplesPerSecond: result.trainSamples / result.trainSeconds,
+      });
       await ctx.hooks.call('onEpochEnd', { epoch, step: step + 1, metrics });
     }
     if (verdict?.shouldStop === true) {
-      ctx.reporter.note(`early stopping after step ${step + 1}: ${job.validation.earlyStopping?.monitor ?? '?'} did not improve for ${verdict.wait} validations (best ${verdict.best.toFixed(4)})`);
+      ctx.reporter.note(
+        `early stopping after step ${step + 1}: ${job.validation.earlyStopping?.monitor ?? '?'} did not improve for ${verdict.wait} validations (best ${verdict.best.toFixed(4)})`,
+      );
       if (!checkpointNow) await ctx.checkpoint(step + 1, metrics);
       result.stoppedEarly = true;
       break;
@@ -138,16 +176,29 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
   return result;
 }
 
-function recordStep(ctx: LoopContext, outcome: StepOutcome, epoch: number, learningRate: number, result: LoopResult): void {
+function recordStep(
+  ctx: LoopContext,
+  outcome: StepOutcome,
+  epoch: number,
+  learningRate: number,
+  result: LoopResult,
+): void {
   result.stepsRun += 1;
   result.trainSamples += outcome.globalCount;
   result.trainSeconds += outcome.wallMs / 1000;
   if (outcome.skipped) {
     result.skippedSteps += 1;
     result.consecutiveSkips += 1;
-    ctx.events.record('skipped-step', -1, outcome.step, `non-finite averaged gradient at step ${outcome.step}; update skipped on every rank (${result.consecutiveSkips} in a row)`);
+    ctx.events.record(
+      'skipped-step',
+      -1,
+      outcome.step,
+      `non-finite averaged gradient at step ${outcome.step}; update skipped on every rank (${result.consecutiveSkips} in a row)`,
+    );
     if (result.consecutiveSkips >= ctx.job.maxConsecutiveSkippedSteps) {
-      throw new TrainingDivergedError(`${result.consecutiveSkips} consecutive steps had non-finite gradients (last: step ${outcome.step}); parameters were left at their last finite values and the last checkpoint is intact. Lower optimizer.learningRate or set optimizer.clipNorm`);
+      throw new TrainingDivergedError(
+        `${result.consecutiveSkips} consecutive steps had non-finite gradients (last: step ${outcome.step}); parameters were left at their last finite values and the last checkpoint is intact. Lower optimizer.learningRate or set optimizer.clipNorm`,
+      );
     }
   } else {
     result.consecutiveSkips = 0;
@@ -162,10 +213,20 @@ function recordStep(ctx: LoopContext, outcome: StepOutcome, epoch: number, learn
     gradNorm: outcome.gradNorm,
     skipped: outcome.skipped,
     wallMs: round(outcome.wallMs),
-    ranks: outcome.ranks.map((r) => ({ rank: r.rank, samples: r.localCount, computeMs: round(r.computeMs), allreduceMs: round(r.allreduceMs), optimizerMs: round(r.optimizerMs), idleMs: round(r.idleMs) })),
+    ranks: outcome.ranks.map((r) => ({
+      rank: r.rank,
+      samples: r.localCount,
+      computeMs: round(r.computeMs),
+      allreduceMs: round(r.allreduceMs),
+      optimizerMs: round(r.optimizerMs),
+      idleMs: round(r.idleMs),
+    })),
   });
   ctx.reporter.step(outcome);
-  ctx.stragglers.observe(outcome, ctx.generation.members.map((m) => m.session.hello.host));
+  ctx.stragglers.observe(
+    outcome,
+    ctx.generation.members.map((m) => m.session.hello.host),
+  );
 }
 
 function round(ms: number): number {

@@ -22,7 +22,8 @@ type Reply =
   | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
 
 /** How a rank's step ended: done (with its report) or aborted (parameters untouched). */
-export type StepResult = { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
+export type StepResult =
+  { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
 
 /** Bytes per BlobChunk / load_state chunk on the control stream. */
 export const BLOB_CHUNK_BYTES = 1 << 20;
@@ -48,7 +49,12 @@ export class WorkerSession {
     const close = (reason: string): void => {
       if (this.closeReason !== undefined) return;
       this.closeReason = reason;
-      this.replies.fail(new WorkerFailedError(this.rank, `${reason} (host ${hello.host}, pid ${hello.pid}, last step ${this.lastStep})`));
+      this.replies.fail(
+        new WorkerFailedError(
+          this.rank,
+          `${reason} (host ${hello.host}, pid ${hello.pid}, last step ${this.lastStep})`,
+        ),
+      );
       markClosed(reason);
     };
     stream.on('data', (message: WorkerMessage__Output) => this.onMessage(message, close));
@@ -77,7 +83,9 @@ export class WorkerSession {
   }
 
   waitReady(timeoutMs: number): Promise<Ready__Output> {
-    return this.waitFor('ready', timeoutMs, 'to load its data and model').then((r) => (r.kind === 'ready' ? r.ready : unexpected(r)));
+    return this.waitFor('ready', timeoutMs, 'to load its data and model').then((r) =>
+      r.kind === 'ready' ? r.ready : unexpected(r),
+    );
   }
 
   waitStep(step: number, timeoutMs: number): Promise<StepResult> {
@@ -89,7 +97,9 @@ export class WorkerSession {
   }
 
   waitEval(requestId: number, timeoutMs: number): Promise<EvalReport__Output> {
-    return this.waitFor(`eval:${requestId}`, timeoutMs, 'to evaluate').then((r) => (r.kind === 'eval' ? r.report : unexpected(r)));
+    return this.waitFor(`eval:${requestId}`, timeoutMs, 'to evaluate').then((r) =>
+      r.kind === 'eval' ? r.report : unexpected(r),
+    );
   }
 
   /** Resolves when the worker acknowledged request `requestId` (e.g. a loaded state). */
@@ -109,7 +119,15 @@ export class WorkerSession {
     const total = state.byteLength;
     for (let offset = 0; offset < total || offset === 0; offset += BLOB_CHUNK_BYTES) {
       const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
-      this.send({ loadState: { requestId, offset, totalBytes: total, data: Buffer.from(state.subarray(offset, end)), last: end >= total } });
+      this.send({
+        loadState: {
+          requestId,
+          offset,
+          totalBytes: total,
+          data: Buffer.from(state.subarray(offset, end)),
+          last: end >= total,
+        },
+      });
       if (end >= total) break;
     }
   }
@@ -137,7 +155,15 @@ export class WorkerSession {
   }
 
   private waitFor(key: string, timeoutMs: number, doing: string): Promise<Reply> {
-    return this.replies.wait(key, timeoutMs, () => new WorkerFailedError(this.rank, `timed out after ${timeoutMs} ms waiting for it ${doing} (host ${this.hello.host}, last step ${this.lastStep})`));
+    return this.replies.wait(
+      key,
+      timeoutMs,
+      () =>
+        new WorkerFailedError(
+          this.rank,
+          `timed out after ${timeoutMs} ms waiting for it ${doing} (host ${this.hello.host}, last step ${this.lastStep})`,
+        ),
+    );
   }
 
   private onMessage(message: WorkerMessage__Output, close: (reason: string) => void): void {
@@ -153,15 +179,22 @@ export class WorkerSession {
         }
         break;
       case 'evalReport':
-        if (message.evalReport) this.replies.deliver(`eval:${message.evalReport.requestId}`, { kind: 'eval', report: message.evalReport });
+        if (message.evalReport)
+          this.replies.deliver(`eval:${message.evalReport.requestId}`, { kind: 'eval', report: message.evalReport });
         break;
       case 'blobChunk':
-        if (message.blobChunk) this.onBlobChunk(message.blobChunk.requestId, message.blobChunk.data, message.blobChunk.last);
+        if (message.blobChunk)
+          this.onBlobChunk(message.blobChunk.requestId, message.blobChunk.data, message.blobChunk.last);
         break;
       case 'stepAborted':
         if (message.stepAborted) {
           const a = message.stepAborted;
-          this.replies.deliver(`step:${a.step}`, { kind: 'aborted', step: a.step, completedSteps: a.completedSteps, reason: a.reason });
+          this.replies.deliver(`step:${a.step}`, {
+            kind: 'aborted',
+            step: a.step,
+            completedSteps: a.completedSteps,
+            reason: a.reason,
+          });
         }
         break;
       case 'ack':

@@ -107,7 +107,11 @@ export const layerSchema = z.discriminatedUnion('type', [
     alpha: z.number().nonnegative().optional(),
   }),
   /** Input normalization: (x - mean) / std with constants, e.g. { mean: 0.1307, std: 0.3081 }. */
-  z.strictObject({ type: z.literal('normalization'), mean: z.number().default(0), std: z.number().positive().default(1) }),
+  z.strictObject({
+    type: z.literal('normalization'),
+    mean: z.number().default(0),
+    std: z.number().positive().default(1),
+  }),
 ]);
 
 export const LOSSES = [
@@ -127,8 +131,18 @@ const optimizerCommon = {
 };
 
 export const optimizerSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('sgd'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0), nesterov: z.boolean().default(false) }),
-  z.strictObject({ type: z.literal('momentum'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0.9), nesterov: z.boolean().default(false) }),
+  z.strictObject({
+    type: z.literal('sgd'),
+    ...optimizerCommon,
+    momentum: z.number().min(0).lt(1).default(0),
+    nesterov: z.boolean().default(false),
+  }),
+  z.strictObject({
+    type: z.literal('momentum'),
+    ...optimizerCommon,
+    momentum: z.number().min(0).lt(1).default(0.9),
+    nesterov: z.boolean().default(false),
+  }),
   z.strictObject({ type: z.literal('nesterov'), ...optimizerCommon, momentum: z.number().min(0).lt(1).default(0.9) }),
   z.strictObject({
     type: z.literal('adam'),
@@ -211,7 +225,10 @@ export const jobSchema = z.strictObject({
       everySteps: nonNegativeInt.default(0),
       earlyStopping: z
         .strictObject({
-          monitor: z.string().regex(/^(train|validation)\.[A-Za-z]+$/, 'use "validation.<metric>" or "train.<metric>"').default('validation.loss'),
+          monitor: z
+            .string()
+            .regex(/^(train|validation)\.[A-Za-z]+$/, 'use "validation.<metric>" or "train.<metric>"')
+            .default('validation.loss'),
           patience: positiveInt.default(3),
           minDelta: z.number().nonnegative().default(0),
           mode: z.enum(['auto', 'min', 'max']).default('auto'),

@@ -46,7 +46,11 @@ export function readJobFile(file: string): unknown {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    throw new JobConfigError(file, [code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`], { cause });
+    throw new JobConfigError(
+      file,
+      [code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`],
+      { cause },
+    );
   }
   if (text.trim() === '') throw new JobConfigError(file, ['file is empty']);
   try {
@@ -120,15 +124,19 @@ function checkModelShape(job: Job, source: string): void {
   job.model.layers.forEach((layer, i) => {
     const where = `model.layers.${i} (${layer.type})`;
     if ((layer.type === 'conv2d' || layer.type === 'maxPooling2d') && rank !== 3) {
-      problems.push(`${where}: needs a 3-D input [height, width, channels], got rank ${rank}; add a reshape layer first`);
+      problems.push(
+        `${where}: needs a 3-D input [height, width, channels], got rank ${rank}; add a reshape layer first`,
+      );
     }
     if (layer.type === 'flatten') rank = 1;
     if (layer.type === 'reshape') rank = layer.targetShape.length;
-    if (layer.type === 'dense' && rank !== 1) problems.push(`${where}: needs a 1-D input, got rank ${rank}; add a flatten layer first`);
+    if (layer.type === 'dense' && rank !== 1)
+      problems.push(`${where}: needs a 1-D input, got rank ${rank}; add a flatten layer first`);
   });
   if (job.loss === 'binaryCrossentropy') {
     const last = [...job.model.layers].reverse().find((l) => l.type === 'dense');
-    if (last !== undefined && last.activation !== 'sigmoid') problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');
+    if (last !== undefined && last.activation !== 'sigmoid')
+      problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');
   }
   if (job.model.syncBatchNorm && job.training.accumulationSteps > 1) {
     // Global statistics need the whole global batch in one forward pass, which accumulation splits.

@@ -17,6 +17,10 @@ export function decodeModelBlob(blob: Uint8Array): ModelFiles {
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   if (buf.byteLength < 4) throw new Error('model blob is shorter than its header');
   const jsonLength = buf.readUInt32LE(0);
-  if (4 + jsonLength > buf.byteLength) throw new Error(`model blob declares ${jsonLength} bytes of model.json but holds ${buf.byteLength - 4}`);
-  return { modelJson: buf.subarray(4, 4 + jsonLength).toString('utf8'), weights: new Uint8Array(buf.subarray(4 + jsonLength)) };
+  if (4 + jsonLength > buf.byteLength)
+    throw new Error(`model blob declares ${jsonLength} bytes of model.json but holds ${buf.byteLength - 4}`);
+  return {
+    modelJson: buf.subarray(4, 4 + jsonLength).toString('utf8'),
+    weights: new Uint8Array(buf.subarray(4 + jsonLength)),
+  };
 }

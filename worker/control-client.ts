@@ -44,7 +44,8 @@ export class ControlConnection {
         return;
       }
       this.queue.push(message);
-      if (message.kind === 'shutdown') this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
+      if (message.kind === 'shutdown')
+        this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
       this.wake?.();
     });
     const end = (reason: string): void => {
@@ -63,7 +64,9 @@ export class ControlConnection {
     let delayMs = retry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + Math.max(delayMs, 1_000), (e) => (e ? reject(e) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          client.waitForReady(Date.now() + Math.max(delayMs, 1_000), (e) => (e ? reject(e) : resolve())),
+        );
         break;
       } catch (cause) {
         if (attempt >= retry.attempts) {

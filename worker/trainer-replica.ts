@@ -95,7 +95,11 @@ export class TrainerReplica {
     averageInPlace(g, globalCount);
     // Decided on the reduced gradient, so every rank skips or applies alike.
     const finite = allFinite(g);
-    const gradNorm = finite ? (this.job.optimizer.clipNorm > 0 ? clipByGlobalNorm(g, this.job.optimizer.clipNorm) : globalNorm(g)) : Number.NaN;
+    const gradNorm = finite
+      ? this.job.optimizer.clipNorm > 0
+        ? clipByGlobalNorm(g, this.job.optimizer.clipNorm)
+        : globalNorm(g)
+      : Number.NaN;
     if (finite) {
       this.optimizer.apply(this.params, g, order.learningRate);
       this.replica.writeParams(this.params);
@@ -109,7 +113,12 @@ export class TrainerReplica {
       loss,
       localCount: count,
       globalCount: Math.round(globalCount),
-      timings: { computeMs: computedMs - receivedMs, allreduceMs: reducedMs - computedMs, optimizerMs: doneMs - reducedMs, idleMs },
+      timings: {
+        computeMs: computedMs - receivedMs,
+        allreduceMs: reducedMs - computedMs,
+        optimizerMs: doneMs - reducedMs,
+        idleMs,
+      },
       skipped: !finite,
       paramHash: order.wantParamHash ? hashParams(this.params) : '',
       gradNorm,
@@ -122,7 +131,10 @@ export class TrainerReplica {
   }
 
   /** Loss and metric sums over the given samples of a split. */
-  evaluate(splitName: string, sampleIndices: Uint8Array): { count: number; lossSum: number; metricSums: Record<string, number> } {
+  evaluate(
+    splitName: string,
+    sampleIndices: Uint8Array,
+  ): { count: number; lossSum: number; metricSums: Record<string, number> } {
     const split = splitOf(this.dataset, splitName as 'train' | 'validation' | 'test');
     const indices = decodeIndices(sampleIndices, 'EvalOrder.sampleIndices');
     const x = new Float32Array(indices.length * this.dataset.featureSize);
@@ -135,7 +147,12 @@ export class TrainerReplica {
   exportState(): Uint8Array {
     const nonTrainable = new Float32Array(this.replica.nonTrainableCount);
     this.replica.readNonTrainable(nonTrainable);
-    return encodeTrainState({ cursor: this.cursor, params: this.params, nonTrainable, optimizer: this.optimizer.exportState() });
+    return encodeTrainState({
+      cursor: this.cursor,
+      params: this.params,
+      nonTrainable,
+      optimizer: this.optimizer.exportState(),
+    });
   }
 
   /** Loads a state from a checkpoint or another rank; lengths must match this model. */
@@ -146,7 +163,8 @@ export class TrainerReplica {
     }
     this.params.set(state.params);
     this.replica.writeParams(this.params);
-    if (state.nonTrainable.length === this.replica.nonTrainableCount) this.replica.writeNonTrainable(state.nonTrainable);
+    if (state.nonTrainable.length === this.replica.nonTrainableCount)
+      this.replica.writeNonTrainable(state.nonTrainable);
     this.optimizer.importState(state.optimizer);
     this.cursor = state.cursor;
   }
@@ -188,7 +206,14 @@ export class TrainerReplica {
       if (end === start) continue;
       const microX = x.subarray(start * fs, end * fs);
       const microY = y.subarray(start * ls, end * ls);
-      lossSum += this.replica.computeGradients(microX, microY, end - start, step, indices.subarray(start, end), micro).lossSum;
+      lossSum += this.replica.computeGradients(
+        microX,
+        microY,
+        end - start,
+        step,
+        indices.subarray(start, end),
+        micro,
+      ).lossSum;
       for (let i = 0; i < this.paramCount; i++) grad[i] = (grad[i] as number) + (micro[i] as number);
     }
     this.stageMoving(count);
@@ -232,7 +257,12 @@ export class TrainerReplica {
 function parseStepSet(text: string | undefined): { has(step: number): boolean } {
   if (text === undefined || text.trim() === '') return { has: () => false };
   if (text.trim() === 'all') return { has: () => true };
-  const steps = new Set(text.split(',').map((part) => Number(part.trim())).filter((n) => Number.isInteger(n) && n >= 0));
+  const steps = new Set(
+    text
+      .split(',')
+      .map((part) => Number(part.trim()))
+      .filter((n) => Number.isInteger(n) && n >= 0),
+  );
   return { has: (step) => steps.has(step) };
 }
 

@@ -55,7 +55,10 @@ export class WorkerRuntime {
   attach(connection: ControlConnection): void {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     this.connection = connection;
-    this.heartbeat = setInterval(() => connection.send({ heartbeat: { lastStep: this.trainer.completedSteps - 1 } }), HEARTBEAT_MS);
+    this.heartbeat = setInterval(
+      () => connection.send({ heartbeat: { lastStep: this.trainer.completedSteps - 1 } }),
+      HEARTBEAT_MS,
+    );
     connection.onInterrupt((reason) => {
       this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
       void this.comm?.close();
@@ -69,7 +72,9 @@ export class WorkerRuntime {
   /** Links into the ring of `welcome.generation` and reports ready. */
   async join(welcome: Welcome__Output): Promise<void> {
     if (welcome.jobHash !== '' && this.jobHash !== welcome.jobHash) {
-      throw new RingtrainError(`coordinator changed the job (hash ${this.jobHash} -> ${welcome.jobHash}); restart this worker`);
+      throw new RingtrainError(
+        `coordinator changed the job (hash ${this.jobHash} -> ${welcome.jobHash}); restart this worker`,
+      );
     }
     const previous = this.comm;
     this.comm = undefined;
@@ -77,7 +82,14 @@ export class WorkerRuntime {
     this.generation = welcome.generation;
     this.trainer.rank = welcome.rank;
     this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
-    this.connection.send({ ready: { generation: welcome.generation, paramCount: this.trainer.paramCount, backend: this.backend, dataHash: this.dataset.hash } });
+    this.connection.send({
+      ready: {
+        generation: welcome.generation,
+        paramCount: this.trainer.paramCount,
+        backend: this.backend,
+        dataHash: this.dataset.hash,
+      },
+    });
   }
 
   async handle(message: CoordinatorMessage__Output): Promise<void> {
@@ -90,13 +102,24 @@ export class WorkerRuntime {
         return;
       case 'eval': {
         const order = message.eval;
-        if (order) this.connection.send({ evalReport: { requestId: order.requestId, ...this.trainer.evaluate(order.split, order.sampleIndices) } });
+        if (order)
+          this.connection.send({
+            evalReport: { requestId: order.requestId, ...this.trainer.evaluate(order.split, order.sampleIndices) },
+          });
         return;
       }
       case 'blobRequest': {
         const request = message.blobRequest;
         if (!request) return;
-        const blob = request.kind === 'model' ? encodeModelBlob(await exportModel(this.replica.model, { normalization: this.dataset.normalization ?? null, classNames: this.dataset.classNames ?? null })) : this.trainer.exportState();
+        const blob =
+          request.kind === 'model'
+            ? encodeModelBlob(
+                await exportModel(this.replica.model, {
+                  normalization: this.dataset.normalization ?? null,
+                  classNames: this.dataset.classNames ?? null,
+                }),
+              )
+            : this.trainer.exportState();
         sendBlob(this.connection, request.requestId, blob);
         return;
       }
@@ -108,12 +131,29 @@ export class WorkerRuntime {
   private async step(order: StepOrder__Output): Promise<void> {
     const comm = this.comm;
     try {
-      if (comm === undefined || order.generation !== this.generation) throw new CollectiveError(`step ${order.step} is for generation ${order.generation}, this rank is in ${this.generation}`);
-      this.connection.send({ stepReport: await this.trainer.step(order, (buffer, step, collective) => comm.allReduce(buffer, step, collective)) });
+      if (comm === undefined || order.generation !== this.generation)
+        throw new CollectiveError(
+          `step ${order.step} is for generation ${order.generation}, this rank is in ${this.generation}`,
+        );
+      this.connection.send({
+        stepReport: await this.trainer.step(order, (buffer, step, collective) =>
+          comm.allReduce(buffer, step, collective),
+        ),
+      });
     } catch (error) {
       if (!(error instanceof CollectiveError)) throw error;
-      this.logger.warn({ step: order.step, reason: error.message }, 'step aborted; waiting for the coordinator to regroup');
-      this.connection.send({ stepAborted: { generation: order.generation, step: order.step, completedSteps: this.trainer.completedSteps, reason: error.message } });
+      this.logger.warn(
+        { step: order.step, reason: error.message },
+        'step aborted; waiting for the coordinator to regroup',
+      );
+      this.connection.send({
+        stepAborted: {
+          generation: order.generation,
+          step: order.step,
+          completedSteps: this.trainer.completedSteps,
+          reason: error.message,
+        },
+      });
     }
   }
 
@@ -129,17 +169,35 @@ export class WorkerRuntime {
 }
 
 /** Joins the welcome's generation over the job's `allreduce.transport` (both are served on the one data port). */
-async function joinRing(server: RingEndpoint, welcome: Welcome__Output, job: Job, collectiveTimeoutMs: number, logger: Logger): Promise<RingCollective> {
+async function joinRing(
+  server: RingEndpoint,
+  welcome: Welcome__Output,
+  job: Job,
+  collectiveTimeoutMs: number,
+  logger: Logger,
+): Promise<RingCollective> {
   const { rank, worldSize, generation, leftAddress, rightAddress } = welcome;
-  return server.connect({ rank, worldSize, generation, leftAddress, rightAddress }, job.allreduce, collectiveTimeoutMs, logger);
+  return server.connect(
+    { rank, worldSize, generation, leftAddress, rightAddress },
+    job.allreduce,
+    collectiveTimeoutMs,
+    logger,
+  );
 }
 
 function sendBlob(connection: ControlConnection, requestId: number, blob: Uint8Array): void {
   const total = blob.byteLength;
   for (let offset = 0; ; offset += BLOB_CHUNK_BYTES) {
     const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
-    connection.send({ blobChunk: { requestId, offset, totalBytes: total, data: Buffer.from(blob.buffer, blob.byteOffset + offset, end - offset), last: end >= total } });
+    connection.send({
+      blobChunk: {
+        requestId,
+        offset,
+        totalBytes: total,
+        data: Buffer.from(blob.buffer, blob.byteOffset + offset, end - offset),
+        last: end >= total,
+      },
+    });
     if (end >= total) return;
   }
 }
-

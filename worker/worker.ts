@@ -45,18 +45,42 @@ export interface WorkerOptions {
 export async function runWorker(options: WorkerOptions): Promise<void> {
   let logger = componentLogger('worker', { pid: process.pid });
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
-  const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({ host: os.hostname(), dataAddress: `${options.advertiseHost}:${server.port}`, pid: process.pid, jobHash, gpuIndex: options.gpuIndex, rankHint: options.rankHint, version: '0.1.0', ...position });
+  const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
+    host: os.hostname(),
+    dataAddress: `${options.advertiseHost}:${server.port}`,
+    pid: process.pid,
+    jobHash,
+    gpuIndex: options.gpuIndex,
+    rankHint: options.rankHint,
+    version: '0.1.0',
+    ...position,
+  });
   let connection: ControlConnection | undefined;
   let runtime: WorkerRuntime | undefined;
   try {
-    connection = await ControlConnection.connect(options.coordinator, hello({ completedSteps: 0, generation: 0 }, options.jobHash), options.retry ?? DEFAULT_RETRY, logger);
+    connection = await ControlConnection.connect(
+      options.coordinator,
+      hello({ completedSteps: 0, generation: 0 }, options.jobHash),
+      options.retry ?? DEFAULT_RETRY,
+      logger,
+    );
     logger = componentLogger('worker', { rank: connection.welcome.rank, pid: process.pid });
     const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
     const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
-    runtime = new WorkerRuntime(connection, server, job, dataset, replica, new TrainerReplica(job, dataset, replica), backend.name, options.collectiveTimeoutMs ?? job.timeouts.collectiveMs, logger);
+    runtime = new WorkerRuntime(
+      connection,
+      server,
+      job,
+      dataset,
+      replica,
+      new TrainerReplica(job, dataset, replica),
+      backend.name,
+      options.collectiveTimeoutMs ?? job.timeouts.collectiveMs,
+      logger,
+    );
     for (;;) {
       const current = connection;
       const onSignal = (): void => current.close();
@@ -70,7 +94,12 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       if (reconnectMs <= 0) throw new RingtrainError(`lost the coordinator: ${current.ended ?? 'stream ended'}`);
       current.close();
       logger.warn({ reconnectMs, ...runtime.position }, 'lost the coordinator; trying to rejoin a restarted one');
-      connection = await ControlConnection.connect(options.coordinator, hello(runtime.position, runtime.jobHash), retryFor(reconnectMs), logger);
+      connection = await ControlConnection.connect(
+        options.coordinator,
+        hello(runtime.position, runtime.jobHash),
+        retryFor(reconnectMs),
+        logger,
+      );
       runtime.attach(connection);
     }
     replica.dispose();
@@ -87,7 +116,12 @@ function retryFor(totalMs: number): RetryPolicy {
 }
 
 /** Processes orders one at a time, in order; `shutdown` and a closed stream end the loop. */
-async function obey(connection: ControlConnection, runtime: WorkerRuntime, logger: Logger, signal: AbortSignal | undefined): Promise<'shutdown' | 'signal' | 'lost'> {
+async function obey(
+  connection: ControlConnection,
+  runtime: WorkerRuntime,
+  logger: Logger,
+  signal: AbortSignal | undefined,
+): Promise<'shutdown' | 'signal' | 'lost'> {
   const stateParts: Buffer[] = [];
   for (;;) {
     const message = await connection.next();

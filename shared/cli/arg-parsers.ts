@@ -5,7 +5,8 @@ import { InvalidArgumentError } from 'commander';
 export function positiveInt(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
     return n;
   };
 }
@@ -14,7 +15,8 @@ export function positiveInt(flag: string): (value: string) => number {
 export function nonNegativeInt(flag: string, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`${flag} must be an integer from 0 to ${max}, got "${value}"`);
+    if (!Number.isInteger(n) || n < 0 || n > max)
+      throw new InvalidArgumentError(`${flag} must be an integer from 0 to ${max}, got "${value}"`);
     return n;
   };
 }
@@ -26,7 +28,8 @@ export function nonNegativeInt(flag: string, max = Number.MAX_SAFE_INTEGER): (va
 export function parseGpus(value: string, detect: () => number): number[] {
   if (value === 'all') {
     const count = detect();
-    if (count === 0) throw new InvalidArgumentError('--gpus all: no GPU is visible (nvidia-smi -L lists none or is not installed)');
+    if (count === 0)
+      throw new InvalidArgumentError('--gpus all: no GPU is visible (nvidia-smi -L lists none or is not installed)');
     return Array.from({ length: count }, (_, i) => i);
   }
   if (/^\d+$/.test(value)) {
@@ -35,7 +38,10 @@ export function parseGpus(value: string, detect: () => number): number[] {
     return Array.from({ length: count }, (_, i) => i);
   }
   const list = value.split(',').map((part) => part.trim());
-  if (list.some((p) => !/^\d+$/.test(p))) throw new InvalidArgumentError(`--gpus "${value}": use all, a count, or a comma-separated list of GPU indices like 0,2`);
+  if (list.some((p) => !/^\d+$/.test(p)))
+    throw new InvalidArgumentError(
+      `--gpus "${value}": use all, a count, or a comma-separated list of GPU indices like 0,2`,
+    );
   const indices = list.map(Number);
   if (new Set(indices).size !== indices.length) throw new InvalidArgumentError(`--gpus "${value}": lists a GPU twice`);
   return indices;

@@ -10,10 +10,22 @@ import { addWorkerCommand } from './worker-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('ringtrain')
-    .description('Distributed data-parallel neural-network training: a coordinator, N workers, a ring all-reduce over gRPC.')
+    .description(
+      'Distributed data-parallel neural-network training: a coordinator, N workers, a ring all-reduce over gRPC.',
+    )
     .version('0.1.0')
     .showHelpAfterError('(add --help for usage)')
-    .addOption(new Option('--log-level <level>', 'log level for JSON logs on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(
+      new Option('--log-level <level>', 'log level for JSON logs on stderr').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
+    )
     .hook('preAction', (cmd) => {
       const level = cmd.opts<{ logLevel?: string }>().logLevel;
       if (level !== undefined) process.env['RINGTRAIN_LOG_LEVEL'] = level;

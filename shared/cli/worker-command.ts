@@ -27,24 +27,45 @@ interface WorkerFlags {
 export function addWorkerCommand(program: Command): void {
   program
     .command('worker')
-    .description('run a worker that joins a coordinator (address from --coordinator, RINGTRAIN_COORDINATOR or MASTER_ADDR/MASTER_PORT)')
+    .description(
+      'run a worker that joins a coordinator (address from --coordinator, RINGTRAIN_COORDINATOR or MASTER_ADDR/MASTER_PORT)',
+    )
     .option('--coordinator <host:port>', 'coordinator address')
     .option('--host <name>', 'host name or IP other workers use to reach this one (default: this host name)')
     .option('--bind <addr>', 'address the ring data server binds', '0.0.0.0')
     .option('--data-port <P>', 'ring data server port (0 = any free port)', nonNegativeInt('--data-port', 65535), 0)
     .option('--rank-hint <R>', 'preferred rank (default: RANK or JOB_COMPLETION_INDEX)', nonNegativeInt('--rank-hint'))
     .option('--job <file>', "this worker's copy of the job; refused if it differs from the coordinator's")
-    .addOption(new Option('--backend <name>', "override the job's backend on this worker").choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .addOption(
+      new Option('--backend <name>', "override the job's backend on this worker").choices([
+        'auto',
+        'tensorflow',
+        'wasm',
+        'cpu',
+      ]),
+    )
     .option('--local-workers <N>', 'start N worker processes on this host', positiveInt('--local-workers'))
     .option('--gpus <list>', 'one worker process per GPU: all, a count, or indices like 0,2')
-    .option('--connect-attempts <N>', 'attempts to reach the coordinator (exponential backoff, 0.25 s to 5 s)', positiveInt('--connect-attempts'), 10)
-    .option('--reconnect-ms <ms>', 'after losing the coordinator, keep this worker\'s state and try to rejoin a restarted one for this long (0 = exit)', nonNegativeInt('--reconnect-ms'), 60_000)
+    .option(
+      '--connect-attempts <N>',
+      'attempts to reach the coordinator (exponential backoff, 0.25 s to 5 s)',
+      positiveInt('--connect-attempts'),
+      10,
+    )
+    .option(
+      '--reconnect-ms <ms>',
+      "after losing the coordinator, keep this worker's state and try to rejoin a restarted one for this long (0 = exit)",
+      nonNegativeInt('--reconnect-ms'),
+      60_000,
+    )
     .action(async (flags: WorkerFlags) => {
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
       const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, countGpus);
       const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
       if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
-        throw new RingtrainError(`--local-workers ${flags.localWorkers} disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs)`);
+        throw new RingtrainError(
+          `--local-workers ${flags.localWorkers} disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs)`,
+        );
       }
       if (processes > 1 || gpus.length > 0) {
         await launchLocalWorkers(target.address, processes, gpus, flags);
@@ -81,7 +102,18 @@ function leaveSignal(): AbortSignal {
 /** Starts one child `ringtrain worker` per GPU (or N plain ones) and waits for all of them. */
 async function launchLocalWorkers(address: string, count: number, gpus: number[], flags: WorkerFlags): Promise<void> {
   const children = Array.from({ length: count }, (_, i) => {
-    const args = [cliEntry(), 'worker', '--coordinator', address, '--bind', flags.bind, '--connect-attempts', String(flags.connectAttempts), '--reconnect-ms', String(flags.reconnectMs)];
+    const args = [
+      cliEntry(),
+      'worker',
+      '--coordinator',
+      address,
+      '--bind',
+      flags.bind,
+      '--connect-attempts',
+      String(flags.connectAttempts),
+      '--reconnect-ms',
+      String(flags.reconnectMs),
+    ];
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);
@@ -90,9 +122,12 @@ async function launchLocalWorkers(address: string, count: number, gpus: number[]
   const forward = (signal: NodeJS.Signals): void => children.forEach((c) => c.kill(signal));
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
-  const codes = await Promise.all(children.map((c) => new Promise<number>((resolve) => c.on('exit', (code) => resolve(code ?? 1)))));
+  const codes = await Promise.all(
+    children.map((c) => new Promise<number>((resolve) => c.on('exit', (code) => resolve(code ?? 1)))),
+  );
   const failed = codes.filter((c) => c !== 0).length;
-  if (failed > 0) throw new RingtrainError(`${failed} of ${count} local workers failed (exit codes ${codes.join(', ')})`);
+  if (failed > 0)
+    throw new RingtrainError(`${failed} of ${count} local workers failed (exit codes ${codes.join(', ')})`);
 }
 
 /** The one GPU this process may use: a single index in CUDA_VISIBLE_DEVICES, else -1. */
@@ -103,7 +138,9 @@ function visibleGpu(env: NodeJS.ProcessEnv): number {
 
 function countGpus(): number {
   try {
-    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter((l) => l.startsWith('GPU ')).length;
+    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter((l) => l.startsWith('GPU ')).length;
   } catch {
     return 0;
   }

@@ -65,7 +65,9 @@ export function loadDataset(job: Job): Dataset {
     );
   }
   const targetsInput = 'target' in job.data && job.data.target === 'input';
-  const layout = targetsInput ? inputTargetLayout(featureSize, job.loss, raw.file) : labelLayout(raw.target, job.loss, raw.file);
+  const layout = targetsInput
+    ? inputTargetLayout(featureSize, job.loss, raw.file)
+    : labelLayout(raw.target, job.loss, raw.file);
   checkModelOutput(job, layout, raw.file);
   const indices = splitIndices(raw.count, job.data.split, job.seed);
   if (indices.train.length === 0) {
@@ -81,7 +83,9 @@ export function loadDataset(job: Job): Dataset {
   });
   const splits = { train: build(indices.train), validation: build(indices.validation), test: build(indices.test) };
   const normalize = job.data.format === 'csv' && job.data.normalize;
-  const normalization = normalize ? normalizeSplits(splits, featureSize, layout.task === 'regression' && !targetsInput) : undefined;
+  const normalization = normalize
+    ? normalizeSplits(splits, featureSize, layout.task === 'regression' && !targetsInput)
+    : undefined;
   // An autoencoder's target is its (standardised, for csv) input.
   if (targetsInput) for (const split of Object.values(splits)) split.y = split.x.slice();
   const classNames = raw.target.kind === 'classes' ? raw.target.classNames : undefined;
@@ -116,7 +120,10 @@ function readSource(job: Job): RawSamples {
 /** `data.target: input`: y is x itself, so the model's output is as wide as its input. */
 function inputTargetLayout(featureSize: number, loss: Job['loss'], file: string): LabelLayout {
   if (loss !== 'meanSquaredError' && loss !== 'binaryCrossentropy') {
-    throw new DatasetError(file, `target: input (an autoencoder) needs loss meanSquaredError or binaryCrossentropy, not ${loss}`);
+    throw new DatasetError(
+      file,
+      `target: input (an autoencoder) needs loss meanSquaredError or binaryCrossentropy, not ${loss}`,
+    );
   }
   return { task: 'regression', labelSize: featureSize, outputUnits: featureSize, oneHot: false };
 }

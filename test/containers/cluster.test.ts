@@ -16,7 +16,7 @@ const LIMIT = 2000;
 /** mnist `limit` minus the default 10% validation and 10% test split. */
 const TRAIN_SAMPLES = LIMIT * 0.8;
 
-function mnistJob(name: string, training: string, workers: string): string {
+function mnistJob(name: string, training: string, workers: string, extra: string[] = []): string {
   return [
     `name: ${name}`,
     'seed: 7',
@@ -32,6 +32,7 @@ function mnistJob(name: string, training: string, workers: string): string {
     `training: ${training}`,
     `workers: ${workers}`,
     'backend: cpu',
+    ...extra,
     '',
   ].join('\n');
 }
@@ -81,12 +82,19 @@ function healthStatus(address: string, service: string): Promise<string> {
   });
 }
 
+/** The image is built once per test run and shared by every cluster below. */
+let imageBuild: Promise<string> | undefined;
+function imageForTests(): Promise<string> {
+  imageBuild ??= ringtrainImage();
+  return imageBuild;
+}
+
 describe('ringtrain in containers', () => {
   let image: string;
   let cluster: DockerCluster | undefined;
 
   beforeAll(async () => {
-    image = await ringtrainImage();
+    image = await imageForTests();
   });
 
   afterAll(async () => {
@@ -152,6 +160,31 @@ describe('ringtrain in containers', () => {
     // Steps re-run after the failure may repeat, but none may be missing.
     expect(new Set(steps.map((s) => s.step)).size).toBe(expectedSteps);
     expect(summary.test?.accuracy).toBeGreaterThan(0.5);
+  });
+});
+
+describe('a worker cut off the network', () => {
+  let cluster: DockerCluster | undefined;
+  afterAll(async () => cluster?.close());
+
+  it('is evicted after timeouts.hangMs and the survivors finish the run', async () => {
+    cluster = await DockerCluster.create(await imageForTests());
+    await cluster.startCoordinator(
+      mnistJob('netcut', '{ epochs: 3, batchSize: 32 }', '{ min: 2, max: 3 }', [
+        'timeouts: { hangMs: 3000, collectiveMs: 20000 }',
+      ]),
+      WORKERS.length,
+      'netcut',
+    );
+    for (const alias of WORKERS) await cluster.startWorker(alias);
+    const metrics = path.join(cluster.runsDir, 'netcut', 'metrics.jsonl');
+    await waitFor(() => existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 5, 120_000);
+    cluster.disconnect('worker-1');
+    expect(await cluster.exitCode(COORDINATOR_ALIAS), cluster.logTail(COORDINATOR_ALIAS)).toBe(0);
+    const { summary, steps } = readRun(path.join(cluster.runsDir, 'netcut'));
+    expect(summary.worldSize).toBe(2);
+    expect(summary.recoveries).toBeGreaterThanOrEqual(1);
+    expect(new Set(steps.map((s) => s.step)).size).toBe(summary.steps);
   });
 });
 

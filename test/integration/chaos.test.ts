@@ -26,23 +26,45 @@ const TOTAL_STEPS = 150;
 const chaosJob = (extra: Record<string, unknown> = {}): string =>
   writeJob(
     dir,
-    smallMnistJob({ data: { format: 'mnist', limit: 2000 }, backend: 'wasm', workers: { min: 2, max: 3 }, restartWorkers: 1, training: { epochs: 3, batchSize: 32 }, checkpoint: { everySteps: 25, keep: 2 }, timeouts: { hangMs: 3000, collectiveMs: 20_000, replacementMs: 20_000 }, ...extra }),
+    smallMnistJob({
+      data: { format: 'mnist', limit: 2000 },
+      backend: 'wasm',
+      workers: { min: 2, max: 3 },
+      restartWorkers: 1,
+      training: { epochs: 3, batchSize: 32 },
+      checkpoint: { everySteps: 25, keep: 2 },
+      timeouts: { hangMs: 3000, collectiveMs: 20_000, replacementMs: 20_000 },
+      ...extra,
+    }),
     `chaos-${Math.random().toString(36).slice(2)}.yaml`,
   );
 
-function startTrain(job: string, out: string, env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, [CLI, 'train', job, '--workers', '3', '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startTrain(
+  job: string,
+  out: string,
+  env: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const child = spawn(process.execPath, [CLI, 'train', job, '--workers', '3', '--out', out], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('exit', (code) => resolve({ code, stdout, stderr })),
+  );
   return { child, done };
 }
 
 function workerPids(coordinatorPid: number): number[] {
   try {
-    return execFileSync('pgrep', ['-P', String(coordinatorPid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-P', String(coordinatorPid)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -51,7 +73,7 @@ function workerPids(coordinatorPid: number): number[] {
 /** Waits (bounded) until metrics.jsonl holds at least `steps` step lines. */
 async function waitForSteps(out: string, steps: number, timeoutMs = 60_000): Promise<void> {
   const file = path.join(out, 'metrics.jsonl');
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
     if (existsSync(file) && readMetrics(file).filter((r) => r['type'] === 'step').length >= steps) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -63,7 +85,9 @@ function summaryOf(out: string): Summary {
 }
 
 function expectEveryStepOnce(out: string): void {
-  const steps = readMetrics(path.join(out, 'metrics.jsonl')).filter((r) => r['type'] === 'step').map((r) => Number(r['step']));
+  const steps = readMetrics(path.join(out, 'metrics.jsonl'))
+    .filter((r) => r['type'] === 'step')
+    .map((r) => Number(r['step']));
   expect(new Set(steps).size).toBe(TOTAL_STEPS);
   expect(Math.max(...steps)).toBe(TOTAL_STEPS - 1);
 }
@@ -133,7 +157,9 @@ describe('the coordinator', () => {
     run.child.kill('SIGTERM');
     const result = await run.done;
     expect(result.code).toBe(143);
-    expect(result.stderr).toMatch(/stopped by a signal after step (\d+); checkpointed, continue with: ringtrain train --resume/);
+    expect(result.stderr).toMatch(
+      /stopped by a signal after step (\d+); checkpointed, continue with: ringtrain train --resume/,
+    );
     const step = Number(/after step (\d+)/.exec(result.stderr)?.[1]);
     expect(readdirSync(path.join(out, 'checkpoints'))).toContain(`step-${String(step).padStart(9, '0')}`);
     await expectNoLeftovers(pids);
@@ -181,7 +207,9 @@ describe('corrupt checkpoints', () => {
 describe('non-finite gradients', () => {
   it('are skipped on every rank and counted; parameters stay finite', async () => {
     const out = path.join(dir, 'nan');
-    const result = await runCli(['train', chaosJob(), '--workers', '2', '--out', out], { env: { RINGTRAIN_FAULT_NAN_STEPS: '5,6,40' } });
+    const result = await runCli(['train', chaosJob(), '--workers', '2', '--out', out], {
+      env: { RINGTRAIN_FAULT_NAN_STEPS: '5,6,40' },
+    });
     expect(result.code, result.stderr).toBe(0);
     const summary = summaryOf(out);
     expect(summary.skippedSteps).toBe(3);
@@ -192,10 +220,15 @@ describe('non-finite gradients', () => {
 
   it('stop the job after maxConsecutiveSkippedSteps in a row, keeping the last good checkpoint', async () => {
     const out = path.join(dir, 'nan-stop');
-    const result = await runCli(['train', chaosJob({ maxConsecutiveSkippedSteps: 3 }), '--workers', '2', '--out', out], { env: { RINGTRAIN_FAULT_NAN_STEPS: '30,31,32,33' } });
+    const result = await runCli(
+      ['train', chaosJob({ maxConsecutiveSkippedSteps: 3 }), '--workers', '2', '--out', out],
+      { env: { RINGTRAIN_FAULT_NAN_STEPS: '30,31,32,33' } },
+    );
     expect(result.code).toBe(12);
     // Warnings (pino JSON) name each skipped step; the final line is the error.
-    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^ringtrain: 3 consecutive steps had non-finite gradients \(last: step 32\)/);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(
+      /^ringtrain: 3 consecutive steps had non-finite gradients \(last: step 32\)/,
+    );
     expect(readdirSync(path.join(out, 'checkpoints'))).toContain('step-000000025');
   });
 });
@@ -205,10 +238,27 @@ describe('a restarted coordinator (cluster mode)', () => {
     const out = path.join(dir, 'coord-restart');
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const job = chaosJob({ checkpoint: { everySteps: 1000, keep: 2, atEpochEnd: false } });
-    const coordinatorArgs = ['coordinator', job, '--port', String(port), '--host', '127.0.0.1', '--expect-workers', '2'];
+    const coordinatorArgs = [
+      'coordinator',
+      job,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--expect-workers',
+      '2',
+    ];
     const first = spawn(process.execPath, [CLI, ...coordinatorArgs, '--out', out], { stdio: 'ignore' });
-    const workers = [0, 1].map(() => spawn(process.execPath, [CLI, 'worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--reconnect-ms', '30000'], { stdio: 'ignore' }));
-    const workersExited = Promise.all(workers.map((w) => new Promise<number | null>((resolve) => w.on('exit', (code) => resolve(code)))));
+    const workers = [0, 1].map(() =>
+      spawn(
+        process.execPath,
+        [CLI, 'worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--reconnect-ms', '30000'],
+        { stdio: 'ignore' },
+      ),
+    );
+    const workersExited = Promise.all(
+      workers.map((w) => new Promise<number | null>((resolve) => w.on('exit', (code) => resolve(code)))),
+    );
     await waitForSteps(out, 40);
     first.kill('SIGKILL');
     await new Promise((r) => first.on('exit', r));
@@ -229,9 +279,13 @@ describe('stragglers', () => {
   it('a rank that stays slower than the median is named in the events and summary.json', async () => {
     const out = path.join(dir, 'straggler');
     const job = chaosJob({ training: { epochs: 1, batchSize: 32 }, stragglers: { margin: 0.5, patienceSteps: 10 } });
-    const result = await runCli(['train', job, '--workers', '3', '--out', out], { env: { RINGTRAIN_FAULT_SLOW_RANK: '2:40' } });
+    const result = await runCli(['train', job, '--workers', '3', '--out', out], {
+      env: { RINGTRAIN_FAULT_SLOW_RANK: '2:40' },
+    });
     expect(result.code, result.stderr).toBe(0);
-    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary & { stragglers: Array<{ rank: number; computeMs: number; medianMs: number }> };
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary & {
+      stragglers: Array<{ rank: number; computeMs: number; medianMs: number }>;
+    };
     expect(summary.stragglers.map((s) => s.rank)).toEqual([2]);
     expect(summary.stragglers[0]?.computeMs).toBeGreaterThan(summary.stragglers[0]?.medianMs ?? Infinity);
     expect(summary.events.filter((e) => e.kind === 'straggler').map((e) => e.rank)).toEqual([2]);

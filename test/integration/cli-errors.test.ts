@@ -23,11 +23,34 @@ describe('bad job files', () => {
     { name: 'invalid JSON', content: '{"name": ', file: 'bad.json', message: /not valid JSON/ },
     { name: 'not a mapping', content: '- a\n- b\n', message: /must be a mapping/ },
     { name: 'unknown top-level key', content: 'epochz: 3\n', message: /unknown key "epochz"/ },
-    { name: 'negative batch size', content: JSON.stringify({ ...smallMnistJob(), training: { epochs: 1, batchSize: -4 } }), message: /training\.batchSize: Too small/ },
-    { name: 'unknown layer type', content: JSON.stringify({ ...smallMnistJob(), model: { input: [784], layers: [{ type: 'dense2', units: 3 }] } }), message: /model\.layers\.0\.type/ },
-    { name: 'unknown optimizer key', content: JSON.stringify({ ...smallMnistJob(), optimizer: { type: 'adam', learningRate: 0.1, beta3: 1 } }), message: /optimizer: unknown key "beta3"/ },
-    { name: 'bad loss', content: JSON.stringify({ ...smallMnistJob(), loss: 'hinge' }), message: /loss: Invalid option/ },
-    { name: 'dense after image input', content: JSON.stringify({ ...smallMnistJob(), model: { input: [28, 28, 1], layers: [{ type: 'dense', units: 10, activation: 'softmax' }] } }), message: /add a flatten layer/ },
+    {
+      name: 'negative batch size',
+      content: JSON.stringify({ ...smallMnistJob(), training: { epochs: 1, batchSize: -4 } }),
+      message: /training\.batchSize: Too small/,
+    },
+    {
+      name: 'unknown layer type',
+      content: JSON.stringify({ ...smallMnistJob(), model: { input: [784], layers: [{ type: 'dense2', units: 3 }] } }),
+      message: /model\.layers\.0\.type/,
+    },
+    {
+      name: 'unknown optimizer key',
+      content: JSON.stringify({ ...smallMnistJob(), optimizer: { type: 'adam', learningRate: 0.1, beta3: 1 } }),
+      message: /optimizer: unknown key "beta3"/,
+    },
+    {
+      name: 'bad loss',
+      content: JSON.stringify({ ...smallMnistJob(), loss: 'hinge' }),
+      message: /loss: Invalid option/,
+    },
+    {
+      name: 'dense after image input',
+      content: JSON.stringify({
+        ...smallMnistJob(),
+        model: { input: [28, 28, 1], layers: [{ type: 'dense', units: 10, activation: 'softmax' }] },
+      }),
+      message: /add a flatten layer/,
+    },
   ];
   it.each(cases)('$name', async ({ content, file, message }) => {
     const jobFile = path.join(dir, file ?? `job-${Math.random().toString(36).slice(2)}.yaml`);
@@ -43,7 +66,11 @@ describe('bad data and bad peers', () => {
   afterAll(() => blocker?.close());
 
   it('a missing dataset file names the file', async () => {
-    const job = writeJob(dir, { ...smallMnistJob(), data: { format: 'csv', path: 'missing.csv', label: 'y', task: 'regression' } }, 'csv-job.yaml');
+    const job = writeJob(
+      dir,
+      { ...smallMnistJob(), data: { format: 'csv', path: 'missing.csv', label: 'y', task: 'regression' } },
+      'csv-job.yaml',
+    );
     const result = await runCli(['train', job, '--out', path.join(dir, 'csv-run')], { timeoutMs: 30_000 });
     expect(result.code).toBe(3);
     expectOneLine(result.stderr, /missing\.csv/);
@@ -51,23 +78,40 @@ describe('bad data and bad peers', () => {
 
   it('a malformed dataset file names the file and line', async () => {
     writeFileSync(path.join(dir, 'bad.csv'), 'a,b,y\n1,2,3\n4,x,6\n');
-    const job = writeJob(dir, { ...smallMnistJob(), data: { format: 'csv', path: 'bad.csv', label: 'y', task: 'regression' }, model: { input: [2], layers: [{ type: 'dense', units: 1 }] }, loss: 'meanSquaredError', metrics: ['mae'] }, 'bad-csv-job.yaml');
+    const job = writeJob(
+      dir,
+      {
+        ...smallMnistJob(),
+        data: { format: 'csv', path: 'bad.csv', label: 'y', task: 'regression' },
+        model: { input: [2], layers: [{ type: 'dense', units: 1 }] },
+        loss: 'meanSquaredError',
+        metrics: ['mae'],
+      },
+      'bad-csv-job.yaml',
+    );
     const result = await runCli(['train', job, '--out', path.join(dir, 'bad-csv-run')], { timeoutMs: 30_000 });
     expect(result.code).toBe(3);
     expectOneLine(result.stderr, /bad\.csv:3: .*"b"/);
   });
 
   it('an unreachable coordinator fails after bounded retries', async () => {
-    const result = await runCli(['worker', '--coordinator', '127.0.0.1:1', '--connect-attempts', '2'], { timeoutMs: 30_000 });
+    const result = await runCli(['worker', '--coordinator', '127.0.0.1:1', '--connect-attempts', '2'], {
+      timeoutMs: 30_000,
+    });
     expect(result.code).toBe(5);
     expectOneLine(result.stderr, /cannot reach coordinator at 127\.0\.0\.1:1 after 2 attempts/);
   });
 
   it('a port already in use is named', async () => {
     blocker = createServer();
-    const port = await new Promise<number>((resolve) => blocker?.listen(0, '127.0.0.1', () => resolve((blocker?.address() as { port: number }).port)));
+    const port = await new Promise<number>((resolve) =>
+      blocker?.listen(0, '127.0.0.1', () => resolve((blocker?.address() as { port: number }).port)),
+    );
     const job = writeJob(dir, smallMnistJob(), 'port-job.yaml');
-    const result = await runCli(['coordinator', job, '--port', String(port), '--host', '127.0.0.1', '--out', path.join(dir, 'port-run')], { timeoutMs: 30_000 });
+    const result = await runCli(
+      ['coordinator', job, '--port', String(port), '--host', '127.0.0.1', '--out', path.join(dir, 'port-run')],
+      { timeoutMs: 30_000 },
+    );
     expect(result.code).toBe(7);
     expectOneLine(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}: address already in use`));
   });
@@ -75,10 +119,28 @@ describe('bad data and bad peers', () => {
   it('a worker whose job hash differs is refused', async () => {
     const job = writeJob(dir, smallMnistJob(), 'hash-job.yaml');
     const other = writeJob(dir, smallMnistJob({ seed: 8 }), 'hash-other.yaml');
-    const coordinator = runCli(['coordinator', job, '--port', '0', '--host', '127.0.0.1', '--expect-workers', '1', '--join-timeout', '20', '--out', path.join(dir, 'hash-run')], { timeoutMs: 60_000 });
+    const coordinator = runCli(
+      [
+        'coordinator',
+        job,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--expect-workers',
+        '1',
+        '--join-timeout',
+        '20',
+        '--out',
+        path.join(dir, 'hash-run'),
+      ],
+      { timeoutMs: 60_000 },
+    );
     // Find the port the coordinator printed; it waits for workers after binding.
     const port = await waitForPort(path.join(dir, 'hash-run'));
-    const worker = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--job', other], { timeoutMs: 30_000 });
+    const worker = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--job', other], {
+      timeoutMs: 30_000,
+    });
     expect(worker.code).toBe(6);
     expectOneLine(worker.stderr, /JOB_HASH_MISMATCH.*differs from the coordinator's/);
     const coord = await coordinator;

@@ -17,16 +17,30 @@ interface RunOutcome {
 
 async function train(optimizer: Record<string, unknown>, workers: number): Promise<RunOutcome> {
   const dir = tempDir('ringtrain-equiv-');
-  const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 1000 }, optimizer, training: { epochs: 1, batchSize: 32, maxSteps: STEPS }, checkpoint: { everySteps: 0, keep: 1 }, validation: { everySteps: 0 }, consistencyCheckEverySteps: 5 }));
+  const job = writeJob(
+    dir,
+    smallMnistJob({
+      data: { format: 'mnist', limit: 1000 },
+      optimizer,
+      training: { epochs: 1, batchSize: 32, maxSteps: STEPS },
+      checkpoint: { everySteps: 0, keep: 1 },
+      validation: { everySteps: 0 },
+      consistencyCheckEverySteps: 5,
+    }),
+  );
   const out = path.join(dir, 'run');
   const result = await runCli(['train', job, '--workers', String(workers), '--out', out]);
   expect(result.stderr, result.stdout).toBe('');
   expect(result.code).toBe(0);
-  const checkpoints = readdirSync(path.join(out, 'checkpoints')).filter((n) => n.startsWith('step-')).sort();
+  const checkpoints = readdirSync(path.join(out, 'checkpoints'))
+    .filter((n) => n.startsWith('step-'))
+    .sort();
   const last = checkpoints.at(-1) ?? '';
   expect(last).toBe(`step-${String(STEPS).padStart(9, '0')}`);
   const state = decodeTrainState(readFileSync(path.join(out, 'checkpoints', last, 'state.bin')), last);
-  const losses = readMetrics(path.join(out, 'metrics.jsonl')).filter((r) => r['type'] === 'step').map((r) => Number(r['loss']));
+  const losses = readMetrics(path.join(out, 'metrics.jsonl'))
+    .filter((r) => r['type'] === 'step')
+    .map((r) => Number(r['loss']));
   return { state, losses };
 }
 
@@ -58,7 +72,8 @@ describe.each([
       const other = await train(optimizer, workers);
       expect(other.state.params.length).toBe(one.state.params.length);
       expect(relativeDistance(other.state.params, one.state.params)).toBeLessThanOrEqual(1e-4);
-      if (maxAbs !== undefined) expect(maxAbsDifference(other.state.params, one.state.params)).toBeLessThanOrEqual(maxAbs);
+      if (maxAbs !== undefined)
+        expect(maxAbsDifference(other.state.params, one.state.params)).toBeLessThanOrEqual(maxAbs);
       other.losses.forEach((loss, i) => expect(loss).toBeCloseTo(one.losses[i] ?? Number.NaN, 4));
     }
     // Training did move the parameters: the comparison above is not between two untouched inits.

@@ -12,13 +12,28 @@ describe('user hooks', () => {
     writeFileSync(
       path.join(dir, 'hooks.mjs'),
       ['onTrainBegin', 'onEpochEnd', 'onValidationEnd', 'onCheckpoint', 'onTrainEnd']
-        .map((name) => `export async function ${name}(payload) { (await import('node:fs')).appendFileSync(${JSON.stringify(log)}, JSON.stringify({ hook: '${name}', payload }) + '\\n'); }`)
+        .map(
+          (name) =>
+            `export async function ${name}(payload) { (await import('node:fs')).appendFileSync(${JSON.stringify(log)}, JSON.stringify({ hook: '${name}', payload }) + '\\n'); }`,
+        )
         .join('\n'),
     );
-    const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 600 }, hooks: './hooks.mjs', training: { epochs: 2, batchSize: 64 }, checkpoint: { everySteps: 0, keep: 2 } }), 'hooks-job.yaml');
+    const job = writeJob(
+      dir,
+      smallMnistJob({
+        data: { format: 'mnist', limit: 600 },
+        hooks: './hooks.mjs',
+        training: { epochs: 2, batchSize: 64 },
+        checkpoint: { everySteps: 0, keep: 2 },
+      }),
+      'hooks-job.yaml',
+    );
     const result = await runCli(['train', job, '--out', path.join(dir, 'hooks-run')]);
     expect(result.code, result.stderr).toBe(0);
-    const calls = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { hook: string; payload: Record<string, unknown> });
+    const calls = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { hook: string; payload: Record<string, unknown> });
     const names = calls.map((c) => c.hook);
     expect(names[0]).toBe('onTrainBegin');
     expect(names.at(-1)).toBe('onTrainEnd');
@@ -31,8 +46,15 @@ describe('user hooks', () => {
   });
 
   it('a hook that throws stops the run with a clear message', async () => {
-    writeFileSync(path.join(dir, 'bad-hooks.mjs'), `export function onEpochEnd() { throw new Error('disk quota exceeded'); }\n`);
-    const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 600 }, hooks: './bad-hooks.mjs' }), 'bad-hooks-job.yaml');
+    writeFileSync(
+      path.join(dir, 'bad-hooks.mjs'),
+      `export function onEpochEnd() { throw new Error('disk quota exceeded'); }\n`,
+    );
+    const job = writeJob(
+      dir,
+      smallMnistJob({ data: { format: 'mnist', limit: 600 }, hooks: './bad-hooks.mjs' }),
+      'bad-hooks-job.yaml',
+    );
     const result = await runCli(['train', job, '--out', path.join(dir, 'bad-hooks-run')]);
     expect(result.code).toBe(11);
     expect(result.stderr.trim()).toMatch(/^ringtrain: hook onEpochEnd in .*bad-hooks\.mjs threw: disk quota exceeded$/);
@@ -44,14 +66,22 @@ describe('early stopping', () => {
     // minDelta 10 makes every validation after the first a non-improvement.
     const job = writeJob(
       dir,
-      smallMnistJob({ data: { format: 'mnist', limit: 1000 }, training: { epochs: 5, batchSize: 40 }, validation: { everySteps: 4, earlyStopping: { monitor: 'validation.loss', patience: 2, minDelta: 10 } }, checkpoint: { everySteps: 0, keep: 1 } }),
+      smallMnistJob({
+        data: { format: 'mnist', limit: 1000 },
+        training: { epochs: 5, batchSize: 40 },
+        validation: { everySteps: 4, earlyStopping: { monitor: 'validation.loss', patience: 2, minDelta: 10 } },
+        checkpoint: { everySteps: 0, keep: 1 },
+      }),
       'early-job.yaml',
     );
     const out = path.join(dir, 'early-run');
     const result = await runCli(['train', job, '--out', out]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/early stopping after step 12/);
-    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as { stoppedEarly: boolean; steps: number };
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as {
+      stoppedEarly: boolean;
+      steps: number;
+    };
     expect(summary.stoppedEarly).toBe(true);
     expect(summary.steps).toBe(12);
     // The best (first validation, step 4) is kept although keep: 1.
@@ -67,7 +97,10 @@ describe('--gpus', () => {
     const out = path.join(dir, 'gpus-run');
     const result = await runCli(['train', job, '--gpus', '0,2', '--out', out]);
     expect(result.code, result.stderr).toBe(0);
-    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as { worldSize: number; workers: Array<{ rank: number; gpuIndex: number }> };
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as {
+      worldSize: number;
+      workers: Array<{ rank: number; gpuIndex: number }>;
+    };
     expect(summary.worldSize).toBe(2);
     expect(summary.workers.map((w) => w.gpuIndex).sort()).toEqual([0, 2]);
   });
@@ -84,16 +117,40 @@ describe('worker --gpus (one process per GPU on a host, like torchrun)', () => {
   it('starts one worker per GPU, each with its own CUDA_VISIBLE_DEVICES', async () => {
     const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 300 } }), 'launcher-job.yaml');
     const out = path.join(dir, 'launcher-run');
-    const coordinator = runCli(['coordinator', job, '--port', '0', '--host', '127.0.0.1', '--expect-workers', '2', '--join-timeout', '60', '--out', out]);
+    const coordinator = runCli([
+      'coordinator',
+      job,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--expect-workers',
+      '2',
+      '--join-timeout',
+      '60',
+      '--out',
+      out,
+    ]);
     let port = 0;
     for (let i = 0; i < 300 && port === 0; i++) {
-      if (existsSync(path.join(out, 'coordinator.json'))) port = (JSON.parse(readFileSync(path.join(out, 'coordinator.json'), 'utf8')) as { port: number }).port;
+      if (existsSync(path.join(out, 'coordinator.json')))
+        port = (JSON.parse(readFileSync(path.join(out, 'coordinator.json'), 'utf8')) as { port: number }).port;
       else await new Promise((r) => setTimeout(r, 100));
     }
-    const launcher = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--gpus', '1,3']);
+    const launcher = await runCli([
+      'worker',
+      '--coordinator',
+      `127.0.0.1:${port}`,
+      '--host',
+      '127.0.0.1',
+      '--gpus',
+      '1,3',
+    ]);
     expect(launcher.code, launcher.stderr).toBe(0);
     expect((await coordinator).code).toBe(0);
-    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as { workers: Array<{ gpuIndex: number }> };
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as {
+      workers: Array<{ gpuIndex: number }>;
+    };
     expect(summary.workers.map((w) => w.gpuIndex).sort()).toEqual([1, 3]);
   });
 });

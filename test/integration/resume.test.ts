@@ -8,7 +8,11 @@ import { decodeTrainState } from '../../shared/train-state.js';
 import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 
 function finalParams(runDir: string): Float32Array {
-  const last = readdirSync(path.join(runDir, 'checkpoints')).filter((n) => n.startsWith('step-')).sort().at(-1) ?? '';
+  const last =
+    readdirSync(path.join(runDir, 'checkpoints'))
+      .filter((n) => n.startsWith('step-'))
+      .sort()
+      .at(-1) ?? '';
   return decodeTrainState(readFileSync(path.join(runDir, 'checkpoints', last, 'state.bin')), last).params;
 }
 
@@ -16,7 +20,14 @@ describe('resume from a checkpoint', () => {
   it('continues exactly where the stopped run left off', async () => {
     const dir = tempDir('ringtrain-resume-');
     // 1000 digits -> 800 train samples, batch 50 -> 16 steps an epoch, 2 epochs = 32 steps.
-    const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 1000 }, training: { epochs: 2, batchSize: 50 }, checkpoint: { everySteps: 5, keep: 2 } }));
+    const job = writeJob(
+      dir,
+      smallMnistJob({
+        data: { format: 'mnist', limit: 1000 },
+        training: { epochs: 2, batchSize: 50 },
+        checkpoint: { everySteps: 5, keep: 2 },
+      }),
+    );
     const whole = path.join(dir, 'whole');
     const parts = path.join(dir, 'parts');
     const uninterrupted = await runCli(['train', job, '--out', whole]);
@@ -37,11 +48,19 @@ describe('resume from a checkpoint', () => {
     let maxDiff = 0;
     for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
     expect(maxDiff).toBeLessThan(1e-6);
-    const summary = JSON.parse(readFileSync(path.join(parts, 'summary.json'), 'utf8')) as { steps: number; resumedFromStep: number };
+    const summary = JSON.parse(readFileSync(path.join(parts, 'summary.json'), 'utf8')) as {
+      steps: number;
+      resumedFromStep: number;
+    };
     expect(summary.steps).toBe(32);
     expect(summary.resumedFromStep).toBe(12);
     // The step log has every step once per attempt, and the resumed part picks up at step 12.
-    const steps = readMetrics(path.join(parts, 'metrics.jsonl')).filter((r) => r['type'] === 'step').map((r) => r['step']);
-    expect(steps).toEqual([...Array.from({ length: 12 }, (_, i) => i), ...Array.from({ length: 20 }, (_, i) => 12 + i)]);
+    const steps = readMetrics(path.join(parts, 'metrics.jsonl'))
+      .filter((r) => r['type'] === 'step')
+      .map((r) => r['step']);
+    expect(steps).toEqual([
+      ...Array.from({ length: 12 }, (_, i) => i),
+      ...Array.from({ length: 20 }, (_, i) => 12 + i),
+    ]);
   });
 });

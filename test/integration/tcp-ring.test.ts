@@ -6,7 +6,14 @@ import * as net from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CollectiveError } from '../../shared/errors.js';
-import { controlFrame, emptyHeader, FRAME_HEADER_BYTES, FrameKind, writeHeader, type FrameHeader } from '../../worker/tcp-frame.js';
+import {
+  controlFrame,
+  emptyHeader,
+  FRAME_HEADER_BYTES,
+  FrameKind,
+  writeHeader,
+  type FrameHeader,
+} from '../../worker/tcp-frame.js';
 import { FrameReader } from '../../worker/tcp-frame-reader.js';
 import { RingEndpoint } from '../../worker/tcp-ring-endpoint.js';
 import { TcpRingCommunicator, TcpRingServer } from '../../worker/tcp-ring-transport.js';
@@ -46,7 +53,7 @@ async function startRing(worldSize: number, chunkBytes: number, options: RingOpt
         rank,
         worldSize,
         generation: options.generation ?? 1,
-        rightAddress: `127.0.0.1:${servers[(rank + 1) % worldSize]!.port}`,
+        leftAddress: `127.0.0.1:${servers[(rank - 1 + worldSize) % worldSize]!.port}`,
         chunkBytes,
         collectiveTimeoutMs: TIMEOUT_MS,
         smallBufferBytes: options.smallBufferBytes ?? 256,
@@ -56,7 +63,6 @@ async function startRing(worldSize: number, chunkBytes: number, options: RingOpt
     ),
   );
   for (const comm of comms) cleanups.push(() => comm.close());
-  if (worldSize > 1) await Promise.all(servers.map((server) => server.waitForLeft(TIMEOUT_MS)));
   return { servers, comms };
 }
 
@@ -107,7 +113,8 @@ function rawPeer(port: number): { socket: net.Socket; refusal: Promise<string> }
   const refusal = new Promise<string>((resolve) => {
     const reader = new FrameReader({
       payloadTarget: (header) => new Uint8Array(header.payloadBytes),
-      frame: (header, payload) => resolve(header.kind === FrameKind.refuse ? Buffer.from(payload).toString('utf8') : `kind ${header.kind}`),
+      frame: (header, payload) =>
+        resolve(header.kind === FrameKind.refuse ? Buffer.from(payload).toString('utf8') : `kind ${header.kind}`),
     });
     socket.on('data', (bytes: Buffer) => reader.push(bytes));
     socket.on('error', () => undefined);
@@ -116,9 +123,23 @@ function rawPeer(port: number): { socket: net.Socket; refusal: Promise<string> }
   return { socket, refusal };
 }
 
-function dataFrame(generation: number, senderRank: number, values: Float32Array, overrides: Partial<FrameHeader> = {}): Buffer {
+function dataFrame(
+  generation: number,
+  senderRank: number,
+  values: Float32Array,
+  overrides: Partial<FrameHeader> = {},
+): Buffer {
   const payload = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
-  const header: FrameHeader = { ...emptyHeader(), kind: FrameKind.data, generation, senderRank, step: 1, length: values.length, payloadBytes: payload.byteLength, ...overrides };
+  const header: FrameHeader = {
+    ...emptyHeader(),
+    kind: FrameKind.data,
+    generation,
+    senderRank,
+    step: 1,
+    length: values.length,
+    payloadBytes: payload.byteLength,
+    ...overrides,
+  };
   const frame = Buffer.alloc(FRAME_HEADER_BYTES + payload.byteLength);
   writeHeader(frame, header);
   payload.copy(frame, FRAME_HEADER_BYTES);
@@ -159,7 +180,9 @@ describe('ring all-reduce over raw TCP', () => {
   it('fails a collective whose buffer lengths differ across ranks instead of hanging', async () => {
     const ring = await startRing(3, 1024);
     const lengths = [5000, 5000, 5001];
-    const outcomes = await Promise.all(ring.comms.map((comm, rank) => comm.allReduce(new Float32Array(lengths[rank]!), 1).catch((e: unknown) => e)));
+    const outcomes = await Promise.all(
+      ring.comms.map((comm, rank) => comm.allReduce(new Float32Array(lengths[rank]!), 1).catch((e: unknown) => e)),
+    );
     for (const outcome of outcomes) expect(outcome).toBeInstanceOf(CollectiveError);
   });
 });
@@ -181,12 +204,25 @@ describe.each(['fp16', 'bf16'] as const)('%s wire compression', (codec) => {
 
 describe('shared data port', () => {
   it('serves the gRPC transport through the TCP listener', async () => {
-    const endpoints = await Promise.all([0, 1, 2].map(() => RingEndpoint.start({ host: '127.0.0.1', port: 0, logger })));
+    const endpoints = await Promise.all(
+      [0, 1, 2].map(() => RingEndpoint.start({ host: '127.0.0.1', port: 0, logger })),
+    );
     for (const endpoint of endpoints) cleanups.push(() => endpoint.close());
     for (const transport of ['grpc', 'tcp'] as const) {
       const comms = await Promise.all(
         endpoints.map((endpoint, rank) =>
-          endpoint.connect({ rank, worldSize: 3, generation: transport === 'grpc' ? 1 : 2, rightAddress: `127.0.0.1:${endpoints[(rank + 1) % 3]!.port}` }, { chunkBytes: 4096, transport, compression: 'none' }, TIMEOUT_MS, logger),
+          endpoint.connect(
+            {
+              rank,
+              worldSize: 3,
+              generation: transport === 'grpc' ? 1 : 2,
+              leftAddress: `127.0.0.1:${endpoints[(rank + 2) % 3]!.port}`,
+              rightAddress: `127.0.0.1:${endpoints[(rank + 1) % 3]!.port}`,
+            },
+            { chunkBytes: 4096, transport, compression: 'none' },
+            TIMEOUT_MS,
+            logger,
+          ),
         ),
       );
       await allReduceAndCheck(comms, randomBuffers(3, 50_000, makeRandom(4)), 1);
@@ -227,12 +263,15 @@ describe('tcp ring failures', () => {
     await expect(ring.comms[0]!.allReduce(new Float32Array(10), 3)).rejects.toBeInstanceOf(CollectiveError);
   });
 
-  it("rejects the left neighbour's collective when a rank's data server goes away", async () => {
+  it("rejects the right neighbour's collective when a rank's data port goes away (it receives from there)", async () => {
     const { ring, pending } = await stalledRing();
     await ring.servers[2]!.close();
-    const [, rank1] = await Promise.all(pending);
+    const [rank0, rank1, rank3] = await Promise.all(pending);
+    expectNeighbourFailure(rank3, 3);
+    expect((rank3 as Error).message).toMatch(/left neighbour rank 2 closed/);
+    // The abort runs on around the ring: nobody waits out a timeout.
+    expectNeighbourFailure(rank0, 0);
     expectNeighbourFailure(rank1, 1);
-    expect((rank1 as Error).message).toMatch(/rank 2/);
   });
 
   it('rejects collectives on a closed communicator, on its right neighbour, and out of order', async () => {
@@ -249,6 +288,53 @@ describe('tcp ring failures', () => {
 });
 
 describe('tcp ring protocol checks', () => {
+  /**
+   * Plays rank 1 of a two-rank ring around a real rank 0: listens as rank 0's left neighbour
+   * (rank 0 dials it to receive) and dials rank 0's data port as its right neighbour.
+   * `toComm` is the connection on which frames for rank 0 are written.
+   */
+  async function fakeNeighbour(
+    commServer: TcpRingServer,
+    generation: number,
+  ): Promise<{ leftAddress: string; toComm: Promise<net.Socket> }> {
+    const listener = net.createServer();
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const toComm = new Promise<net.Socket>((resolve) =>
+      listener.once('connection', (socket) => {
+        socket.on('error', () => undefined);
+        resolve(socket);
+      }),
+    );
+    const fromComm = net.connect({ host: '127.0.0.1', port: commServer.port });
+    fromComm.on('error', () => undefined);
+    fromComm.resume();
+    fromComm.write(controlFrame(FrameKind.handshake, generation, 1));
+    cleanups.push(async () => {
+      fromComm.destroy();
+      (await toComm).destroy();
+      listener.close();
+    });
+    return { leftAddress: `127.0.0.1:${(listener.address() as net.AddressInfo).port}`, toComm };
+  }
+
+  async function commWithFakeNeighbour(generation: number): Promise<{ comm: TcpRingCommunicator; toComm: net.Socket }> {
+    const server = await startServer();
+    const fake = await fakeNeighbour(server, generation);
+    const comm = await TcpRingCommunicator.connect({
+      server,
+      rank: 0,
+      worldSize: 2,
+      generation,
+      leftAddress: fake.leftAddress,
+      chunkBytes: 1024,
+      collectiveTimeoutMs: TIMEOUT_MS,
+      smallBufferBytes: 0,
+      logger,
+    });
+    cleanups.push(() => comm.close());
+    return { comm, toComm: await fake.toComm };
+  }
+
   it('refuses a handshake from a stale generation, saying why', async () => {
     const server = await startServer();
     server.expect(5, 0);
@@ -257,35 +343,30 @@ describe('tcp ring protocol checks', () => {
     expect(await refusal).toMatch(/stale generation 4/);
   });
 
-  it('refuses a DATA frame from a stale generation on an attached connection and fails the collective', async () => {
-    const server = await startServer();
-    server.expect(5, 0);
-    const { socket, refusal } = rawPeer(server.port);
-    socket.write(controlFrame(FrameKind.handshake, 5, 0));
-    await server.waitForLeft(TIMEOUT_MS);
-    const waiting = server.inboxFor(5).take({ step: 1, collective: 0, round: 0, chunk: 0 }).catch((e: unknown) => e);
-    socket.write(dataFrame(4, 0, Float32Array.of(1, 2)));
-    expect(await refusal).toMatch(/generation 4, expected 5/);
-    const error = await waiting;
+  it('fails the collective on a DATA frame from a stale generation', async () => {
+    const { comm, toComm } = await commWithFakeNeighbour(5);
+    const pending = comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
+    toComm.write(dataFrame(4, 1, Float32Array.of(1, 2)));
+    const error = await pending;
     expect(error).toBeInstanceOf(CollectiveError);
-    expect((error as Error).message).toMatch(/generation 4, expected 5/);
+    expect((error as Error).message).toMatch(/left neighbour rank 1 refused: generation 4, expected 5/);
   });
 
-  it('refuses a frame whose length does not match its payload, and a stream out of sync', async () => {
-    const server = await startServer();
-    server.expect(1, 0);
-    const first = rawPeer(server.port);
-    first.socket.write(controlFrame(FrameKind.handshake, 1, 0));
-    first.socket.write(dataFrame(1, 0, Float32Array.of(1, 2), { length: 3 }));
-    expect(await first.refusal).toMatch(/length 3 floats but payload of 8 bytes/);
-    await expect(server.inboxFor(1).take({ step: 1, collective: 0, round: 0, chunk: 0 })).rejects.toBeInstanceOf(CollectiveError);
+  it('fails the collective on a frame whose length does not match its payload, or a stream out of sync', async () => {
+    const first = await commWithFakeNeighbour(1);
+    const pending = first.comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
+    first.toComm.write(dataFrame(1, 1, Float32Array.of(1, 2), { length: 3 }));
+    expect(await pending).toBeInstanceOf(CollectiveError);
+    await expect(first.comm.allReduce(new Float32Array(16), 2)).rejects.toThrow(
+      /length 3 floats but payload of 8 bytes/,
+    );
 
-    const other = await startServer();
-    other.expect(1, 0);
-    const second = rawPeer(other.port);
-    const garbage = controlFrame(FrameKind.handshake, 1, 0);
-    second.socket.write(Buffer.concat([garbage, Buffer.from('RTR1 but then nonsense that is long enough to be a header.......')]));
-    expect(await second.refusal).toMatch(/out of sync|unknown codec|kind/);
+    const second = await commWithFakeNeighbour(1);
+    const garbled = second.comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
+    second.toComm.write(Buffer.from('RTR1 but then nonsense that is long enough to be a frame header......'));
+    expect((await garbled) as Error).toMatchObject({
+      message: expect.stringMatching(/out of sync|unknown codec/) as unknown,
+    });
   });
 
   it('cuts the attached connection when a new generation begins', async () => {
@@ -293,7 +374,7 @@ describe('tcp ring protocol checks', () => {
     server.expect(1, 0);
     const { socket, refusal } = rawPeer(server.port);
     socket.write(controlFrame(FrameKind.handshake, 1, 0));
-    await server.waitForLeft(TIMEOUT_MS);
+    await server.waitForRight(1, TIMEOUT_MS);
     server.expect(2, 0);
     expect(await refusal).toMatch(/superseded by generation 2/);
   });
@@ -302,18 +383,26 @@ describe('tcp ring protocol checks', () => {
     const server = await startServer();
     server.expect(1, 0);
     const { socket } = rawPeer(server.port);
-    socket.write(Buffer.concat([controlFrame(FrameKind.handshake, 2, 0), dataFrame(2, 0, Float32Array.of(4, 5, 6))]));
-    await expect(server.waitForLeft(200)).rejects.toBeInstanceOf(CollectiveError);
+    socket.write(controlFrame(FrameKind.handshake, 2, 0));
+    await expect(server.waitForRight(1, 200)).rejects.toBeInstanceOf(CollectiveError);
     server.expect(2, 0);
-    await server.waitForLeft(TIMEOUT_MS);
-    const payload = await server.inboxFor(2).take({ step: 1, collective: 0, round: 0, chunk: 0 }, TIMEOUT_MS);
-    expect([...payload]).toEqual([4, 5, 6]);
+    const attached = await server.waitForRight(2, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
   });
 
   it('fails the collective of a communicator whose generation the neighbour has left behind', async () => {
-    const [left, right] = [await startServer(), await startServer()];
-    right.expect(2, 0);
-    const comm = await TcpRingCommunicator.connect({ server: left, rank: 0, worldSize: 2, generation: 1, rightAddress: `127.0.0.1:${right.port}`, chunkBytes: 1024, collectiveTimeoutMs: TIMEOUT_MS, logger });
+    const [own, left] = [await startServer(), await startServer()];
+    left.expect(2, 0);
+    const comm = await TcpRingCommunicator.connect({
+      server: own,
+      rank: 0,
+      worldSize: 2,
+      generation: 1,
+      leftAddress: `127.0.0.1:${left.port}`,
+      chunkBytes: 1024,
+      collectiveTimeoutMs: TIMEOUT_MS,
+      logger,
+    });
     cleanups.push(() => comm.close());
     const error = await comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CollectiveError);
@@ -322,7 +411,9 @@ describe('tcp ring protocol checks', () => {
 
   it('reports a taken port as PortInUseError and drops foreign protocols without a handler', async () => {
     const server = await startServer();
-    await expect(TcpRingServer.start({ host: '127.0.0.1', port: server.port, logger })).rejects.toMatchObject({ name: 'PortInUseError' });
+    await expect(TcpRingServer.start({ host: '127.0.0.1', port: server.port, logger })).rejects.toMatchObject({
+      name: 'PortInUseError',
+    });
     const { socket, refusal } = rawPeer(server.port);
     socket.write('GET / HTTP/1.1\r\n\r\n');
     expect(await refusal).toBe('');

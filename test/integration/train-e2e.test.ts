@@ -26,7 +26,14 @@ describe('ringtrain train (2 workers, real processes)', () => {
   let runDir: string;
 
   beforeAll(async () => {
-    const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 3000 }, training: { epochs: 2, batchSize: 64 }, backend: 'wasm' }));
+    const job = writeJob(
+      dir,
+      smallMnistJob({
+        data: { format: 'mnist', limit: 3000 },
+        training: { epochs: 2, batchSize: 64 },
+        backend: 'wasm',
+      }),
+    );
     result = await runCli(['train', job, '--runs-dir', path.join(dir, 'runs')]);
     runDir = path.join(dir, 'runs', 'latest');
   });
@@ -34,14 +41,23 @@ describe('ringtrain train (2 workers, real processes)', () => {
   it('exits 0 and prints per-epoch lines and the test accuracy', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/epoch 1\/2 {2}train loss \d\.\d+ {2}validation loss \d\.\d+ {2}validation accuracy 0\.\d+ {2}\d+ samples\/s/);
+    expect(result.stdout).toMatch(
+      /epoch 1\/2 {2}train loss \d\.\d+ {2}validation loss \d\.\d+ {2}validation accuracy 0\.\d+ {2}\d+ samples\/s/,
+    );
     expect(result.stdout).toMatch(/epoch 2\/2/);
     expect(result.stdout).toMatch(/test accuracy 0\.\d+/);
   });
 
   it('writes the run directory with latest pointing at it', () => {
     expect(readlinkSync(runDir)).toMatch(/^\d{8}-\d{6}-test-mlp/);
-    for (const file of ['job.yaml', 'summary.json', 'metrics.jsonl', 'checkpoints', 'model/model.json', 'model/weights.bin']) {
+    for (const file of [
+      'job.yaml',
+      'summary.json',
+      'metrics.jsonl',
+      'checkpoints',
+      'model/model.json',
+      'model/weights.bin',
+    ]) {
       expect(existsSync(path.join(runDir, file)), file).toBe(true);
     }
   });
@@ -85,7 +101,9 @@ describe('ringtrain train (2 workers, real processes)', () => {
     const predicted = (await probs.argMax(1).data()) as Int32Array;
     const labels = (await tf.tensor2d(ds.test.y, [n, 10]).argMax(1).data()) as Int32Array;
     const correct = predicted.reduce((acc, p, i) => acc + (p === labels[i] ? 1 : 0), 0);
-    const summary = JSON.parse(readFileSync(path.join(runDir, 'summary.json'), 'utf8')) as { test: { accuracy: number } };
+    const summary = JSON.parse(readFileSync(path.join(runDir, 'summary.json'), 'utf8')) as {
+      test: { accuracy: number };
+    };
     expect(correct / n).toBeCloseTo(summary.test.accuracy, 2);
   });
 });

@@ -2,6 +2,7 @@
 // user-defined network (so they find each other by alias), the run directory on a bind mount.
 // Ryuk cannot be pulled here (TESTCONTAINERS_RYUK_DISABLED=true), so `close()` removes every
 // container and the network itself; it never throws, so it is safe in afterAll.
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -107,6 +108,13 @@ export class DockerCluster {
   async kill(alias: string): Promise<void> {
     const client = await getContainerRuntimeClient();
     await client.container.getById(this.require(alias).getId()).kill({ signal: 'SIGKILL' });
+  }
+
+  /** Cuts a container off the cluster network (no RST: its peers just stop hearing from it). */
+  disconnect(alias: string): void {
+    execFileSync('docker', ['network', 'disconnect', '--force', this.network.getName(), this.require(alias).getId()], {
+      stdio: 'ignore',
+    });
   }
 
   /** The last lines a container printed, for failure messages. */

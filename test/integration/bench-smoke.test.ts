@@ -1,0 +1,139 @@
+// The benchmark commands end to end at tiny sizes: real rank processes, real trainer runs. The
+// rows must be well-formed and verified; speed is printed by the benchmarks, never asserted.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fillPattern, patternError, patternTolerance } from '../../bench/allreduce-rank.js';
+import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+
+interface AllreduceRow {
+  bytes: number;
+  workers: number;
+  seconds: number;
+  algbwGBps: number;
+  busbwGBps: number;
+  tcpGBps: number;
+  transport: string;
+  compression: string;
+  verified: boolean;
+}
+
+function readRows<T>(file: string): T[] {
+  return JSON.parse(readFileSync(file, 'utf8')) as T[];
+}
+
+describe('ringtrain bench allreduce', () => {
+  it.each([
+    { workers: 2, transport: 'tcp', compression: 'fp16', sizes: [4096, 1048576] },
+    { workers: 3, transport: 'grpc', compression: 'none', sizes: [65536] },
+  ])(
+    'measures $workers ranks over $transport ($compression) and verifies every size',
+    async ({ workers, transport, compression, sizes }) => {
+      const json = path.join(tempDir('ringtrain-bench-'), 'allreduce.json');
+      const args = [
+        'bench',
+        'allreduce',
+        '--workers',
+        String(workers),
+        '--sizes',
+        sizes.join(','),
+        '--transport',
+        transport,
+        '--compression',
+        compression,
+        '--iters',
+        '2',
+        '--warmup',
+        '1',
+        '--tcp-bytes',
+        '16MiB',
+        '--tcp-runs',
+        '1',
+        '--json',
+        json,
+      ];
+      const result = await runCli(args);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/TCP baseline .*: \d+\.\d+ GB\/s/);
+      expect(result.stdout).toMatch(/busbw\/TCP/);
+      const rows = readRows<AllreduceRow>(json);
+      expect(rows.map((r) => r.bytes)).toEqual(sizes);
+      for (const row of rows) {
+        expect(row).toMatchObject({ workers, transport, compression, verified: true });
+        expect(row.seconds).toBeGreaterThan(0);
+        expect(row.tcpGBps).toBeGreaterThan(0);
+        expect(row.algbwGBps).toBeCloseTo(row.bytes / row.seconds / 1e9, 6);
+        expect(row.busbwGBps).toBeCloseTo((row.algbwGBps * 2 * (workers - 1)) / workers, 6);
+      }
+    },
+  );
+
+  it('rejects a size that is not whole float32 values, naming the flag', async () => {
+    const result = await runCli(['bench', 'allreduce', '--sizes', '4KiB,1001']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/--sizes: 1001 is not a whole number of float32 values/);
+  });
+
+  it('has a verification that catches a wrong sum', () => {
+    const buffer = new Float32Array(1000);
+    fillPattern(buffer, 0, 3);
+    const reduced = buffer.map((v) => v * 6); // ranks 0..2 contribute 1, 2 and 3 times the pattern
+    expect(patternError(reduced, 3, 3)).toBe(0);
+    reduced[417] = reduced[417]! + 1;
+    expect(patternError(reduced, 3, 3)).toBeGreaterThan(patternTolerance(3, 'none'));
+    expect(patternError(reduced, 3, 4)).toBeGreaterThan(patternTolerance(3, 'bf16')); // a stale iteration
+  });
+});
+
+interface TrainRow {
+  kind: string;
+  workers: number;
+  samplesPerSecond: number;
+  steps: number;
+  peakRssBytes: Array<number | null>;
+  ranks: Array<{ rank: number; computeMs: number; allreduceMs: number; optimizerMs: number; idleMs: number }>;
+  verified: boolean;
+}
+
+describe('ringtrain bench train', () => {
+  it('runs model.fit and the trainer at 1 and 2 workers and reports verified rows', async () => {
+    const dir = tempDir('ringtrain-bench-');
+    const job = writeJob(
+      dir,
+      smallMnistJob({ data: { format: 'mnist', limit: 600 }, training: { epochs: 1, batchSize: 32 } }),
+    );
+    const json = path.join(dir, 'train.json');
+    const result = await runCli([
+      'bench',
+      'train',
+      job,
+      '--workers',
+      '1,2',
+      '--steps',
+      '5',
+      '--warmup-steps',
+      '1',
+      '--json',
+      json,
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/ringtrain N=1 \/ model\.fit samples\/s = \d/);
+    expect(result.stdout).toMatch(/N=2 non-compute share of step time = /);
+    const rows = readRows<TrainRow>(json);
+    expect(rows.map((r) => [r.kind, r.workers])).toEqual([
+      ['model.fit', 1],
+      ['ringtrain', 1],
+      ['ringtrain', 2],
+    ]);
+    for (const row of rows) {
+      expect(row.verified).toBe(true);
+      expect(row.steps).toBe(5);
+      expect(row.samplesPerSecond).toBeGreaterThan(0);
+    }
+    for (const row of rows.filter((r) => r.kind === 'ringtrain')) {
+      expect(row.ranks.map((r) => r.rank)).toEqual(Array.from({ length: row.workers }, (_, i) => i));
+      for (const split of row.ranks) expect(split.computeMs).toBeGreaterThan(0);
+      expect(row.peakRssBytes).toHaveLength(row.workers);
+    }
+  });
+});
