@@ -9,21 +9,23 @@ import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/err
 import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
-import { decodeModelBlob } from '../shared/model-blob.js';
 import { cursorOf } from '../shared/shard-plan.js';
 import { CheckpointStore } from './checkpoint-store.js';
 import { ControlServer } from './control-server.js';
 import { EarlyStopping } from './early-stopping.js';
 import { EventLog } from './event-log.js';
-import { Evaluator, type SplitMetrics } from './evaluator.js';
+import { Evaluator } from './evaluator.js';
 import { LivenessMonitor } from './liveness-monitor.js';
 import { LocalWorkers } from './local-workers.js';
 import { Membership, type Generation, type RingMember } from './membership.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { regroup, type Regrouped } from './recovery.js';
 import { readMetrics, RunDirectory } from './run-directory.js';
-import { StepFailedError } from './step-failure.js';
-import { StragglerDetector, type StragglerReport } from './straggler-detector.js';
+import { asStepFailure, type StepFailedError } from './step-failure.js';
+import { finish, type RunSummary } from './run-summary.js';
+
+export type { RunSummary } from './run-summary.js';
+import { StragglerDetector } from './straggler-detector.js';
 import { newLoopResult, trainLoop, type LoopResult } from './training-loop.js';
 import { UserHooks } from './user-hooks.js';
 
@@ -52,13 +54,6 @@ export interface CoordinatorOptions {
   reporter?: ProgressReporter;
   /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM). */
   signal?: AbortSignal;
-}
-
-export interface RunSummary extends Record<string, unknown> {
-  runDir: string;
-  worldSize: number;
-  steps: number;
-  test: SplitMetrics;
 }
 
 export async function runCoordinator(options: CoordinatorOptions): Promise<RunSummary> {
@@ -240,6 +235,7 @@ class CoordinatorRun {
               stopAtStep: this.options.stopAtStep,
               events: this.events,
               stragglers: this.stragglers,
+              onStep: (outcome) => monitor.noteStep(outcome.wallMs),
               stopSignal: this.abort.signal,
               shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max,
               checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping),
@@ -451,20 +447,6 @@ class CoordinatorRun {
   }
 }
 
-/** A failure outside a step (validation, checkpoint) still leaves every survivor at the boundary. */
-function asStepFailure(error: unknown, generation: Generation, boundaryStep: number): StepFailedError | undefined {
-  if (error instanceof StepFailedError) return error;
-  if (!(error instanceof WorkerFailedError) || !generation.members.some((m) => m.session.isClosed)) return undefined;
-  return new StepFailedError(
-    boundaryStep,
-    generation.members.map((member) =>
-      member.session.isClosed
-        ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message }
-        : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' },
-    ),
-  );
-}
-
 async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
   if (options.resumeDir !== undefined) return RunDirectory.open(options.resumeDir);
   const runDir = await RunDirectory.create({
@@ -490,69 +472,4 @@ async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
-}
-
-interface FinishContext {
-  job: Job;
-  hash: string;
-  reporter: ProgressReporter;
-  hooks: UserHooks;
-  requestId: number;
-  stepTimeoutMs: number;
-  startStep: number;
-  events: EventLog;
-  stragglers: StragglerReport[];
-}
-
-/** Final metrics on every split, the final model, and summary.json. */
-async function finish(
-  generation: Generation,
-  dataset: Dataset,
-  evaluator: Evaluator,
-  runDir: RunDirectory,
-  loop: LoopResult,
-  ctx: FinishContext,
-): Promise<RunSummary> {
-  const train = await evaluator.evaluate(generation, 'train', dataset.train.count);
-  const validation = await evaluator.evaluate(generation, 'validation', dataset.validation.count);
-  const test = await evaluator.evaluate(generation, 'test', dataset.test.count);
-  ctx.reporter.final('test', test);
-  const model = decodeModelBlob(
-    await leader(generation).session.fetchBlob(ctx.requestId + 1, 'model', ctx.stepTimeoutMs),
-  );
-  await runDir.writeModel({ 'model.json': model.modelJson, 'weights.bin': model.weights });
-  const summary: RunSummary = {
-    name: ctx.job.name,
-    jobHash: ctx.hash,
-    runDir: runDir.path,
-    worldSize: generation.members.length,
-    epochs: ctx.job.training.epochs,
-    steps: loop.finalStep,
-    stepsThisRun: loop.stepsRun,
-    resumedFromStep: ctx.startStep,
-    globalBatchSize: ctx.job.training.batchSize,
-    samplesPerSecond: loop.trainSeconds > 0 ? loop.trainSamples / loop.trainSeconds : 0,
-    trainSeconds: loop.trainSeconds,
-    stoppedEarly: loop.stoppedEarly,
-    skippedSteps: loop.skippedSteps,
-    train: train ?? {},
-    validation: validation ?? {},
-    test: test ?? {},
-    workers: generation.members.map((m) => ({
-      rank: m.rank,
-      host: m.session.hello.host,
-      pid: m.session.hello.pid,
-      gpuIndex: m.session.hello.gpuIndex,
-      backend: m.backend,
-    })),
-    recoveries: ctx.events.count('recovery'),
-    stragglers: ctx.stragglers,
-    events: ctx.events.events,
-    coordinatorHost: os.hostname(),
-    finishedAt: new Date().toISOString(),
-  };
-  await runDir.writeSummary(summary);
-  await ctx.hooks.call('onTrainEnd', { summary });
-  ctx.reporter.note(`run directory: ${runDir.path}`);
-  return summary;
 }

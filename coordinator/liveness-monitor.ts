@@ -6,6 +6,7 @@ import type { RingMember } from './membership.js';
 export class LivenessMonitor {
   private readonly timer: NodeJS.Timeout;
   private readonly reported = new Set<number>();
+  private longestStepMs = 0;
 
   constructor(
     private readonly members: () => RingMember[],
@@ -16,11 +17,20 @@ export class LivenessMonitor {
     this.timer.unref();
   }
 
+  /**
+   * A worker's heartbeat timer cannot fire while TensorFlow.js computes synchronously, so a long
+   * step looks like silence: the threshold is at least 3× the longest step seen so far.
+   */
+  noteStep(wallMs: number): void {
+    this.longestStepMs = Math.max(this.longestStepMs, wallMs);
+  }
+
   private check(): void {
     const now = Date.now();
+    const thresholdMs = Math.max(this.hangMs, 3 * this.longestStepMs);
     for (const member of this.members()) {
       const silentMs = now - member.session.lastHeartbeatMs;
-      if (silentMs > this.hangMs && !member.session.isClosed && !this.reported.has(member.session.id)) {
+      if (silentMs > thresholdMs && !member.session.isClosed && !this.reported.has(member.session.id)) {
         this.reported.add(member.session.id);
         this.onHang(member, silentMs);
       }

@@ -2,7 +2,7 @@
 // state untouched, or is gone. Recovery reads this to pick the most advanced consistent state.
 import type { StepReport__Output } from '../proto/generated/ringtrain/v1/StepReport.js';
 import { WorkerFailedError } from '../shared/errors.js';
-import type { RingMember } from './membership.js';
+import type { Generation, RingMember } from './membership.js';
 
 export type RankOutcome =
   | { member: RingMember; kind: 'done'; completedSteps: number; report: StepReport__Output }
@@ -28,4 +28,22 @@ export class StepFailedError extends WorkerFailedError {
       (o): o is Exclude<RankOutcome, { kind: 'failed' }> => o.kind !== 'failed' && !o.member.session.isClosed,
     );
   }
+}
+
+/** A failure outside a step (validation, checkpoint) still leaves every survivor at the boundary. */
+export function asStepFailure(
+  error: unknown,
+  generation: Generation,
+  boundaryStep: number,
+): StepFailedError | undefined {
+  if (error instanceof StepFailedError) return error;
+  if (!(error instanceof WorkerFailedError) || !generation.members.some((m) => m.session.isClosed)) return undefined;
+  return new StepFailedError(
+    boundaryStep,
+    generation.members.map((member) =>
+      member.session.isClosed
+        ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message }
+        : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' },
+    ),
+  );
 }

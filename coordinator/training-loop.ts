@@ -37,6 +37,8 @@ export interface LoopContext {
   stopSignal: AbortSignal;
   events: EventLog;
   stragglers: StragglerDetector;
+  /** Told every completed step's wall time (the liveness monitor scales its patience with it). */
+  onStep: (outcome: StepOutcome) => void;
   /** Takes a checkpoint of the state after `step` steps (the next step to run). */
   checkpoint: (nextStep: number, metrics: Record<string, number>) => Promise<void>;
 }
