@@ -63,14 +63,22 @@ const COLUMNS: ReadonlyArray<Column<AllreduceRow>> = [
 
 export async function runAllreduceBench(options: AllreduceBenchOptions): Promise<AllreduceRow[]> {
   const { write } = options;
-  write(`# ringtrain bench allreduce: ${options.workers} worker processes, transport ${options.transport}, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`);
-  write(`# ${options.warmup} warm-up + ${options.iters} timed iterations per size; time = median over iterations of the slowest rank`);
+  write(
+    `# ringtrain bench allreduce: ${options.workers} worker processes, transport ${options.transport}, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`,
+  );
+  write(
+    `# ${options.warmup} warm-up + ${options.iters} timed iterations per size (fewer above 16 MiB, at least 1 + 3); time = median over iterations of the slowest rank`,
+  );
   const tcp = await measureTcpBaseline(options.tcpBytes, options.tcpRuns);
-  write(`# TCP baseline (one loopback socket between two processes, best of ${tcp.runs.length} × ${formatBytes(tcp.bytesPerRun)}): ${tcp.gigabytesPerSecond.toFixed(3)} GB/s`);
+  write(
+    `# TCP baseline (one loopback socket between two processes, best of ${tcp.runs.length} × ${formatBytes(tcp.bytesPerRun)}): ${tcp.gigabytesPerSecond.toFixed(3)} GB/s`,
+  );
   write('#');
   write(headerLine(COLUMNS));
   const rows: AllreduceRow[] = [];
-  const ranks = Array.from({ length: options.workers }, (_, rank) => BenchChild.spawn(`rank ${rank}`, rankArgs(options, rank)));
+  const ranks = Array.from({ length: options.workers }, (_, rank) =>
+    BenchChild.spawn(`rank ${rank}`, rankArgs(options, rank)),
+  );
   try {
     const listening = await Promise.all(ranks.map((child) => child.next('listening', START_TIMEOUT_MS)));
     const peers = listening.map((message) => `127.0.0.1:${Number(message['port'])}`);
@@ -90,28 +98,45 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
   const wrong = rows.filter((row) => !row.verified);
   if (wrong.length > 0) {
-    throw new RingtrainError(`all-reduce produced wrong or diverging values for ${wrong.map((r) => formatBytes(r.bytes)).join(', ')}`);
+    throw new RingtrainError(
+      `all-reduce produced wrong or diverging values for ${wrong.map((r) => formatBytes(r.bytes)).join(', ')}`,
+    );
   }
   return rows;
 }
 
 function rankArgs(options: AllreduceBenchOptions, rank: number): string[] {
   return [
-    'bench', 'allreduce-rank',
-    '--rank', String(rank),
-    '--world-size', String(options.workers),
-    '--sizes', options.sizes.join(','),
-    '--transport', options.transport,
-    '--compression', options.compression,
-    '--warmup', String(options.warmup),
-    '--iters', String(options.iters),
-    '--chunk-bytes', String(options.chunkBytes),
-    '--timeout-ms', String(options.collectiveTimeoutMs),
+    'bench',
+    'allreduce-rank',
+    '--rank',
+    String(rank),
+    '--world-size',
+    String(options.workers),
+    '--sizes',
+    options.sizes.join(','),
+    '--transport',
+    options.transport,
+    '--compression',
+    options.compression,
+    '--warmup',
+    String(options.warmup),
+    '--iters',
+    String(options.iters),
+    '--chunk-bytes',
+    String(options.chunkBytes),
+    '--timeout-ms',
+    String(options.collectiveTimeoutMs),
   ];
 }
 
 /** The slowest rank sets each iteration's time; digests must agree for the ranks to be bit-identical. */
-function aggregate(bytes: number, results: SizeResult[], options: AllreduceBenchOptions, tcpGBps: number): AllreduceRow {
+function aggregate(
+  bytes: number,
+  results: SizeResult[],
+  options: AllreduceBenchOptions,
+  tcpGBps: number,
+): AllreduceRow {
   const iterations = Math.min(...results.map((r) => r.seconds.length));
   const slowest = Array.from({ length: iterations }, (_, i) => Math.max(...results.map((r) => r.seconds[i] ?? 0)));
   const seconds = median(slowest);

@@ -5,7 +5,7 @@
 // (r + 1)·p(i) with p(i) a small integer, so the exact sum is p(i)·N(N+1)/2 and float32 gets it
 // exactly; a ring that drops, repeats or misplaces a chunk cannot pass.
 import { createHash } from 'node:crypto';
-import { componentLogger } from '../shared/logger.js';
+import { componentLogger, logLevel } from '../shared/logger.js';
 import { RingEndpoint, type RingCollective } from '../worker/tcp-ring-endpoint.js';
 import { RELATIVE_CAST_ERROR, type WireCodec } from '../worker/wire-compression.js';
 import { readOrder, report } from './bench-child.js';
@@ -14,6 +14,7 @@ import { readOrder, report } from './bench-child.js';
 const PATTERN_HALF = 8;
 const PATTERN_PERIOD = 2 * PATTERN_HALF + 1;
 const ORDER_TIMEOUT_MS = 120_000;
+const ITERATION_REFERENCE_BYTES = 16 * 1024 * 1024;
 
 export interface AllreduceRankOptions {
   rank: number;
@@ -39,14 +40,27 @@ export interface SizeResult {
 }
 
 export async function runAllreduceRank(options: AllreduceRankOptions): Promise<void> {
-  const logger = componentLogger('bench-rank', { rank: options.rank });
+  // Only errors by default: neighbours closing at the end is how every benchmark ends.
+  const logger = componentLogger('bench-rank', { rank: options.rank }).child({}, { level: logLevel('error') });
   const endpoint = await RingEndpoint.start({ host: '127.0.0.1', port: 0, logger });
   let comm: RingCollective | undefined;
   try {
     report({ event: 'listening', port: endpoint.port });
     const peers = (await readOrder(ORDER_TIMEOUT_MS))['peers'] as string[];
-    const position = { rank: options.rank, worldSize: options.worldSize, generation: 1, rightAddress: peers[(options.rank + 1) % options.worldSize] ?? '' };
-    comm = await endpoint.connect(position, { chunkBytes: options.chunkBytes, transport: options.transport, compression: options.compression }, options.collectiveTimeoutMs, logger);
+    const { rank, worldSize } = options;
+    const position = {
+      rank,
+      worldSize,
+      generation: 1,
+      leftAddress: peers[(rank - 1 + worldSize) % worldSize] ?? '',
+      rightAddress: peers[(rank + 1) % worldSize] ?? '',
+    };
+    comm = await endpoint.connect(
+      position,
+      { chunkBytes: options.chunkBytes, transport: options.transport, compression: options.compression },
+      options.collectiveTimeoutMs,
+      logger,
+    );
     const steps = { next: 0 };
     for (const bytes of options.sizes) report({ event: 'result', ...(await measureSize(comm, bytes, options, steps)) });
     report({ event: 'done' });
@@ -58,14 +72,21 @@ export async function runAllreduceRank(options: AllreduceRankOptions): Promise<v
   }
 }
 
-async function measureSize(comm: RingCollective, bytes: number, options: AllreduceRankOptions, steps: { next: number }): Promise<SizeResult> {
+async function measureSize(
+  comm: RingCollective,
+  bytes: number,
+  options: AllreduceRankOptions,
+  steps: { next: number },
+): Promise<SizeResult> {
   const buffer = new Float32Array(bytes / 4);
   const barrier = new Float32Array(1);
   const seconds: number[] = [];
   const tolerance = patternTolerance(options.worldSize, options.compression);
   let verified = true;
   let maxAbsError = 0;
-  for (let iteration = 0; iteration < options.warmup + options.iters; iteration++) {
+  const warmup = iterationsFor(bytes, options.warmup, 1);
+  const iters = iterationsFor(bytes, options.iters, 3);
+  for (let iteration = 0; iteration < warmup + iters; iteration++) {
     fillPattern(buffer, options.rank, iteration);
     const step = steps.next++;
     await comm.allReduce(barrier, step, 0);
@@ -75,10 +96,18 @@ async function measureSize(comm: RingCollective, bytes: number, options: Allredu
     const error = patternError(buffer, options.worldSize, iteration);
     maxAbsError = Math.max(maxAbsError, error);
     if (!(error <= tolerance)) verified = false;
-    if (iteration >= options.warmup) seconds.push(elapsedSeconds);
+    if (iteration >= warmup) seconds.push(elapsedSeconds);
   }
   const digest = createHash('sha1').update(new Uint8Array(buffer.buffer)).digest('hex');
   return { bytes, seconds, verified, maxAbsError, digest };
+}
+
+/** Above 16 MiB the requested count shrinks in proportion to size (never below `floor`), so 256 MiB stays quick. */
+export function iterationsFor(bytes: number, requested: number, floor: number): number {
+  return Math.max(
+    Math.min(requested, floor),
+    Math.min(requested, Math.round((requested * ITERATION_REFERENCE_BYTES) / bytes)),
+  );
 }
 
 /** buffer[i] = (rank + 1)·p(i + iteration), p cycling through −8..8: the iteration shifts it, so a stale result fails. */

@@ -101,7 +101,8 @@ export class BenchChild {
 
   private check(message: BenchMessage, event: string): BenchMessage {
     if (message.event === 'error') throw new RingtrainError(`${this.name}: ${String(message['message'])}`);
-    if (message.event !== event) throw new RingtrainError(`${this.name} sent "${message.event}" where "${event}" was expected`);
+    if (message.event !== event)
+      throw new RingtrainError(`${this.name} sent "${message.event}" where "${event}" was expected`);
     return message;
   }
 
@@ -123,7 +124,10 @@ export async function readOrder(timeoutMs: number): Promise<Record<string, unkno
   const lines = readline.createInterface({ input: process.stdin });
   try {
     const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RingtrainError(`no order from the parent within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new RingtrainError(`no order from the parent within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       lines.once('line', (text) => {
         clearTimeout(timer);
         resolve(text);

@@ -19,7 +19,9 @@ export function loadBenchJob(file: string | undefined, overrides: BenchJobOverri
   if (overrides.transport !== undefined) job.allreduce.transport = overrides.transport;
   if (overrides.compression !== undefined) job.allreduce.compression = overrides.compression;
   if (job.allreduce.transport !== 'tcp' && job.allreduce.compression !== 'none') {
-    throw new JobConfigError(file ?? 'default job', [`allreduce.compression ${job.allreduce.compression} needs allreduce.transport tcp`]);
+    throw new JobConfigError(file ?? 'default job', [
+      `allreduce.compression ${job.allreduce.compression} needs allreduce.transport tcp`,
+    ]);
   }
   return job;
 }

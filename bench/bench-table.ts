@@ -10,11 +10,11 @@ export interface Column<Row> {
 }
 
 export function headerLine<Row>(columns: ReadonlyArray<Column<Row>>): string {
-  return `#${columns.map((column) => column.title.padStart(column.width)).join('  ')}`;
+  return `# ${columns.map((column) => column.title.padStart(column.width)).join('  ')}`;
 }
 
 export function rowLine<Row>(columns: ReadonlyArray<Column<Row>>, row: Row): string {
-  return ` ${columns.map((column) => column.value(row).padStart(column.width)).join('  ')}`;
+  return `  ${columns.map((column) => column.value(row).padStart(column.width)).join('  ')}`;
 }
 
 export function formatTable<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row[]): string {

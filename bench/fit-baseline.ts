@@ -21,7 +21,8 @@ export async function measureModelFit(job: Job, steps: number, warmupSteps: numb
   const dataset = loadDataset(job);
   const batch = job.training.batchSize;
   const count = Math.floor(dataset.train.count / batch) * batch;
-  if (count === 0) throw new RangeError(`the training split has ${dataset.train.count} samples, fewer than one batch of ${batch}`);
+  if (count === 0)
+    throw new RangeError(`the training split has ${dataset.train.count} samples, fewer than one batch of ${batch}`);
   const total = warmupSteps + steps;
   const model = buildModel(job);
   model.compile({ optimizer: tfOptimizer(job.optimizer), loss: job.loss });
@@ -50,14 +51,22 @@ export async function measureModelFit(job: Job, steps: number, warmupSteps: numb
     model.dispose();
   }
   const seconds = ((ends[total - 1] ?? Number.NaN) - (begins[warmupSteps] ?? Number.NaN)) / 1000;
-  return { samplesPerSecond: (steps * batch) / seconds, steps, meanStepMs: (seconds * 1000) / steps, finalLoss, backend: backend.name };
+  return {
+    samplesPerSecond: (steps * batch) / seconds,
+    steps,
+    meanStepMs: (seconds * 1000) / steps,
+    finalLoss,
+    backend: backend.name,
+  };
 }
 
 /** The tf.train optimizer matching the job's (learning rate, momentum, Adam moments). */
 function tfOptimizer(spec: OptimizerSpec): tf.Optimizer {
   switch (spec.type) {
     case 'sgd':
-      return spec.momentum > 0 ? tf.train.momentum(spec.learningRate, spec.momentum, spec.nesterov) : tf.train.sgd(spec.learningRate);
+      return spec.momentum > 0
+        ? tf.train.momentum(spec.learningRate, spec.momentum, spec.nesterov)
+        : tf.train.sgd(spec.learningRate);
     case 'momentum':
       return tf.train.momentum(spec.learningRate, spec.momentum, spec.nesterov);
     case 'nesterov':

@@ -35,7 +35,10 @@ export class ChildRssMonitor {
 
 function childPids(): number[] {
   const text = readProc(`/proc/${process.pid}/task/${process.pid}/children`) ?? '';
-  return text.split(/\s+/).filter((s) => s !== '').map(Number);
+  return text
+    .split(/\s+/)
+    .filter((s) => s !== '')
+    .map(Number);
 }
 
 function readPeakRss(pid: number): number | undefined {

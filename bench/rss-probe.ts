@@ -5,7 +5,10 @@ import { loadDataset } from '../shared/data/dataset.js';
 import { selectBackend } from '../worker/backend.js';
 import { loadBenchJob } from './bench-job.js';
 
-export async function runRssProbe(jobFile: string | undefined, backend: string | undefined): Promise<{ maxRssBytes: number; backend: string }> {
+export async function runRssProbe(
+  jobFile: string | undefined,
+  backend: string | undefined,
+): Promise<{ maxRssBytes: number; backend: string }> {
   const job = loadBenchJob(jobFile, backend !== undefined ? { backend } : {});
   const info = await selectBackend(job.backend);
   loadDataset(job);

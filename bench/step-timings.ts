@@ -37,8 +37,15 @@ interface StepRecord {
 }
 
 /** Figures over the step records after the first `warmupSteps`. */
-export function stepFigures(records: ReadonlyArray<Record<string, unknown>>, warmupSteps: number, worldSize: number): StepFigures {
-  const steps = records.filter((r) => r['type'] === 'step').map((r) => r as unknown as StepRecord).filter((r) => r.step >= warmupSteps);
+export function stepFigures(
+  records: ReadonlyArray<Record<string, unknown>>,
+  warmupSteps: number,
+  worldSize: number,
+): StepFigures {
+  const steps = records
+    .filter((r) => r['type'] === 'step')
+    .map((r) => r as unknown as StepRecord)
+    .filter((r) => r.step >= warmupSteps);
   const samples = steps.reduce((sum, s) => sum + s.samples, 0);
   const wallSeconds = steps.reduce((sum, s) => sum + s.wallMs, 0) / 1000;
   const ranks = Array.from({ length: worldSize }, (_, rank) => rankSplit(rank, steps));

@@ -23,9 +23,21 @@ export async function measureTcpBaseline(bytesPerRun: number, runs: number): Pro
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-  const sink = BenchChild.spawn('tcp sink', ['bench', 'tcp-sink', '--port', String(port), '--bytes', String(bytesPerRun), '--runs', String(runs)]);
+  const sink = BenchChild.spawn('tcp sink', [
+    'bench',
+    'tcp-sink',
+    '--port',
+    String(port),
+    '--bytes',
+    String(bytesPerRun),
+    '--runs',
+    String(runs),
+  ]);
   try {
-    const socket = await Promise.race([accepted, sink.exited.then(() => Promise.reject(new RingtrainError('the tcp sink exited before connecting')))]);
+    const socket = await Promise.race([
+      accepted,
+      sink.exited.then(() => Promise.reject(new RingtrainError('the tcp sink exited before connecting'))),
+    ]);
     const results: number[] = [];
     const payload = Buffer.alloc(WRITE_BYTES, 0x5a);
     for (let run = 0; run < runs; run++) results.push(await blast(socket, payload, bytesPerRun));
@@ -45,7 +57,7 @@ async function blast(socket: net.Socket, payload: Buffer, total: number): Promis
     socket.once('close', () => reject(new RingtrainError('the tcp sink closed the connection mid-run')));
   });
   const started = performance.now();
-  for (let sent = 0; sent < total; ) {
+  for (let sent = 0; sent < total;) {
     const piece = Math.min(payload.byteLength, total - sent);
     sent += piece;
     if (!socket.write(piece === payload.byteLength ? payload : payload.subarray(0, piece))) {
@@ -58,7 +70,11 @@ async function blast(socket: net.Socket, payload: Buffer, total: number): Promis
 }
 
 /** Child side: reads `runs` × `bytes` into one reused buffer, acknowledging each run. */
-export async function runTcpSink(options: { port: number; bytes: number; runs: number }): Promise<{ received: number }> {
+export async function runTcpSink(options: {
+  port: number;
+  bytes: number;
+  runs: number;
+}): Promise<{ received: number }> {
   let received = 0;
   let inRun = 0;
   let socket: net.Socket | undefined;

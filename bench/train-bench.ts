@@ -10,6 +10,7 @@ import { runCoordinator } from '../coordinator/coordinator.js';
 import { ProgressReporter } from '../coordinator/progress-reporter.js';
 import { readMetrics } from '../coordinator/run-directory.js';
 import type { Job } from '../shared/job-schema.js';
+import { selectBackend } from '../worker/backend.js';
 import { buildModel } from '../worker/model-builder.js';
 import type { WireCodec } from '../worker/wire-compression.js';
 import { BenchChild } from './bench-child.js';
@@ -75,7 +76,7 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRo
     row.speedup = row.samplesPerSecond / single;
     row.efficiency = row.speedup / row.workers;
   }
-  printTrainReport({ job, paramCount: trainableParams(job), runtimeRssBytes, rows }, options);
+  printTrainReport({ job, paramCount: await trainableParams(job), runtimeRssBytes, rows }, options);
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
   return rows;
 }
@@ -145,16 +146,26 @@ function fitRow(fit: FitBaseline): TrainRow {
   };
 }
 
-function trainableParams(job: Job): number {
+/** Counted on a model built under the job's backend (selecting it also silences tfjs's banners). */
+async function trainableParams(job: Job): Promise<number> {
+  await selectBackend(job.backend);
   const model = buildModel(job);
-  const count = model.trainableWeights.reduce((sum, weight) => sum + weight.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+  const count = model.trainableWeights.reduce(
+    (sum, weight) => sum + weight.shape.reduce<number>((a, b) => a * (b ?? 1), 1),
+    0,
+  );
   model.dispose();
   return count;
 }
 
 /** Peak RSS of a worker-like process without a model (see rss-probe.ts). */
 async function measureRuntimeRss(options: TrainBenchOptions): Promise<number> {
-  const args = ['bench', 'rss-probe', ...(options.jobFile !== undefined ? [options.jobFile] : []), ...(options.backend !== undefined ? ['--backend', options.backend] : [])];
+  const args = [
+    'bench',
+    'rss-probe',
+    ...(options.jobFile !== undefined ? [options.jobFile] : []),
+    ...(options.backend !== undefined ? ['--backend', options.backend] : []),
+  ];
   const probe = BenchChild.spawn('rss probe', args);
   try {
     return Number((await probe.next('rss', 120_000))['maxRssBytes']);

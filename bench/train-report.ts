@@ -14,14 +14,21 @@ const RUN_COLUMNS: ReadonlyArray<Column<TrainRow>> = [
   { title: 'speedup', width: 7, value: (r) => (r.kind === 'ringtrain' ? fixed(r.speedup, 2) : '-') },
   { title: 'efficiency', width: 10, value: (r) => (r.kind === 'ringtrain' ? percent(r.efficiency) : '-') },
   { title: 'non-compute', width: 11, value: (r) => percent(r.nonComputeFraction) },
-  { title: 'peak RSS/worker(MiB)', width: 20, value: (r) => (r.peakRssBytes.length === 0 ? '-' : r.peakRssBytes.map((b) => fixed(b / MIB, 0)).join('/')) },
+  {
+    title: 'peak RSS/worker(MiB)',
+    width: 20,
+    value: (r) => (r.peakRssBytes.length === 0 ? '-' : r.peakRssBytes.map((b) => fixed(b / MIB, 0)).join('/')),
+  },
   { title: 'final loss', width: 10, value: (r) => fixed(r.finalLoss, 4) },
   { title: 'verified', width: 8, value: (r) => (r.verified ? 'ok' : 'NO') },
 ];
 
 type SplitLine = RankSplit & { workers: number };
 const ms = (value: number): string => fixed(value, 2);
-const share = (part: (s: SplitLine) => number) => (s: SplitLine): string => percent(part(s) / (s.computeMs + s.allreduceMs + s.optimizerMs + s.idleMs));
+const share =
+  (part: (s: SplitLine) => number) =>
+  (s: SplitLine): string =>
+    percent(part(s) / (s.computeMs + s.allreduceMs + s.optimizerMs + s.idleMs));
 
 const SPLIT_COLUMNS: ReadonlyArray<Column<SplitLine>> = [
   { title: 'workers', width: 7, value: (s) => String(s.workers) },
@@ -39,14 +46,23 @@ const SPLIT_COLUMNS: ReadonlyArray<Column<SplitLine>> = [
 export function printTrainReport(context: TrainBenchContext, options: TrainBenchOptions): void {
   const { job, paramCount, rows, runtimeRssBytes } = context;
   const { write } = options;
-  write(`# ringtrain bench train: job ${job.name}, ${paramCount.toLocaleString('en-US')} parameters, global batch ${job.training.batchSize}, backend ${job.backend}, transport ${job.allreduce.transport}, compression ${job.allreduce.compression}`);
-  write(`# ${options.warmupSteps} warm-up + ${options.steps} measured steps per run; samples/s = measured samples / summed coordinator step wall time`);
+  write(
+    `# ringtrain bench train: job ${job.name}, ${paramCount.toLocaleString('en-US')} parameters, global batch ${job.training.batchSize}, backend ${job.backend}, transport ${job.allreduce.transport}, compression ${job.allreduce.compression}`,
+  );
+  write(
+    `# ${options.warmupSteps} warm-up + ${options.steps} measured steps per run; samples/s = measured samples / summed coordinator step wall time`,
+  );
   write(`# runtime baseline RSS (node + tfjs + backend + dataset, no model): ${fixed(runtimeRssBytes / MIB, 1)} MiB`);
   write('#');
   write(formatTable(RUN_COLUMNS, rows));
   write('#');
   write('# per-rank split of step time (mean ms per measured step)');
-  write(formatTable(SPLIT_COLUMNS, rows.flatMap((r) => r.ranks.map((split) => ({ ...split, workers: r.workers })))));
+  write(
+    formatTable(
+      SPLIT_COLUMNS,
+      rows.flatMap((r) => r.ranks.map((split) => ({ ...split, workers: r.workers }))),
+    ),
+  );
   write('#');
   for (const line of targetLines(context)) write(`# ${line}`);
 }
@@ -63,12 +79,16 @@ function targetLines({ rows, paramCount, runtimeRssBytes }: TrainBenchContext): 
   }
   const two = ring(2);
   if (two !== undefined) {
-    lines.push(`  N=2 non-compute share of step time = ${percent(two.nonComputeFraction)} (target <= 15%): ${verdict(two.nonComputeFraction <= 0.15)}`);
+    lines.push(
+      `  N=2 non-compute share of step time = ${percent(two.nonComputeFraction)} (target <= 15%): ${verdict(two.nonComputeFraction <= 0.15)}`,
+    );
   }
   const limit = runtimeRssBytes + 4 * 4 * paramCount;
   for (const row of rows.filter((r) => r.kind === 'ringtrain' && r.peakRssBytes.length > 0)) {
     const peak = Math.max(...row.peakRssBytes);
-    lines.push(`  N=${row.workers} peak worker RSS ${fixed(peak / MIB, 1)} MiB (target <= runtime ${fixed(runtimeRssBytes / MIB, 1)} + 4 x params ${fixed((16 * paramCount) / MIB, 1)} = ${fixed(limit / MIB, 1)} MiB): ${verdict(peak <= limit)}`);
+    lines.push(
+      `  N=${row.workers} peak worker RSS ${fixed(peak / MIB, 1)} MiB (target <= runtime ${fixed(runtimeRssBytes / MIB, 1)} + 4 x params ${fixed((16 * paramCount) / MIB, 1)} = ${fixed(limit / MIB, 1)} MiB): ${verdict(peak <= limit)}`,
+    );
   }
   return lines;
 }

@@ -2,13 +2,26 @@
 // bandwidths in decimal GB/s as nccl-tests prints them.
 import { InvalidArgumentError } from 'commander';
 
-const BINARY_UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const BINARY_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** "256MiB" -> 268435456. Units are binary (KiB = 1024 B); a bare number is bytes. */
 export function parseByteSize(text: string, flag: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const factor = match === null ? undefined : BINARY_UNITS[(match[2] ?? '').toLowerCase()];
-  if (match === null || factor === undefined) throw new InvalidArgumentError(`${flag}: "${text}" is not a size like 4KiB, 64MiB or 1048576`);
+  if (match === null || factor === undefined)
+    throw new InvalidArgumentError(`${flag}: "${text}" is not a size like 4KiB, 64MiB or 1048576`);
   const bytes = Math.round(Number(match[1]) * factor);
   if (bytes <= 0) throw new InvalidArgumentError(`${flag}: "${text}" must be positive`);
   return bytes;
@@ -19,7 +32,10 @@ export function parseSizeList(flag: string): (value: string) => number[] {
   return (value) =>
     value.split(',').map((part) => {
       const bytes = parseByteSize(part, flag);
-      if (bytes % 4 !== 0) throw new InvalidArgumentError(`${flag}: ${part} is not a whole number of float32 values (a multiple of 4 bytes)`);
+      if (bytes % 4 !== 0)
+        throw new InvalidArgumentError(
+          `${flag}: ${part} is not a whole number of float32 values (a multiple of 4 bytes)`,
+        );
       return bytes;
     });
 }
@@ -29,7 +45,8 @@ export function parseIntList(flag: string, min: number, max: number): (value: st
   return (value) =>
     value.split(',').map((part) => {
       const n = Number(part.trim());
-      if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag}: "${part}" must be an integer from ${min} to ${max}`);
+      if (!Number.isInteger(n) || n < min || n > max)
+        throw new InvalidArgumentError(`${flag}: "${part}" must be an integer from ${min} to ${max}`);
       return n;
     });
 }

@@ -9,7 +9,12 @@ import { CollectiveError } from '../shared/errors.js';
 import type { RingLink } from './ring-allreduce.js';
 
 /** In-place sum all-reduce of a small `buffer`; every rank must pass the same length. */
-export async function allGatherSum(buffer: Float32Array, rank: number, worldSize: number, link: RingLink): Promise<void> {
+export async function allGatherSum(
+  buffer: Float32Array,
+  rank: number,
+  worldSize: number,
+  link: RingLink,
+): Promise<void> {
   if (worldSize <= 1) return;
   const contributions: Float32Array[] = [];
   contributions[rank] = buffer.slice();

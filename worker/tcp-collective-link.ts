@@ -15,7 +15,14 @@ import type { RingChunk, RingLink } from './ring-allreduce.js';
 import type { BufferPool } from './tcp-buffer-pool.js';
 import { FRAME_HEADER_BYTES, type FrameHeader } from './tcp-frame.js';
 import type { LeftReceiver } from './tcp-left-receiver.js';
-import { chooseScaleExponent, decodeScaled, encodeScaled, WIRE_BYTES_PER_ELEMENT, type NarrowCodec, type WireCodec } from './wire-compression.js';
+import {
+  chooseScaleExponent,
+  decodeScaled,
+  encodeScaled,
+  WIRE_BYTES_PER_ELEMENT,
+  type NarrowCodec,
+  type WireCodec,
+} from './wire-compression.js';
 
 /** Header fields a collective chooses; the communicator adds kind, generation, sender and size. */
 export type DataFields = Omit<FrameHeader, 'kind' | 'generation' | 'senderRank' | 'payloadBytes'>;
@@ -48,7 +55,17 @@ export class CollectiveLink implements RingLink {
     this.release();
     const { step, collective, codec } = this.at;
     const data = chunk.data;
-    const fields: DataFields = { codec, step, collective, round: chunk.round, segment: chunk.segment, chunk: chunk.chunk, offset: chunk.offset, length: data.length, scaleExponent: 0 };
+    const fields: DataFields = {
+      codec,
+      step,
+      collective,
+      round: chunk.round,
+      segment: chunk.segment,
+      chunk: chunk.chunk,
+      offset: chunk.offset,
+      length: data.length,
+      scaleExponent: 0,
+    };
     const frame = Buffer.from(this.pool.take(FRAME_HEADER_BYTES + data.length * WIRE_BYTES_PER_ELEMENT[codec]));
     if (codec === 'none') new Float32Array(frame.buffer, FRAME_HEADER_BYTES, data.length).set(data);
     else {
@@ -68,7 +85,9 @@ export class CollectiveLink implements RingLink {
     const exponent = this.left.takeScaleExponent(key);
     if (this.at.codec !== 'none' && round >= this.at.worldSize - 1) {
       if (exponent === undefined) {
-        throw new CollectiveError(`round ${round} chunk ${chunk} arrived uncompressed while this rank uses ${this.at.codec}; ranks disagree on allreduce.compression`);
+        throw new CollectiveError(
+          `round ${round} chunk ${chunk} arrived uncompressed while this rank uses ${this.at.codec}; ranks disagree on allreduce.compression`,
+        );
       }
       this.gatherExponents.set(chunk, exponent);
     }
@@ -86,7 +105,10 @@ export class CollectiveLink implements RingLink {
   private exponentFor(chunk: RingChunk, codec: NarrowCodec): number {
     if (chunk.round < this.at.worldSize) return chooseScaleExponent(chunk.data, codec);
     const exponent = this.gatherExponents.get(chunk.chunk);
-    if (exponent === undefined) throw new CollectiveError(`no scale exponent recorded for all-gather chunk ${chunk.chunk} of round ${chunk.round - 1}`);
+    if (exponent === undefined)
+      throw new CollectiveError(
+        `no scale exponent recorded for all-gather chunk ${chunk.chunk} of round ${chunk.round - 1}`,
+      );
     return exponent;
   }
 }

@@ -57,7 +57,9 @@ export class FrameReader {
     readHeader(this.headerBytes, this.header);
     const payload = this.header.payloadBytes === 0 ? EMPTY : this.sink.payloadTarget(this.header);
     if (payload.byteLength !== this.header.payloadBytes) {
-      throw new CollectiveError(`payload storage of ${payload.byteLength} bytes for a ${this.header.payloadBytes}-byte frame`);
+      throw new CollectiveError(
+        `payload storage of ${payload.byteLength} bytes for a ${this.header.payloadBytes}-byte frame`,
+      );
     }
     if (payload.byteLength === 0) {
       this.complete(payload);

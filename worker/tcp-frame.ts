@@ -88,7 +88,9 @@ export function writeHeader(target: Buffer, header: FrameHeader): void {
 export function readHeader(source: Buffer, out: FrameHeader): void {
   const magic = source.readUInt32LE(0);
   if (magic !== FRAME_MAGIC) {
-    throw new CollectiveError(`ring stream out of sync: frame starts with 0x${magic.toString(16)}, not the "RTR1" magic`);
+    throw new CollectiveError(
+      `ring stream out of sync: frame starts with 0x${magic.toString(16)}, not the "RTR1" magic`,
+    );
   }
   const codec = CODEC_NAMES[source.readUInt8(5)];
   if (codec === undefined) throw new CollectiveError(`ring frame names unknown codec ${source.readUInt8(5)}`);

@@ -38,7 +38,10 @@ export class LeftReceiver {
   private done = false;
 
   private constructor(private readonly options: LeftReceiverOptions) {
-    this.reader = new FrameReader({ payloadTarget: (header) => this.payloadTarget(header), frame: (header, payload) => this.onFrame(header, payload) });
+    this.reader = new FrameReader({
+      payloadTarget: (header) => this.payloadTarget(header),
+      frame: (header, payload) => this.onFrame(header, payload),
+    });
   }
 
   static async connect(options: LeftReceiverOptions): Promise<LeftReceiver> {
@@ -70,7 +73,10 @@ export class LeftReceiver {
         return await this.connectOnce(Math.max(1, deadline - Date.now()));
       } catch (cause) {
         if (Date.now() + delayMs >= deadline) {
-          throw new CollectiveError(`cannot reach left neighbour rank ${leftRank} at ${address} within ${connectTimeoutMs} ms`, { cause });
+          throw new CollectiveError(
+            `cannot reach left neighbour rank ${leftRank} at ${address} within ${connectTimeoutMs} ms`,
+            { cause },
+          );
         }
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
@@ -114,9 +120,11 @@ export class LeftReceiver {
   }
 
   private payloadTarget(header: FrameHeader): Uint8Array {
-    if (header.kind === FrameKind.refuse && header.payloadBytes <= MAX_REFUSAL_BYTES) return new Uint8Array(header.payloadBytes);
+    if (header.kind === FrameKind.refuse && header.payloadBytes <= MAX_REFUSAL_BYTES)
+      return new Uint8Array(header.payloadBytes);
     const problem = frameProblem(header, this.options.generation, this.options.leftRank);
-    if (problem !== undefined) throw new CollectiveError(`frame from left neighbour rank ${this.options.leftRank} refused: ${problem}`);
+    if (problem !== undefined)
+      throw new CollectiveError(`frame from left neighbour rank ${this.options.leftRank} refused: ${problem}`);
     return new Uint8Array(this.options.pool.take(header.payloadBytes));
   }
 
@@ -125,9 +133,15 @@ export class LeftReceiver {
       this.fail(`refused the ring connection: ${Buffer.from(payload).toString('utf8')}`);
       return;
     }
-    if (header.kind !== FrameKind.data) throw new CollectiveError(`left neighbour rank ${this.options.leftRank} sent a frame of kind ${header.kind}`);
+    if (header.kind !== FrameKind.data)
+      throw new CollectiveError(`left neighbour rank ${this.options.leftRank} sent a frame of kind ${header.kind}`);
     const { pool, inbox } = this.options;
-    const key: FrameKey = { step: header.step, collective: header.collective, round: header.round, chunk: header.chunk };
+    const key: FrameKey = {
+      step: header.step,
+      collective: header.collective,
+      round: header.round,
+      chunk: header.chunk,
+    };
     let values: Float32Array;
     if (header.codec === 'none') values = new Float32Array(payload.buffer, 0, header.length);
     else {
@@ -158,7 +172,8 @@ function frameProblem(header: FrameHeader, generation: number, leftRank: number)
   if (header.payloadBytes !== header.length * WIRE_BYTES_PER_ELEMENT[header.codec]) {
     return `length ${header.length} ${header.codec === 'none' ? 'floats' : `${header.codec} values`} but payload of ${header.payloadBytes} bytes`;
   }
-  if (header.payloadBytes > MAX_PAYLOAD_BYTES) return `payload of ${header.payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
+  if (header.payloadBytes > MAX_PAYLOAD_BYTES)
+    return `payload of ${header.payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
   return undefined;
 }
 

@@ -20,7 +20,9 @@ export interface RingPosition {
   rank: number;
   worldSize: number;
   generation: number;
-  /** host:port of the right neighbour's data port. */
+  /** host:port of the left neighbour's data port (tcp receives from there). */
+  leftAddress: string;
+  /** host:port of the right neighbour's data port (grpc pushes there). */
   rightAddress: string;
 }
 
@@ -50,10 +52,28 @@ export class RingEndpoint {
   }
 
   /** Joins generation `position.generation` of the ring over the job's transport. */
-  async connect(position: RingPosition, allreduce: Job['allreduce'], collectiveTimeoutMs: number, logger?: Logger): Promise<RingCollective> {
-    const common = { ...position, chunkBytes: allreduce.chunkBytes, collectiveTimeoutMs, ...(logger ? { logger } : {}) };
-    if (allreduce.transport === 'grpc') return RingCommunicator.connect({ ...common, server: this.grpc });
-    return TcpRingCommunicator.connect({ ...common, server: this.tcp, compression: allreduce.compression });
+  async connect(
+    position: RingPosition,
+    allreduce: Job['allreduce'],
+    collectiveTimeoutMs: number,
+    logger?: Logger,
+  ): Promise<RingCollective> {
+    const { rank, worldSize, generation, leftAddress, rightAddress } = position;
+    const common = {
+      rank,
+      worldSize,
+      generation,
+      chunkBytes: allreduce.chunkBytes,
+      collectiveTimeoutMs,
+      ...(logger ? { logger } : {}),
+    };
+    if (allreduce.transport === 'grpc') return RingCommunicator.connect({ ...common, rightAddress, server: this.grpc });
+    return TcpRingCommunicator.connect({
+      ...common,
+      leftAddress,
+      server: this.tcp,
+      compression: allreduce.compression,
+    });
   }
 
   async close(): Promise<void> {

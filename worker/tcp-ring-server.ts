@@ -63,10 +63,16 @@ export class TcpRingServer {
 
   /** Listens on host:port. Throws PortInUseError on EADDRINUSE. */
   static async start(options: TcpRingServerOptions): Promise<TcpRingServer> {
-    const ring = new TcpRingServer(net.createServer({ noDelay: true }), options, options.logger ?? componentLogger('tcp-ring-server'));
+    const ring = new TcpRingServer(
+      net.createServer({ noDelay: true }),
+      options,
+      options.logger ?? componentLogger('tcp-ring-server'),
+    );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
-      ring.server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error));
+      ring.server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error),
+      );
       ring.server.listen(options.port, options.host, () => resolve());
     });
     return ring;
@@ -80,12 +86,17 @@ export class TcpRingServer {
   /** Prepare for generation g: only `rightRank` may connect, with a handshake for g; an older attached connection is refused. */
   expect(generation: number, rightRank: number): void {
     if (this.closed) throw new CollectiveError('tcp ring server is closed');
-    if (generation < this.generation) throw new CollectiveError(`generation ${generation} is older than the current generation ${this.generation}`);
+    if (generation < this.generation)
+      throw new CollectiveError(`generation ${generation} is older than the current generation ${this.generation}`);
     if (generation === this.generation) {
-      if (rightRank !== this.rightRank) throw new CollectiveError(`generation ${generation} already expects right rank ${this.rightRank}, not ${rightRank}`);
+      if (rightRank !== this.rightRank)
+        throw new CollectiveError(
+          `generation ${generation} already expects right rank ${this.rightRank}, not ${rightRank}`,
+        );
       return;
     }
-    if (this.right !== undefined) this.refuse(this.right, `generation ${this.generation} was superseded by generation ${generation}`);
+    if (this.right !== undefined)
+      this.refuse(this.right, `generation ${this.generation} was superseded by generation ${generation}`);
     this.generation = generation;
     this.rightRank = rightRank;
     this.failure = undefined;
@@ -109,11 +120,22 @@ export class TcpRingServer {
         return true;
       };
       const check = (): boolean => {
-        if (this.generation !== generation) return settle(new CollectiveError(`generation ${generation} is not current (this rank is at ${this.generation})`));
+        if (this.generation !== generation)
+          return settle(
+            new CollectiveError(`generation ${generation} is not current (this rank is at ${this.generation})`),
+          );
         if (this.failure !== undefined) return settle(this.failure);
         return this.right !== undefined && settle(this.right.socket);
       };
-      const timer = setTimeout(() => settle(new CollectiveError(`right neighbour rank ${this.rightRank} did not connect within ${timeoutMs} ms (generation ${generation})`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          settle(
+            new CollectiveError(
+              `right neighbour rank ${this.rightRank} did not connect within ${timeoutMs} ms (generation ${generation})`,
+            ),
+          ),
+        timeoutMs,
+      );
       if (!check()) this.waiters.add(check);
     });
   }
@@ -177,7 +199,8 @@ export class TcpRingServer {
         throw new CollectiveError('only a HANDSHAKE (without payload) may be sent to a data port');
       },
       frame: (header) => {
-        if (peer.state !== 'new' || header.kind !== FrameKind.handshake) throw new CollectiveError(`unexpected frame kind ${header.kind} from rank ${peer.rank}`);
+        if (peer.state !== 'new' || header.kind !== FrameKind.handshake)
+          throw new CollectiveError(`unexpected frame kind ${header.kind} from rank ${peer.rank}`);
         this.onHandshake(peer, header.generation, header.senderRank);
       },
     });
@@ -238,7 +261,9 @@ export class TcpRingServer {
     peer.state = 'done';
     if (!wasRight) return;
     this.right = undefined;
-    this.failure ??= new CollectiveError(`right neighbour rank ${peer.rank} closed its ring connection (generation ${peer.generation})`);
+    this.failure ??= new CollectiveError(
+      `right neighbour rank ${peer.rank} closed its ring connection (generation ${peer.generation})`,
+    );
     this.notify();
   }
 

@@ -90,7 +90,12 @@ function decodeSaturating(input: Uint16Array, codec: NarrowCodec, unscale: numbe
 }
 
 /** Replaces `values` by what a receiver decodes from encode(values, exponent); `scratch` holds the encoding. */
-export function quantizeInPlace(values: Float32Array, codec: NarrowCodec, exponent: number, scratch: Uint16Array): void {
+export function quantizeInPlace(
+  values: Float32Array,
+  codec: NarrowCodec,
+  exponent: number,
+  scratch: Uint16Array,
+): void {
   encodeScaled(values, codec, exponent, scratch);
   decodeScaled(scratch.subarray(0, values.length), codec, exponent, values);
 }

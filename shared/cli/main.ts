@@ -45,6 +45,10 @@ async function main(): Promise<void> {
     if (!(error instanceof RingtrainError)) componentLogger('cli').error({ err: error }, 'unexpected error');
     process.exitCode = code;
   }
+  // The run is over and everything it wrote is flushed (files are fsynced; stdout/stderr pipes
+  // are synchronous on Linux). Exit now rather than wait for stray sockets: an HTTP/2 session
+  // to a peer that vanished from the network can keep the event loop alive for minutes.
+  process.exit();
 }
 
 await main();
