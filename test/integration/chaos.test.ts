@@ -291,3 +291,29 @@ describe('stragglers', () => {
     expect(summary.events.filter((e) => e.kind === 'straggler').map((e) => e.rank)).toEqual([2]);
   });
 });
+
+describe('below workers.min', () => {
+  it('waits a bounded time for a replacement, then checkpoints the survivors and fails clearly', async () => {
+    const out = path.join(dir, 'below-min');
+    const job = chaosJob({
+      workers: 2,
+      restartWorkers: 0,
+      timeouts: { hangMs: 3000, collectiveMs: 20_000, replacementMs: 2000 },
+    });
+    const child = spawn(process.execPath, [CLI, 'train', job, '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitForSteps(out, 30);
+    const pids = workerPids(child.pid ?? -1);
+    process.kill(pids[0] ?? -1, 'SIGKILL');
+    expect(await exited).toBe(8);
+    const line = stderr.trim().split('\n').at(-1) ?? '';
+    expect(line).toMatch(
+      /^ringtrain: .*only 1 workers left, below workers.min = 2, and no replacement joined within 2 s; the state at step (\d+) was checkpointed, continue with --resume$/,
+    );
+    const step = Number(/state at step (\d+)/.exec(line)?.[1]);
+    expect(readdirSync(path.join(out, 'checkpoints'))).toContain(`step-${String(step).padStart(9, '0')}`);
+    await expectNoLeftovers(pids);
+  });
+});
