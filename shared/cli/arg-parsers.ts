@@ -1,4 +1,5 @@
 // Commander value parsers: each rejects bad input with a message naming the flag.
+import { execFileSync } from 'node:child_process';
 import { InvalidArgumentError } from 'commander';
 
 /** Commander argument parser for positive integers. */
@@ -45,4 +46,15 @@ export function parseGpus(value: string, detect: () => number): number[] {
   const indices = list.map(Number);
   if (new Set(indices).size !== indices.length) throw new InvalidArgumentError(`--gpus "${value}": lists a GPU twice`);
   return indices;
+}
+
+/** GPUs nvidia-smi lists on this host (0 when it is missing or fails). */
+export function detectGpuCount(): number {
+  try {
+    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter((l) => l.startsWith('GPU ')).length;
+  } catch {
+    return 0;
+  }
 }

@@ -1,14 +1,13 @@
 // `ringtrain train` (coordinator + local workers) and `ringtrain coordinator` (workers join from
 // other hosts). Both resolve the job the same way: file (or default, or the resumed run's
 // job.yaml) -> CLI overrides -> schema.
-import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { runCoordinator, type CoordinatorOptions } from '../../coordinator/coordinator.js';
 import { RingtrainError } from '../errors.js';
 import { loadJob, type JobOverrides } from '../job.js';
-import { nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
 interface CommonFlags {
   epochs?: number;
@@ -101,16 +100,6 @@ function stopSignal(): AbortSignal {
   return controller.signal;
 }
 
-function countGpus(): number {
-  try {
-    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .split('\n')
-      .filter((l) => l.startsWith('GPU ')).length;
-  } catch {
-    return 0;
-  }
-}
-
 export function addTrainCommands(program: Command): void {
   addCommonOptions(
     program.command('train').description('train with a coordinator and local worker processes on this machine'),
@@ -127,7 +116,7 @@ export function addTrainCommands(program: Command): void {
         file: string | undefined,
         flags: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
       ) => {
-        const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, countGpus);
+        const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
         if (gpus.length > 0 && flags.workers !== undefined && flags.workers !== gpus.length) {
           throw new RingtrainError(
             `--workers ${flags.workers} disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,

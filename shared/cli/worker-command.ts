@@ -1,6 +1,6 @@
 // `ringtrain worker`: one worker process, or (with --local-workers / --gpus) a small launcher that
 // starts one worker per GPU on this host, like torchrun's processes-per-node.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import { type Command, Option } from 'commander';
 import { LocalWorkers, cliEntry } from '../../coordinator/local-workers.js';
@@ -8,7 +8,7 @@ import { runWorker } from '../../worker/worker.js';
 import { resolveCoordinatorTarget } from '../coordinator-address.js';
 import { RingtrainError } from '../errors.js';
 import { jobHash, loadJob } from '../job.js';
-import { nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
 interface WorkerFlags {
   coordinator?: string;
@@ -60,7 +60,7 @@ export function addWorkerCommand(program: Command): void {
     )
     .action(async (flags: WorkerFlags) => {
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
-      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, countGpus);
+      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
       const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
       if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
         throw new RingtrainError(
@@ -134,14 +134,4 @@ async function launchLocalWorkers(address: string, count: number, gpus: number[]
 function visibleGpu(env: NodeJS.ProcessEnv): number {
   const visible = env['CUDA_VISIBLE_DEVICES']?.trim() ?? '';
   return /^\d+$/.test(visible) ? Number(visible) : -1;
-}
-
-function countGpus(): number {
-  try {
-    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .split('\n')
-      .filter((l) => l.startsWith('GPU ')).length;
-  } catch {
-    return 0;
-  }
 }

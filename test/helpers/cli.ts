@@ -1,6 +1,6 @@
 // Runs the built CLI (dist/shared/cli/main.js) as a real child process, bounded in time.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,4 +88,14 @@ export function smallMnistJob(overrides: Record<string, unknown> = {}): Record<s
     checkpoint: { everySteps: 10, keep: 2 },
     ...overrides,
   };
+}
+
+/** Waits (bounded, 30 s) for the coordinator to record its listening port in <run>/coordinator.json. */
+export async function waitForCoordinatorPort(runDir: string): Promise<number> {
+  const file = path.join(runDir, 'coordinator.json');
+  for (let i = 0; i < 300; i++) {
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { port: number }).port;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`coordinator did not write ${file}`);
 }

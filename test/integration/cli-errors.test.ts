@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { runCli, smallMnistJob, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
 
 const dir = tempDir('ringtrain-errors-');
 
@@ -137,7 +137,7 @@ describe('bad data and bad peers', () => {
       { timeoutMs: 60_000 },
     );
     // Find the port the coordinator printed; it waits for workers after binding.
-    const port = await waitForPort(path.join(dir, 'hash-run'));
+    const port = await waitForCoordinatorPort(path.join(dir, 'hash-run'));
     const worker = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--job', other], {
       timeoutMs: 30_000,
     });
@@ -147,14 +147,3 @@ describe('bad data and bad peers', () => {
     expect(coord.code).not.toBe(0);
   });
 });
-
-/** The coordinator records its listening port in <run>/coordinator.json. */
-async function waitForPort(runDir: string): Promise<number> {
-  const { readFileSync, existsSync } = await import('node:fs');
-  for (let i = 0; i < 200; i++) {
-    const file = path.join(runDir, 'coordinator.json');
-    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { port: number }).port;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`coordinator did not write ${runDir}/coordinator.json`);
-}

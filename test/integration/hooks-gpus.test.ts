@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { runCli, smallMnistJob, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
 
 const dir = tempDir('ringtrain-hooks-');
 
@@ -131,12 +131,7 @@ describe('worker --gpus (one process per GPU on a host, like torchrun)', () => {
       '--out',
       out,
     ]);
-    let port = 0;
-    for (let i = 0; i < 300 && port === 0; i++) {
-      if (existsSync(path.join(out, 'coordinator.json')))
-        port = (JSON.parse(readFileSync(path.join(out, 'coordinator.json'), 'utf8')) as { port: number }).port;
-      else await new Promise((r) => setTimeout(r, 100));
-    }
+    const port = await waitForCoordinatorPort(out);
     const launcher = await runCli([
       'worker',
       '--coordinator',
