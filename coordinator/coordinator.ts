@@ -4,6 +4,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
+import { assertBackendInstalled } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
 import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
 import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
@@ -63,6 +64,7 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   // then create the run directory, so a mistake leaves nothing behind.
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
+  if (options.localWorkers > 0) assertBackendInstalled(job.backend);
   const admit: { membership?: Membership } = {};
   const server = await ControlServer.start({
     host: options.host,

@@ -1,7 +1,7 @@
 // Bad input of every kind gets one clear line naming the problem, a non-zero exit code, and no
 // stack trace.
 import { createServer, type Server } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, smallMnistJob, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
@@ -92,6 +92,14 @@ describe('bad data and bad peers', () => {
     const result = await runCli(['train', job, '--out', path.join(dir, 'bad-csv-run')], { timeoutMs: 30_000 });
     expect(result.code).toBe(3);
     expectOneLine(result.stderr, /bad\.csv:3: .*"b"/);
+  });
+
+  it('a backend that is not installed is named, with the fix, before anything starts', async () => {
+    const out = path.join(dir, 'backend-run');
+    const result = await runCli(['train', '--backend', 'tensorflow', '--out', out], { timeoutMs: 30_000 });
+    expect(result.code).toBe(4);
+    expectOneLine(result.stderr, /backend "tensorflow" is unavailable: .*npm install @tensorflow\/tfjs-node@4\.22\.0/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('an unreachable coordinator fails after bounded retries', async () => {
