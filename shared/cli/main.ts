@@ -11,7 +11,7 @@ import { addWorkerCommand } from './worker-command.js';
 export function buildProgram(): Command {
   const program = new Command('ringtrain')
     .description(
-      'Distributed data-parallel neural-network training: a coordinator, N workers, a ring all-reduce over gRPC.',
+      'Distributed data-parallel neural-network training: a gRPC coordinator, N workers, a ring all-reduce between the workers.',
     )
     .version('0.1.0')
     .showHelpAfterError('(add --help for usage)')
