@@ -19,6 +19,7 @@
 // Segments travel as chunks of `chunkElems` floats and are pipelined: chunk c of round k+1
 // leaves as soon as chunk c of round k has arrived and been reduced, not after the whole segment.
 import { CollectiveError } from '../shared/errors.js';
+import { addFloat32Into } from './simd-add.js';
 
 export interface RingChunk {
   round: number;
@@ -111,11 +112,9 @@ async function receiveInto(
   else buffer.set(data, offset);
 }
 
-/** buffer[offset + i] += data[i]; the only arithmetic of the all-reduce. */
+/** buffer[offset + i] += data[i]; the only arithmetic of the all-reduce (wasm SIMD, same float32 rounding). */
 function addInto(buffer: Float32Array, offset: number, data: Float32Array): void {
-  const target = buffer.subarray(offset, offset + data.length);
-  const n = data.length;
-  for (let i = 0; i < n; i++) target[i] = target[i]! + data[i]!;
+  addFloat32Into(buffer.subarray(offset, offset + data.length), data);
 }
 
 function checkArguments(rank: number, worldSize: number, chunkElems: number): void {

@@ -7,6 +7,7 @@
 // is cheap only while L is small, hence the size threshold in the transport.
 import { CollectiveError } from '../shared/errors.js';
 import type { RingLink } from './ring-allreduce.js';
+import { addFloat32Into } from './simd-add.js';
 
 /** In-place sum all-reduce of a small `buffer`; every rank must pass the same length. */
 export async function allGatherSum(
@@ -31,11 +32,8 @@ export async function allGatherSum(
     contributions[mod(rank - round - 1, worldSize)] = outgoing;
   }
   buffer.set(contributions[0]!);
-  for (let origin = 1; origin < worldSize; origin++) {
-    const contribution = contributions[origin]!;
-    // Each store rounds to float32: the same sequence of float32 additions on every rank.
-    for (let i = 0; i < buffer.length; i++) buffer[i] = buffer[i]! + contribution[i]!;
-  }
+  // Each add rounds to float32: the same sequence of float32 additions on every rank.
+  for (let origin = 1; origin < worldSize; origin++) addFloat32Into(buffer, contributions[origin]!);
 }
 
 function mod(value: number, modulus: number): number {

@@ -3,7 +3,7 @@
 //   t += 1
 //   m = β1·m + (1−β1)·g;   v = β2·v + (1−β2)·g²
 //   m̂ = m / (1−β1^t);      v̂ = v / (1−β2^t)        (bias correction, Math.pow in float64)
-//   p -= lr·m̂ / (sqrt(v̂) + ε)
+//   p -= lr·m̂ / (sqrt(v̂) + ε)                       (evaluated as (lr/(1−β1^t))·m / (sqrt(v·(1/(1−β2^t))) + ε))
 // Arithmetic runs in float64 locals; only m, v and p are rounded to float32 when stored.
 import { checkApplyArgs, copySlots, importSlots, type FlatOptimizer, type OptimizerState } from './flat-optimizer.js';
 
@@ -36,21 +36,24 @@ export class AdamOptimizer implements FlatOptimizer {
   apply(params: Float32Array, grad: Float32Array, learningRate: number): void {
     checkApplyArgs(this.paramCount, params, grad, learningRate);
     const { beta1: b1, beta2: b2, epsilon: eps } = this.options;
-    const lr = learningRate;
     const lrDecay = learningRate * this.options.weightDecay;
     const { m, v } = this;
     this.t += 1;
-    const correction1 = 1 - Math.pow(b1, this.t);
-    const correction2 = 1 - Math.pow(b2, this.t);
-    for (let i = 0; i < params.length; i++) {
+    // Bias corrections folded into two per-step factors: lr·m/(1−β1^t) = (lr/(1−β1^t))·m and
+    // v/(1−β2^t) = v·(1/(1−β2^t)). Algebraically the same update with one division per element
+    // instead of three; the float64 difference is far below the float32 rounding of the store.
+    const stepSize = learningRate / (1 - Math.pow(b1, this.t));
+    const inverseCorrection2 = 1 / (1 - Math.pow(b2, this.t));
+    const [keep1, keep2] = [1 - b1, 1 - b2];
+    const length = params.length;
+    for (let i = 0; i < length; i++) {
       const g = grad[i] as number;
-      const mi = b1 * (m[i] as number) + (1 - b1) * g;
-      const vi = b2 * (v[i] as number) + (1 - b2) * g * g;
+      const mi = b1 * (m[i] as number) + keep1 * g;
+      const vi = b2 * (v[i] as number) + keep2 * g * g;
       m[i] = mi;
       v[i] = vi;
       const p = params[i] as number;
-      const decayed = p - lrDecay * p;
-      params[i] = decayed - (lr * (mi / correction1)) / (Math.sqrt(vi / correction2) + eps);
+      params[i] = p - lrDecay * p - (stepSize * mi) / (Math.sqrt(vi * inverseCorrection2) + eps);
     }
   }
 
