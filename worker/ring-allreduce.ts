@@ -117,13 +117,18 @@ function addInto(buffer: Float32Array, offset: number, data: Float32Array): void
   addFloat32Into(buffer.subarray(offset, offset + data.length), data);
 }
 
-function checkArguments(rank: number, worldSize: number, chunkElems: number): void {
+/** A valid place in a ring of `worldSize`, or a CollectiveError; every transport checks this first. */
+export function assertRingPosition(rank: number, worldSize: number): void {
   if (!Number.isInteger(worldSize) || worldSize < 1) {
     throw new CollectiveError(`worldSize must be a positive integer, got ${worldSize}`);
   }
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
     throw new CollectiveError(`rank must be an integer in [0, ${worldSize}), got ${rank}`);
   }
+}
+
+function checkArguments(rank: number, worldSize: number, chunkElems: number): void {
+  assertRingPosition(rank, worldSize);
   if (!Number.isInteger(chunkElems) || chunkElems < 1) {
     throw new CollectiveError(`chunkElems must be a positive integer, got ${chunkElems}`);
   }

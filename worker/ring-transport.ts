@@ -14,7 +14,7 @@ import { componentLogger, type Logger } from '../shared/logger.js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { encodeFloat32LE } from './float-codec.js';
 import type { FrameInbox } from './frame-inbox.js';
-import { ringAllReduce, type RingChunk, type RingLink } from './ring-allreduce.js';
+import { assertRingPosition, ringAllReduce, type RingChunk, type RingLink } from './ring-allreduce.js';
 import type { RingDataServer } from './ring-data-server.js';
 
 export { RingDataServer } from './ring-data-server.js';
@@ -64,9 +64,7 @@ export class RingCommunicator {
   /** Connects to the right neighbour's RingDataServer (retrying briefly while it comes up), sends a HANDSHAKE frame, and pairs with `server` for receiving. */
   static async connect(options: RingCommunicatorOptions): Promise<RingCommunicator> {
     const { rank, worldSize, generation } = options;
-    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw new CollectiveError(`invalid ring position: rank ${rank} of worldSize ${worldSize}`);
-    }
+    assertRingPosition(rank, worldSize);
     const logger = options.logger ?? componentLogger('ring-communicator', { rank, generation });
     options.server.expect(generation, (rank - 1 + worldSize) % worldSize);
     const communicator = new RingCommunicator(options, logger);

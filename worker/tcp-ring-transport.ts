@@ -14,7 +14,7 @@ import type * as net from 'node:net';
 import { CollectiveError } from '../shared/errors.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { FrameInbox } from './frame-inbox.js';
-import { ringAllReduce } from './ring-allreduce.js';
+import { assertRingPosition, ringAllReduce } from './ring-allreduce.js';
 import { allGatherSum } from './tcp-allgather-sum.js';
 import { CollectiveLink, type DataFields, type FrameWriter } from './tcp-collective-link.js';
 import { emptyHeader, FRAME_HEADER_BYTES, FrameKind, writeHeader, type FrameHeader } from './tcp-frame.js';
@@ -77,9 +77,7 @@ export class TcpRingCommunicator {
   /** Dials the left neighbour (retrying while it comes up) and sends a HANDSHAKE; the right neighbour's connection is awaited by the first collective. */
   static async connect(options: TcpRingCommunicatorOptions): Promise<TcpRingCommunicator> {
     const { rank, worldSize, generation } = options;
-    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw new CollectiveError(`invalid ring position: rank ${rank} of worldSize ${worldSize}`);
-    }
+    assertRingPosition(rank, worldSize);
     const logger = options.logger ?? componentLogger('tcp-ring-communicator', { rank, generation });
     options.server.expect(generation, (rank + 1) % worldSize);
     const communicator = new TcpRingCommunicator(options, logger);
