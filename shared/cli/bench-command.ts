@@ -6,7 +6,7 @@ import { runAllreduceRank } from '../../bench/allreduce-rank.js';
 import { report } from '../../bench/bench-child.js';
 import { runRssProbe } from '../../bench/rss-probe.js';
 import { runTcpSink } from '../../bench/tcp-baseline.js';
-import { runTrainBench } from '../../bench/train-bench.js';
+import { runTrainBench, type TrainBenchOptions } from '../../bench/train-bench.js';
 import { parseByteSize, parseIntList, parseSizeList } from '../../bench/units.js';
 import { describeError } from '../errors.js';
 import { WIRE_CODECS, type WireCodec } from '../../worker/wire-compression.js';
@@ -105,23 +105,9 @@ export function addBenchCommand(program: Command): void {
     )
     .option('--no-baseline', 'skip the model.fit baseline')
     .option('--json <file>', 'write one JSON row per run')
-    .action(
-      async (
-        job: string | undefined,
-        flags: {
-          workers: number[];
-          steps: number;
-          warmupSteps: number;
-          backend?: string;
-          transport?: 'tcp' | 'grpc';
-          compression?: WireCodec;
-          baseline: boolean;
-          json?: string;
-        },
-      ) => {
-        await runTrainBench({ jobFile: job, ...flags, write: print });
-      },
-    );
+    .action(async (job: string | undefined, flags: Omit<TrainBenchOptions, 'jobFile' | 'write'>) => {
+      await runTrainBench({ jobFile: job, ...flags, write: print });
+    });
 
   addRingOptions(bench.command('allreduce-rank', { hidden: true }))
     .requiredOption('--rank <R>', 'this rank', nonNegativeInt('--rank'))

@@ -2,8 +2,8 @@
 // numeric feature. Classification labels may be strings or numbers; the sorted distinct values
 // become the classes (numerically sorted when all are numbers). Every problem is a DatasetError
 // naming the file and the 1-based line.
-import { readFileSync } from 'node:fs';
 import { DatasetError } from '../errors.js';
+import { readDataFile } from './read-data-file.js';
 import type { DataSpec } from '../job-schema.js';
 import { parseCsv, type CsvRow } from './csv-parse.js';
 import type { RawSamples, RawTarget } from './raw-samples.js';
@@ -45,17 +45,7 @@ export function readCsv(spec: CsvSpec): RawSamples {
 }
 
 function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new DatasetError(
-      file,
-      code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`,
-      undefined,
-      { cause },
-    );
-  }
+  return readDataFile(file).toString('utf8');
 }
 
 function findLabelColumn(header: CsvRow, label: string, file: string): number {

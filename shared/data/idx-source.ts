@@ -2,9 +2,9 @@
 // [0, 0, 0x08 (unsigned byte), ndims] followed by ndims uint32 sizes and the raw bytes.
 // Images are 0x00000803 (count × rows × cols), labels 0x00000801 (count). Either file may be
 // gzipped (detected by the 1f 8b magic, not by the name). Pixels are scaled to [0, 1].
-import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { DatasetError } from '../errors.js';
+import { readDataFile } from './read-data-file.js';
 import type { DataSpec } from '../job-schema.js';
 import type { RawSamples } from './raw-samples.js';
 
@@ -45,18 +45,7 @@ export function readIdx(spec: IdxSpec): RawSamples {
 
 /** Reads, un-gzips and parses one IDX file whose magic must be `magic`. */
 export function readIdxFile(file: string, magic: number): IdxTensor {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(file);
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new DatasetError(
-      file,
-      code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`,
-      undefined,
-      { cause },
-    );
-  }
+  let bytes: Uint8Array = readDataFile(file);
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
       bytes = gunzipSync(bytes);
