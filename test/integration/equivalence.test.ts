@@ -15,13 +15,18 @@ interface RunOutcome {
   losses: number[];
 }
 
-async function train(optimizer: Record<string, unknown>, workers: number): Promise<RunOutcome> {
+async function train(
+  optimizer: Record<string, unknown>,
+  workers: number,
+  extra: Record<string, unknown> = {},
+): Promise<RunOutcome> {
   const dir = tempDir('ringtrain-equiv-');
   const job = writeJob(
     dir,
     smallMnistJob({
       data: { format: 'mnist', limit: 1000 },
       optimizer,
+      ...extra,
       training: { epochs: 1, batchSize: 32, maxSteps: STEPS },
       checkpoint: { everySteps: 0, keep: 1 },
       validation: { everySteps: 0 },
@@ -78,5 +83,27 @@ describe.each([
     }
     // Training did move the parameters: the comparison above is not between two untouched inits.
     expect((one.losses.at(-1) ?? 0) < (one.losses[0] ?? 0)).toBe(true);
+  });
+});
+
+describe('data-parallel equivalence with syncBatchNorm, through the real transport', () => {
+  it('1 and 3 workers reach the same parameters and BatchNorm moving statistics', async () => {
+    const model = {
+      input: [784],
+      syncBatchNorm: true,
+      layers: [
+        { type: 'dense', units: 32 },
+        { type: 'batchNormalization' },
+        { type: 'activation', activation: 'relu' },
+        { type: 'dense', units: 10, activation: 'softmax' },
+      ],
+    };
+    const sgd = { type: 'momentum', learningRate: 0.05 };
+    const one = await train(sgd, 1, { model });
+    const three = await train(sgd, 3, { model });
+    expect(relativeDistance(three.state.params, one.state.params)).toBeLessThanOrEqual(1e-4);
+    expect(three.state.nonTrainable.length).toBeGreaterThan(0);
+    expect(relativeDistance(three.state.nonTrainable, one.state.nonTrainable)).toBeLessThanOrEqual(1e-4);
+    three.losses.forEach((loss, i) => expect(loss).toBeCloseTo(one.losses[i] ?? Number.NaN, 4));
   });
 });
