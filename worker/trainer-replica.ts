@@ -34,7 +34,10 @@ export class TrainerReplica {
    * stay identical on every rank: 0 without BatchNorm, and with syncBatchNorm (identical anyway).
    */
   private readonly movingCount: number;
+  /** The BatchNorm moving statistics every rank last agreed on (the averaged ones). */
   private readonly moving: Float32Array;
+  /** Scratch: this rank's own moving statistics after its forward pass, before averaging. */
+  private readonly localMoving: Float32Array;
   /** One micro-batch's gradient sum; allocated once, only when accumulationSteps > 1. */
   private readonly microGrad: Float32Array | undefined;
   private readonly optimizer: FlatOptimizer;
@@ -62,6 +65,9 @@ export class TrainerReplica {
     replica.readParams(this.params);
     this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
     this.moving = new Float32Array(this.movingCount);
+    this.localMoving = new Float32Array(this.movingCount);
+    // `moving` always holds the last statistics every rank agreed on (restored after a skipped step).
+    if (this.movingCount > 0) replica.readNonTrainable(this.moving);
     this.gradBuffer = new Float32Array(this.paramCount + this.movingCount + 2);
     this.microGrad = job.training.accumulationSteps > 1 ? new Float32Array(this.paramCount) : undefined;
     this.optimizer = createOptimizer(job.optimizer, this.paramCount);
@@ -90,11 +96,13 @@ export class TrainerReplica {
 
     const globalCount = grad[lossSlot + 1] ?? 0;
     const loss = (grad[lossSlot] ?? 0) / globalCount;
-    this.writeAveragedMoving(globalCount);
     const g = grad.subarray(0, this.paramCount);
     averageInPlace(g, globalCount);
-    // Decided on the reduced gradient, so every rank skips or applies alike.
-    const finite = allFinite(g);
+    // Decided on the reduced buffer, so every rank skips or applies alike. A skipped step also
+    // puts back the BatchNorm statistics its forward pass moved, so nothing non-finite sticks.
+    const finite = allFinite(g) && allFinite(grad.subarray(this.paramCount, lossSlot));
+    if (finite) this.writeAveragedMoving(globalCount);
+    else if (this.movingCount > 0) this.replica.writeNonTrainable(this.moving);
     const gradNorm = finite
       ? this.job.optimizer.clipNorm > 0
         ? clipByGlobalNorm(g, this.job.optimizer.clipNorm)
@@ -163,8 +171,10 @@ export class TrainerReplica {
     }
     this.params.set(state.params);
     this.replica.writeParams(this.params);
-    if (state.nonTrainable.length === this.replica.nonTrainableCount)
+    if (state.nonTrainable.length === this.replica.nonTrainableCount) {
       this.replica.writeNonTrainable(state.nonTrainable);
+      if (this.movingCount > 0) this.moving.set(state.nonTrainable);
+    }
     this.optimizer.importState(state.optimizer);
     this.cursor = state.cursor;
   }
@@ -223,9 +233,9 @@ export class TrainerReplica {
   /** Puts this rank's moving statistics × its sample count after the gradient (a rank without samples adds 0). */
   private stageMoving(count: number): void {
     if (this.movingCount === 0) return;
-    this.replica.readNonTrainable(this.moving);
+    this.replica.readNonTrainable(this.localMoving);
     const grad = this.gradBuffer;
-    for (let i = 0; i < this.movingCount; i++) grad[this.paramCount + i] = (this.moving[i] as number) * count;
+    for (let i = 0; i < this.movingCount; i++) grad[this.paramCount + i] = (this.localMoving[i] as number) * count;
   }
 
   /**

@@ -1,0 +1,76 @@
+// One rank's step over flat buffers (worldSize 1: the all-reduce is the identity): a step skipped
+// for a non-finite gradient leaves parameters, optimizer state and BatchNorm statistics as the
+// last completed step left them.
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
+import { loadDataset } from '../../shared/data/dataset.js';
+import { encodeIndices } from '../../shared/index-codec.js';
+import { resolveJob } from '../../shared/job.js';
+import { decodeTrainState } from '../../shared/train-state.js';
+import { selectBackend } from '../../worker/backend.js';
+import { buildModel } from '../../worker/model-builder.js';
+import { Replica } from '../../worker/replica.js';
+import { TrainerReplica } from '../../worker/trainer-replica.js';
+
+const job = resolveJob(
+  {
+    seed: 3,
+    data: { format: 'mnist', limit: 200 },
+    model: {
+      input: [784],
+      layers: [
+        { type: 'dense', units: 16 },
+        { type: 'batchNormalization' },
+        { type: 'activation', activation: 'relu' },
+        { type: 'dense', units: 10, activation: 'softmax' },
+      ],
+    },
+    loss: 'categoricalCrossentropy',
+    optimizer: { type: 'adam', learningRate: 0.01 },
+    training: { epochs: 1, batchSize: 16 },
+  },
+  'test job',
+);
+
+function order(step: number): StepOrder__Output {
+  const indices = Uint32Array.from({ length: 16 }, (_, i) => (step * 16 + i) % 160);
+  return {
+    generation: 1,
+    step,
+    epoch: 0,
+    batchInEpoch: step,
+    sampleIndices: encodeIndices(indices),
+    globalBatchSize: 16,
+    learningRate: 0.01,
+    wantParamHash: false,
+  };
+}
+
+describe('TrainerReplica', () => {
+  beforeAll(async () => {
+    await selectBackend('cpu');
+  });
+
+  it('a skipped step restores the BatchNorm statistics its forward pass moved', async () => {
+    process.env['RINGTRAIN_FAULT_NAN_STEPS'] = '2';
+    const dataset = loadDataset(job);
+    const replica = new Replica(buildModel(job), job);
+    const trainer = new TrainerReplica(job, dataset, replica);
+    delete process.env['RINGTRAIN_FAULT_NAN_STEPS'];
+    const identity = (): Promise<void> => Promise.resolve();
+    for (const step of [0, 1]) expect((await trainer.step(order(step), identity)).skipped).toBe(false);
+    const before = decodeTrainState(trainer.exportState(), 'before');
+    const report = await trainer.step(order(2), identity);
+    expect(report.skipped).toBe(true);
+    const after = decodeTrainState(trainer.exportState(), 'after');
+    expect(after.nonTrainable.length).toBeGreaterThan(0);
+    expect(Array.from(after.nonTrainable)).toEqual(Array.from(before.nonTrainable));
+    expect(Array.from(after.params)).toEqual(Array.from(before.params));
+    expect(after.optimizer.step).toBe(before.optimizer.step);
+    // The next step trains again from there.
+    expect((await trainer.step(order(3), identity)).skipped).toBe(false);
+    expect(Array.from(decodeTrainState(trainer.exportState(), 'later').nonTrainable)).not.toEqual(
+      Array.from(before.nonTrainable),
+    );
+  });
+});
