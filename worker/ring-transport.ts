@@ -14,6 +14,7 @@ import { componentLogger, type Logger } from '../shared/logger.js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { encodeFloat32LE } from './float-codec.js';
 import type { FrameInbox } from './frame-inbox.js';
+import { CollectiveOrder } from './collective-order.js';
 import { assertRingPosition, ringAllReduce, type RingChunk, type RingLink } from './ring-allreduce.js';
 import type { RingDataServer } from './ring-data-server.js';
 
@@ -50,12 +51,14 @@ export class RingCommunicator {
   private readonly aborted = new AbortController();
   private closing = false;
   private inFlight = false;
-  private last = { step: -1, collective: -1 };
+  private readonly order: CollectiveOrder;
 
   private constructor(
     private readonly options: RingCommunicatorOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.order = new CollectiveOrder(options.rank);
+  }
 
   private get rightRank(): number {
     return (this.options.rank + 1) % this.options.worldSize;
@@ -121,18 +124,7 @@ export class RingCommunicator {
   /** Checks that collectives arrive one at a time and in strictly increasing (step, collective) order. */
   private beginCollective(step: number, collective: number): void {
     if (this.broken !== undefined) throw this.broken;
-    if (this.inFlight) {
-      throw new CollectiveError(
-        `rank ${this.options.rank}: an all-reduce is already running; collectives on one ring run one at a time`,
-      );
-    }
-    const { step: lastStep, collective: lastCollective } = this.last;
-    if (step < lastStep || (step === lastStep && collective <= lastCollective)) {
-      throw new CollectiveError(
-        `rank ${this.options.rank}: all-reduce for step ${step} collective ${collective} does not follow step ${lastStep} collective ${lastCollective}`,
-      );
-    }
-    this.last = { step, collective };
+    this.order.begin(step, collective, this.inFlight);
   }
 
   private link(inbox: FrameInbox, step: number, collective: number): RingLink {

@@ -14,6 +14,7 @@ import type * as net from 'node:net';
 import { CollectiveError } from '../shared/errors.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { FrameInbox } from './frame-inbox.js';
+import { CollectiveOrder } from './collective-order.js';
 import { assertRingPosition, ringAllReduce } from './ring-allreduce.js';
 import { allGatherSum } from './tcp-allgather-sum.js';
 import { CollectiveLink, type DataFields, type FrameWriter } from './tcp-collective-link.js';
@@ -55,7 +56,7 @@ export class TcpRingCommunicator {
   private broken: CollectiveError | undefined;
   private readonly aborted = new AbortController();
   private inFlight = false;
-  private last = { step: -1, collective: -1 };
+  private readonly order: CollectiveOrder;
   /** Reused for every outgoing DATA header (serialised before the write is queued). */
   private readonly header: FrameHeader = emptyHeader();
 
@@ -64,6 +65,7 @@ export class TcpRingCommunicator {
     private readonly logger: Logger,
   ) {
     this.inbox = new FrameInbox(this.leftRank);
+    this.order = new CollectiveOrder(options.rank);
   }
 
   private get leftRank(): number {
@@ -145,17 +147,7 @@ export class TcpRingCommunicator {
   /** Checks that collectives arrive one at a time and in strictly increasing (step, collective) order. */
   private beginCollective(step: number, collective: number): void {
     if (this.broken !== undefined) throw this.broken;
-    if (this.inFlight)
-      throw new CollectiveError(
-        `rank ${this.options.rank}: an all-reduce is already running; collectives on one ring run one at a time`,
-      );
-    const { step: lastStep, collective: lastCollective } = this.last;
-    if (step < lastStep || (step === lastStep && collective <= lastCollective)) {
-      throw new CollectiveError(
-        `rank ${this.options.rank}: all-reduce for step ${step} collective ${collective} does not follow step ${lastStep} collective ${lastCollective}`,
-      );
-    }
-    this.last = { step, collective };
+    this.order.begin(step, collective, this.inFlight);
   }
 
   private async attachRight(): Promise<net.Socket> {
