@@ -78,7 +78,8 @@ async function selectWasm(): Promise<BackendInfo> {
     const fix = outcome.missing ? `run "npm install ${WASM_PACKAGE}@${tf.version_core}"` : 'reinstall it';
     throw new BackendUnavailableError('wasm', `${outcome.reason}; ${fix}, or set backend: cpu`);
   }
-  // tfjs-backend-wasm lacks some gradient kernels (Conv2DBackpropFilter); see wasm-kernels.ts.
+  // tfjs-backend-wasm lacks some gradient kernels (Conv2DBackpropFilter) and has slow transposed
+  // matmuls; see wasm-kernels.ts.
   registerWasmKernels();
   return activate('wasm', `WebAssembly (${WASM_PACKAGE})`);
 }

@@ -7,7 +7,9 @@
 // Einsum, FFT/IFFT, Imag/Real, the Ragged* kernels, StaticRegexReplace and UnsortedSegmentSum.
 // Of those only Conv2DBackpropFilter lies on the backward path of the layers a job can name, so
 // without it a CNN cannot train on wasm. Its MaxPoolGrad exists but routes the gradient of any
-// window whose maximum is ≤ 0 wrongly (see max-pool-grad.ts), so ours replaces it. The other
+// window whose maximum is ≤ 0 wrongly (see max-pool-grad.ts), so ours replaces it. Its matmuls
+// are right but 5–8× slower with a transposed operand, which every dense backward pass asks for,
+// so ours wrap them and transpose first (see untransposed-matmul.ts). The other
 // kernels a job's backward pass uses (Conv2DBackpropInput, activations, BatchNorm, softmax, ...)
 // are wasm's own and are checked against cpu in test/unit/wasm-kernels.test.ts.
 //
@@ -17,26 +19,36 @@
 import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
 import { maxPoolGradConfig } from './kernels/max-pool-grad.js';
+import { untransposedMatMulConfig } from './kernels/untransposed-matmul.js';
 
 export interface WasmKernel {
-  config: tf.KernelConfig;
-  /** 'missing': wasm has none (a later tfjs version's own is kept); 'replaces': wasm's own is wrong. */
-  role: 'missing' | 'replaces';
+  kernelName: string;
+  /**
+   * 'missing': wasm has none (a later tfjs version's own is kept); 'replaces': wasm's own is
+   * wrong; 'wraps': wasm's own runs inside ours.
+   */
+  role: 'missing' | 'replaces' | 'wraps';
+  /** The config to register; undefined for a wrapper while wasm's own is not registered. */
+  config(): tf.KernelConfig | undefined;
 }
 
 export const WASM_KERNELS: readonly WasmKernel[] = [
-  { config: conv2dBackpropFilterConfig, role: 'missing' },
-  { config: maxPoolGradConfig, role: 'replaces' },
+  { kernelName: tf.Conv2DBackpropFilter, role: 'missing', config: () => conv2dBackpropFilterConfig },
+  { kernelName: tf.MaxPoolGrad, role: 'replaces', config: () => maxPoolGradConfig },
+  { kernelName: tf.BatchMatMul, role: 'wraps', config: () => untransposedMatMulConfig(tf.BatchMatMul) },
+  { kernelName: tf._FusedMatMul, role: 'wraps', config: () => untransposedMatMulConfig(tf._FusedMatMul) },
 ];
 
 /** Registers the kernels (idempotent); returns the names this call registered. */
 export function registerWasmKernels(): string[] {
   const added: string[] = [];
-  for (const { config, role } of WASM_KERNELS) {
+  for (const kernel of WASM_KERNELS) {
+    const config = kernel.config();
+    if (config === undefined) continue;
     const existing = tf.getKernel(config.kernelName, config.backendName);
     if (existing?.kernelFunc === config.kernelFunc) continue;
     if (existing !== undefined) {
-      if (role === 'missing') continue;
+      if (kernel.role === 'missing') continue;
       tf.unregisterKernel(config.kernelName, config.backendName);
     }
     tf.registerKernel(config);

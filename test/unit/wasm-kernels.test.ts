@@ -69,10 +69,15 @@ afterAll(async () => {
 });
 
 describe('registerWasmKernels', () => {
-  it("has registered ours for wasm (replacing wasm's MaxPoolGrad), and registering again is a no-op", () => {
-    expect(WASM_KERNELS.map((k) => k.config.kernelName)).toEqual([tf.Conv2DBackpropFilter, tf.MaxPoolGrad]);
-    for (const { config } of WASM_KERNELS)
-      expect(tf.getKernel(config.kernelName, 'wasm')?.kernelFunc).toBe(config.kernelFunc);
+  it("has registered ours for wasm (replacing MaxPoolGrad, wrapping the matmuls), and registering again is a no-op", () => {
+    expect(WASM_KERNELS.map((k) => k.kernelName)).toEqual([
+      tf.Conv2DBackpropFilter,
+      tf.MaxPoolGrad,
+      tf.BatchMatMul,
+      tf._FusedMatMul,
+    ]);
+    for (const kernel of WASM_KERNELS)
+      expect(tf.getKernel(kernel.kernelName, 'wasm')?.kernelFunc).toBe(kernel.config()?.kernelFunc);
     expect(registerWasmKernels()).toEqual([]);
   });
 
@@ -83,6 +88,46 @@ describe('registerWasmKernels', () => {
     const attrs = { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 3] };
     expect(() => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs)).toThrow(/only NHWC/);
     tf.dispose([x, dy]);
+  });
+});
+
+describe('matmuls with transposed operands on wasm', () => {
+  const CASES: { a: number[]; b: number[]; transposeA: boolean; transposeB: boolean }[] = [
+    { a: [7, 5], b: [7, 3], transposeA: true, transposeB: false },
+    { a: [4, 6], b: [9, 6], transposeA: false, transposeB: true },
+    { a: [6, 4], b: [9, 6], transposeA: true, transposeB: true },
+    { a: [3, 5, 4], b: [3, 6, 5], transposeA: true, transposeB: true },
+    { a: [1, 128, 10], b: [1, 256, 10], transposeA: false, transposeB: true },
+    { a: [2, 8, 3], b: [1, 8, 5], transposeA: true, transposeB: false },
+  ];
+
+  it.each(CASES)('matMul $a × $b (transposeA $transposeA, transposeB $transposeB) matches cpu', async (c) => {
+    const product = (): tf.Tensor =>
+      tf.matMul(
+        tf.tensor(randomArray(size(c.a), 4), c.a),
+        tf.tensor(randomArray(size(c.b), 5), c.b),
+        c.transposeA,
+        c.transposeB,
+      );
+    expectCloseArrays(await on('wasm', product), await on('cpu', product));
+  });
+
+  it('fused matmul with bias and relu matches cpu, and frees its temporaries', async () => {
+    const fused = (): tf.Tensor =>
+      tf.fused.matMul({
+        a: tf.tensor(randomArray(40, 6), [8, 5]),
+        b: tf.tensor(randomArray(30, 7), [6, 5]),
+        transposeB: true,
+        bias: tf.tensor(randomArray(8, 8).subarray(0, 6), [6]),
+        activation: 'relu',
+      });
+    const expected = await on('cpu', fused);
+    await selectBackend('wasm');
+    const backend = tf.engine().backend;
+    const before = backend.numDataIds();
+    const actual = await on('wasm', fused);
+    expect(backend.numDataIds()).toBe(before);
+    expectCloseArrays(actual, expected);
   });
 });
 
