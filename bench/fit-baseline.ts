@@ -1,6 +1,9 @@
 // The training baseline: plain single-process TensorFlow.js, `model.fit` on the same model
 // (buildModel), data (loadDataset), loss, optimizer and backend as the job, no ringtrain in the
-// way. Throughput is timed from the first measured batch's start to the last one's end.
+// way. Throughput is timed from the first measured batch's start to the last one's end. On wasm
+// the baseline runs stock TensorFlow.js kernels plus only those a correct gradient needs
+// (wasm-kernels.ts); with `speedups` it also gets ringtrain's faster matmul wrappers, which shows
+// how much of ringtrain's lead is the kernels and how much the step.
 // Not modelled here: weightDecay and clipNorm (tf.train optimizers have no such options).
 import * as tf from '@tensorflow/tfjs';
 import { loadDataset } from '../shared/data/dataset.js';
@@ -16,8 +19,13 @@ export interface FitBaseline {
   backend: string;
 }
 
-export async function measureModelFit(job: Job, steps: number, warmupSteps: number): Promise<FitBaseline> {
-  const backend = await selectBackend(job.backend);
+export async function measureModelFit(
+  job: Job,
+  steps: number,
+  warmupSteps: number,
+  speedups = false,
+): Promise<FitBaseline> {
+  const backend = await selectBackend(job.backend, undefined, { speedups });
   const dataset = loadDataset(job);
   const batch = job.training.batchSize;
   const count = Math.floor(dataset.train.count / batch) * batch;

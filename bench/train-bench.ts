@@ -34,9 +34,12 @@ export interface TrainBenchOptions {
   write: (line: string) => void;
 }
 
-/** One `--json` row: a ringtrain run at one world size, or the model.fit baseline. */
+/**
+ * One `--json` row: a ringtrain run at one world size, the model.fit baseline (stock kernels), or
+ * on wasm model.fit with ringtrain's wasm kernels ('fit+kernels', for reference).
+ */
 export interface TrainRow {
-  kind: 'ringtrain' | 'model.fit';
+  kind: 'ringtrain' | 'model.fit' | 'fit+kernels';
   workers: number;
   samplesPerSecond: number;
   /** samples/s ÷ ringtrain N = 1 samples/s (NaN without an N = 1 run). */
@@ -68,8 +71,13 @@ export interface TrainBenchContext {
 export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRow[]> {
   const job = loadBenchJob(options.jobFile, options);
   const runtimeRssBytes = await measureRuntimeRss(options);
-  const fit = options.baseline ? await measureModelFit(job, options.steps, options.warmupSteps) : undefined;
-  const rows: TrainRow[] = fit === undefined ? [] : [fitRow(fit)];
+  const rows: TrainRow[] = [];
+  if (options.baseline) {
+    const fit = await measureModelFit(job, options.steps, options.warmupSteps);
+    rows.push(fitRow('model.fit', fit));
+    if (fit.backend === 'wasm')
+      rows.push(fitRow('fit+kernels', await measureModelFit(job, options.steps, options.warmupSteps, true)));
+  }
   for (const workers of options.workers) rows.push(await runRing(job, workers, options));
   const single = rows.find((r) => r.kind === 'ringtrain' && r.workers === 1)?.samplesPerSecond ?? Number.NaN;
   for (const row of rows) {
@@ -125,9 +133,9 @@ async function runRing(job: Job, workers: number, options: TrainBenchOptions): P
   }
 }
 
-function fitRow(fit: FitBaseline): TrainRow {
+function fitRow(kind: 'model.fit' | 'fit+kernels', fit: FitBaseline): TrainRow {
   return {
-    kind: 'model.fit',
+    kind,
     workers: 1,
     samplesPerSecond: fit.samplesPerSecond,
     speedup: Number.NaN,

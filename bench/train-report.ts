@@ -7,7 +7,7 @@ import type { TrainBenchContext, TrainBenchOptions, TrainRow } from './train-ben
 const MIB = 1024 * 1024;
 
 const RUN_COLUMNS: ReadonlyArray<Column<TrainRow>> = [
-  { title: 'run', width: 9, value: (r) => r.kind },
+  { title: 'run', width: 11, value: (r) => r.kind },
   { title: 'workers', width: 7, value: (r) => String(r.workers) },
   { title: 'samples/s', width: 10, value: (r) => fixed(r.samplesPerSecond, 1) },
   { title: 'step(ms)', width: 8, value: (r) => fixed(r.meanStepMs, 2) },
@@ -76,6 +76,12 @@ function targetLines({ rows, paramCount, runtimeRssBytes }: TrainBenchContext): 
   if (one !== undefined && fit !== undefined) {
     const ratio = one.samplesPerSecond / fit.samplesPerSecond;
     lines.push(`  ringtrain N=1 / model.fit samples/s = ${fixed(ratio, 2)} (target >= 1.2): ${verdict(ratio >= 1.2)}`);
+    const withKernels = rows.find((r) => r.kind === 'fit+kernels');
+    if (withKernels !== undefined) {
+      lines.push(
+        `    (against model.fit given ringtrain's wasm kernels too: ${fixed(one.samplesPerSecond / withKernels.samplesPerSecond, 2)})`,
+      );
+    }
   }
   const two = ring(2);
   if (two !== undefined) {

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { registerWasmKernels } from './wasm-kernels.js';
+import { registerWasmKernels, type WasmKernelOptions } from './wasm-kernels.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -35,28 +35,36 @@ type ImportOutcome =
  * then tfjs-node, then wasm, then cpu. An explicit choice that cannot load throws
  * BackendUnavailableError naming the fix.
  */
-export async function selectBackend(choice: BackendChoice, logger?: Logger): Promise<BackendInfo> {
+export async function selectBackend(
+  choice: BackendChoice,
+  logger?: Logger,
+  kernels: WasmKernelOptions = {},
+): Promise<BackendInfo> {
   // Silences tfjs's console banners ("install tfjs-node ...") that would interleave with our logs.
   tf.enableProdMode();
-  const info = await selectInner(choice, logger);
+  const info = await selectInner(choice, logger, kernels);
   logger?.info({ backend: info.name, gpu: info.gpu, detail: info.detail }, 'tensorflow.js backend selected');
   return info;
 }
 
-async function selectInner(choice: BackendChoice, logger: Logger | undefined): Promise<BackendInfo> {
+async function selectInner(
+  choice: BackendChoice,
+  logger: Logger | undefined,
+  kernels: WasmKernelOptions,
+): Promise<BackendInfo> {
   switch (choice) {
     case 'cpu':
       return activate('cpu', 'pure JavaScript (@tensorflow/tfjs-backend-cpu)');
     case 'wasm':
-      return selectWasm();
+      return selectWasm(kernels);
     case 'tensorflow':
       return selectNative(logger);
     case 'auto':
-      return selectAuto(logger);
+      return selectAuto(logger, kernels);
   }
 }
 
-async function selectAuto(logger: Logger | undefined): Promise<BackendInfo> {
+async function selectAuto(logger: Logger | undefined, kernels: WasmKernelOptions): Promise<BackendInfo> {
   try {
     return await selectNative(logger);
   } catch (error) {
@@ -64,7 +72,7 @@ async function selectAuto(logger: Logger | undefined): Promise<BackendInfo> {
     logger?.debug({ reason: error.message }, 'native backend unavailable; trying wasm');
   }
   try {
-    return await selectWasm();
+    return await selectWasm(kernels);
   } catch (error) {
     if (!(error instanceof BackendUnavailableError)) throw error;
     logger?.warn({ reason: error.message }, 'wasm backend unavailable; falling back to the slow cpu backend');
@@ -72,7 +80,7 @@ async function selectAuto(logger: Logger | undefined): Promise<BackendInfo> {
   return activate('cpu', 'pure JavaScript (@tensorflow/tfjs-backend-cpu)');
 }
 
-async function selectWasm(): Promise<BackendInfo> {
+async function selectWasm(kernels: WasmKernelOptions): Promise<BackendInfo> {
   const outcome = await importOptional(WASM_PACKAGE);
   if (!outcome.loaded) {
     const fix = outcome.missing ? `run "npm install ${WASM_PACKAGE}@${tf.version_core}"` : 'reinstall it';
@@ -80,7 +88,7 @@ async function selectWasm(): Promise<BackendInfo> {
   }
   // tfjs-backend-wasm lacks some gradient kernels (Conv2DBackpropFilter) and has slow transposed
   // matmuls; see wasm-kernels.ts.
-  registerWasmKernels();
+  registerWasmKernels(kernels);
   return activate('wasm', `WebAssembly (${WASM_PACKAGE})`);
 }
 

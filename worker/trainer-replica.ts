@@ -10,7 +10,7 @@ import { decodeIndices } from '../shared/index-codec.js';
 import { rankSlices } from '../shared/shard-plan.js';
 import type { Job } from '../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../shared/train-state.js';
-import { allFinite, averageInPlace, clipByGlobalNorm, globalNorm, hashParams } from './gradient-ops.js';
+import { allFinite, averageWithNorm, clipByGlobalNorm, hashParams } from './gradient-ops.js';
 import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
 import type { Replica } from './replica.js';
 
@@ -97,16 +97,16 @@ export class TrainerReplica {
     const globalCount = grad[lossSlot + 1] ?? 0;
     const loss = (grad[lossSlot] ?? 0) / globalCount;
     const g = grad.subarray(0, this.paramCount);
-    averageInPlace(g, globalCount);
+    const norm = averageWithNorm(g, globalCount);
     // Decided on the reduced buffer, so every rank skips or applies alike. A skipped step also
     // puts back the BatchNorm statistics its forward pass moved, so nothing non-finite sticks.
-    const finite = allFinite(g) && allFinite(grad.subarray(this.paramCount, lossSlot));
+    const finite = Number.isFinite(norm) && allFinite(grad.subarray(this.paramCount, lossSlot));
     if (finite) this.writeAveragedMoving(globalCount);
     else if (this.movingCount > 0) this.replica.writeNonTrainable(this.moving);
     const gradNorm = finite
       ? this.job.optimizer.clipNorm > 0
-        ? clipByGlobalNorm(g, this.job.optimizer.clipNorm)
-        : globalNorm(g)
+        ? clipByGlobalNorm(g, this.job.optimizer.clipNorm, norm)
+        : norm
       : Number.NaN;
     if (finite) {
       this.optimizer.apply(this.params, g, order.learningRate);

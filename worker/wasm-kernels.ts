@@ -19,7 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
 import { maxPoolGradConfig } from './kernels/max-pool-grad.js';
-import { untransposedMatMulConfig } from './kernels/untransposed-matmul.js';
+import { stockMatMulConfig, untransposedMatMulConfig } from './kernels/untransposed-matmul.js';
 
 export interface WasmKernel {
   kernelName: string;
@@ -30,20 +30,41 @@ export interface WasmKernel {
   role: 'missing' | 'replaces' | 'wraps';
   /** The config to register; undefined for a wrapper while wasm's own is not registered. */
   config(): tf.KernelConfig | undefined;
+  /** For 'wraps': wasm's own config, registered instead when speed-ups are turned off. */
+  stock?(): tf.KernelConfig | undefined;
 }
 
 export const WASM_KERNELS: readonly WasmKernel[] = [
   { kernelName: tf.Conv2DBackpropFilter, role: 'missing', config: () => conv2dBackpropFilterConfig },
   { kernelName: tf.MaxPoolGrad, role: 'replaces', config: () => maxPoolGradConfig },
-  { kernelName: tf.BatchMatMul, role: 'wraps', config: () => untransposedMatMulConfig(tf.BatchMatMul) },
-  { kernelName: tf._FusedMatMul, role: 'wraps', config: () => untransposedMatMulConfig(tf._FusedMatMul) },
+  {
+    kernelName: tf.BatchMatMul,
+    role: 'wraps',
+    config: () => untransposedMatMulConfig(tf.BatchMatMul),
+    stock: () => stockMatMulConfig(tf.BatchMatMul),
+  },
+  {
+    kernelName: tf._FusedMatMul,
+    role: 'wraps',
+    config: () => untransposedMatMulConfig(tf._FusedMatMul),
+    stock: () => stockMatMulConfig(tf._FusedMatMul),
+  },
 ];
 
+export interface WasmKernelOptions {
+  /**
+   * Register the 'wraps' kernels (pure speed-ups). false registers wasm's own instead: the
+   * bench's plain model.fit baseline runs stock TensorFlow.js plus only what correctness needs.
+   * @default true
+   */
+  speedups?: boolean;
+}
+
 /** Registers the kernels (idempotent); returns the names this call registered. */
-export function registerWasmKernels(): string[] {
+export function registerWasmKernels(options: WasmKernelOptions = {}): string[] {
   const added: string[] = [];
   for (const kernel of WASM_KERNELS) {
-    const config = kernel.config();
+    const config = kernel.role === 'wraps' && options.speedups === false ? kernel.stock?.() : kernel.config();
     if (config === undefined) continue;
     const existing = tf.getKernel(config.kernelName, config.backendName);
     if (existing?.kernelFunc === config.kernelFunc) continue;

@@ -96,11 +96,15 @@ interface TrainRow {
 }
 
 describe('ringtrain bench train', () => {
-  it('runs model.fit and the trainer at 1 and 2 workers and reports verified rows', async () => {
+  it('runs model.fit (stock and with our kernels) and the trainer at 1 and 2 workers on wasm, all verified', async () => {
     const dir = tempDir('ringtrain-bench-');
     const job = writeJob(
       dir,
-      smallMnistJob({ data: { format: 'mnist', limit: 600 }, training: { epochs: 1, batchSize: 32 } }),
+      smallMnistJob({
+        backend: 'wasm',
+        data: { format: 'mnist', limit: 600 },
+        training: { epochs: 1, batchSize: 32 },
+      }),
     );
     const json = path.join(dir, 'train.json');
     const result = await runCli([
@@ -118,10 +122,12 @@ describe('ringtrain bench train', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/ringtrain N=1 \/ model\.fit samples\/s = \d/);
+    expect(result.stdout).toMatch(/against model\.fit given ringtrain's wasm kernels too: \d/);
     expect(result.stdout).toMatch(/N=2 non-compute share of step time = /);
     const rows = readRows<TrainRow>(json);
     expect(rows.map((r) => [r.kind, r.workers])).toEqual([
       ['model.fit', 1],
+      ['fit+kernels', 1],
       ['ringtrain', 1],
       ['ringtrain', 2],
     ]);

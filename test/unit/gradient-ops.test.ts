@@ -1,19 +1,36 @@
 // Averaging, global-norm clipping, finiteness checks and the replica hash.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { allFinite, averageInPlace, clipByGlobalNorm, globalNorm, hashParams } from '../../worker/gradient-ops.js';
+import {
+  allFinite,
+  averageWithNorm,
+  clipByGlobalNorm,
+  globalNorm,
+  hashParams,
+} from '../../worker/gradient-ops.js';
 
-describe('averageInPlace', () => {
+describe('averageWithNorm', () => {
   it('divides every element by the count', () => {
     const grad = new Float32Array([2, -4, 6, 0]);
-    averageInPlace(grad, 4);
+    expect(averageWithNorm(grad, 4)).toBe(Math.sqrt(0.25 + 1 + 2.25));
     expect([...grad]).toEqual([0.5, -1, 1.5, 0]);
   });
 
-  it('rejects a count that is not positive and finite', () => {
-    expect(() => averageInPlace(new Float32Array(1), 0)).toThrow(RangeError);
-    expect(() => averageInPlace(new Float32Array(1), NaN)).toThrow(RangeError);
-    expect(() => averageInPlace(new Float32Array(1), Infinity)).toThrow(RangeError);
+  it('gives the same bits as dividing each element, then globalNorm', () => {
+    const values = Float32Array.from({ length: 1001 }, (_, i) => Math.sin(i * 1.7) * 10 ** ((i % 13) - 6));
+    const separate = values.map((v) => v / 3);
+    const fused = values.slice();
+    expect(averageWithNorm(fused, 3)).toBe(globalNorm(separate));
+    expect(fused).toEqual(separate);
+  });
+
+  it('returns a non-finite norm exactly when an element is non-finite, never for large finite ones', () => {
+    expect(averageWithNorm(new Float32Array([3.4e38, -3.4e38, 3.4e38]), 1)).toBeLessThan(Infinity);
+    expect(averageWithNorm(new Float32Array([1, NaN, 2]), 2)).toBeNaN();
+    expect(averageWithNorm(new Float32Array([1, -Infinity]), 2)).toBe(Infinity);
+    expect(() => averageWithNorm(new Float32Array(1), 0)).toThrow(RangeError);
+    expect(() => averageWithNorm(new Float32Array(1), NaN)).toThrow(RangeError);
+    expect(() => averageWithNorm(new Float32Array(1), Infinity)).toThrow(RangeError);
   });
 });
 

@@ -81,6 +81,17 @@ describe('registerWasmKernels', () => {
     expect(registerWasmKernels()).toEqual([]);
   });
 
+  it("speedups: false puts wasm's own matmuls back (the stock baseline), and the default wraps them again", () => {
+    const wrapped = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;
+    expect(registerWasmKernels({ speedups: false })).toEqual([tf.BatchMatMul, tf._FusedMatMul]);
+    const stock = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;
+    expect(stock).not.toBe(wrapped);
+    expect(tf.getKernel(tf.MaxPoolGrad, 'wasm')?.kernelFunc).toBe(WASM_KERNELS[1]?.config()?.kernelFunc);
+    expect(registerWasmKernels()).toEqual([tf.BatchMatMul, tf._FusedMatMul]);
+    expect(tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc).not.toBe(stock);
+    expect(registerWasmKernels()).toEqual([]);
+  });
+
   it('refuses NCHW rather than computing something else', async () => {
     await selectBackend('wasm');
     const x = tf.zeros([1, 2, 5, 5]);

@@ -25,7 +25,7 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
   const original = tf.getKernel(kernelName, 'wasm');
   const transpose = tf.getKernel(tf.Transpose, 'wasm');
   if (original === undefined || transpose === undefined) return undefined;
-  if (WRAPPED.has(original.kernelFunc)) return original;
+  if (ORIGINALS.has(original.kernelFunc)) return original;
   const kernelFunc = (args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] => {
     const { inputs, attrs = {} } = args;
     const a = inputs['a'];
@@ -54,9 +54,15 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
       for (const info of temporaries) (args.backend as DisposingBackend).disposeData(info.dataId);
     }
   };
-  WRAPPED.add(kernelFunc as tf.KernelFunc);
+  ORIGINALS.set(kernelFunc as tf.KernelFunc, original);
   return { ...original, kernelFunc: kernelFunc as tf.KernelFunc };
 }
 
-/** Kernel functions this module produced, so registering twice does not wrap a wrapper. */
-const WRAPPED = new WeakSet<tf.KernelFunc>();
+/** wasm's own config of `kernelName`: the registered one, or the one our registered wrapper runs. */
+export function stockMatMulConfig(kernelName: MatMulKernel): tf.KernelConfig | undefined {
+  const registered = tf.getKernel(kernelName, 'wasm');
+  return registered === undefined ? undefined : (ORIGINALS.get(registered.kernelFunc) ?? registered);
+}
+
+/** The wasm config each wrapper this module produced runs (so wrapping twice is a no-op, and unwrapping possible). */
+const ORIGINALS = new WeakMap<tf.KernelFunc, tf.KernelConfig>();
