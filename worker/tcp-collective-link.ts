@@ -1,8 +1,13 @@
 // One collective's view of the raw-TCP transport, as the pure algorithms (ringAllReduce,
-// allGatherSum) see it: `send` stages a chunk into a pooled frame buffer (the algorithm mutates
-// its buffer as soon as `send` resolves) and `receive` takes the left neighbour's payload from
-// the inbox. A received payload goes back to the pool at the next call: the algorithms are done
-// with it by then.
+// allGatherSum) see it: `send` queues a chunk to the right neighbour and `receive` takes the left
+// neighbour's payload from the inbox. A received payload goes back to the pool at the next call:
+// the algorithms are done with it by then.
+//
+// Float32 chunks are sent without a copy, as views of the algorithm's buffer. That is safe
+// because neither algorithm writes a region it has sent until that region's all-gather value
+// arrives, which needs the right neighbour to have read the bytes (see ring-allreduce.ts), and
+// because the communicator waits for every write before the collective returns. Compressed
+// chunks are encoded into pooled buffers, given back once written.
 //
 // With fp16/bf16 compression, two rules keep every rank bit-identical:
 //   - the owner of a fully reduced segment (all-gather round N−1) replaces its own values with
@@ -13,7 +18,7 @@ import { CollectiveError } from '../shared/errors.js';
 import type { FrameInbox } from './frame-inbox.js';
 import type { RingChunk, RingLink } from './ring-allreduce.js';
 import type { BufferPool } from './tcp-buffer-pool.js';
-import { FRAME_HEADER_BYTES, type FrameHeader } from './tcp-frame.js';
+import type { FrameHeader } from './tcp-frame.js';
 import type { LeftReceiver } from './tcp-left-receiver.js';
 import {
   chooseScaleExponent,
@@ -26,8 +31,12 @@ import {
 
 /** Header fields a collective chooses; the communicator adds kind, generation, sender and size. */
 export type DataFields = Omit<FrameHeader, 'kind' | 'generation' | 'senderRank' | 'payloadBytes'>;
-/** Queues `frame` (header space + payload) to the right neighbour; resolves when more may be queued. */
-export type FrameWriter = (fields: DataFields, frame: Buffer) => Promise<void>;
+/**
+ * Queues a DATA frame to the right neighbour: a header built from `fields`, then `payload` as is
+ * (not copied). `written` runs once the write has completed or failed. Resolves when more may be
+ * queued (backpressure).
+ */
+export type FrameWriter = (fields: DataFields, payload: Uint8Array, written?: () => void) => Promise<void>;
 
 export interface CollectiveContext {
   step: number;
@@ -66,15 +75,16 @@ export class CollectiveLink implements RingLink {
       length: data.length,
       scaleExponent: 0,
     };
-    const frame = Buffer.from(this.pool.take(FRAME_HEADER_BYTES + data.length * WIRE_BYTES_PER_ELEMENT[codec]));
-    if (codec === 'none') new Float32Array(frame.buffer, FRAME_HEADER_BYTES, data.length).set(data);
-    else {
-      fields.scaleExponent = this.exponentFor(chunk, codec);
-      const wire = new Uint16Array(frame.buffer, FRAME_HEADER_BYTES, data.length);
-      encodeScaled(data, codec, fields.scaleExponent, wire);
-      if (chunk.round === this.at.worldSize - 1) decodeScaled(wire, codec, fields.scaleExponent, data);
+    if (codec === 'none') {
+      await this.write(fields, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      return;
     }
-    await this.write(fields, frame);
+    fields.scaleExponent = this.exponentFor(chunk, codec);
+    const staged = this.pool.take(data.length * WIRE_BYTES_PER_ELEMENT[codec]);
+    const wire = new Uint16Array(staged);
+    encodeScaled(data, codec, fields.scaleExponent, wire);
+    if (chunk.round === this.at.worldSize - 1) decodeScaled(wire, codec, fields.scaleExponent, data);
+    await this.write(fields, new Uint8Array(staged), () => this.pool.give(staged));
   }
 
   async receive(round: number, chunk: number): Promise<Float32Array> {

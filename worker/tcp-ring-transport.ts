@@ -3,13 +3,18 @@
 //   - receiving: this rank dials its LEFT neighbour's data port (LeftReceiver), so it can read
 //     with `onread` straight into pooled payload buffers — only a client socket can;
 //   - sending: its RIGHT neighbour dials this rank's TcpRingServer, which hands over that
-//     connection; frames are staged in pooled buffers and queued with bounded backpressure.
+//     connection; float32 payloads are queued as views of the caller's buffer (no copy) behind
+//     a pooled header, with bounded backpressure.
 // Same public shape, frame checks and failure model as the gRPC RingCommunicator: a closed or
 // refusing neighbour aborts the whole generation on this rank, and the abort closes both of its
 // connections, so the failure runs around the ring at once instead of waiting out a timeout.
 //
 // Why it exists: gRPC copies each frame through protobuf and HTTP/2 framing and pays a per-message
-// cost; here the only copies are the one staging copy on send and the kernel's own.
+// cost; here the kernel's copies are the only ones on the send side.
+//
+// Invariant: a collective returns (or rejects) only once no frame of it is unsent, so the caller
+// may reuse its buffer; on failure, frames still unsent after UNSENT_GRACE_MS are cut off by
+// destroying the connection.
 import type * as net from 'node:net';
 import { CollectiveError } from '../shared/errors.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
@@ -21,6 +26,7 @@ import { CollectiveLink, type DataFields, type FrameWriter } from './tcp-collect
 import { emptyHeader, FRAME_HEADER_BYTES, FrameKind, writeHeader, type FrameHeader } from './tcp-frame.js';
 import { LeftReceiver } from './tcp-left-receiver.js';
 import type { TcpRingServer } from './tcp-ring-server.js';
+import { UnsentWrites } from './tcp-unsent-writes.js';
 import type { WireCodec } from './wire-compression.js';
 
 export { TcpRingServer } from './tcp-ring-server.js';
@@ -29,6 +35,8 @@ export { TcpRingServer } from './tcp-ring-server.js';
 export const DEFAULT_SMALL_BUFFER_BYTES = 64 * 1024;
 /** Default bound on queued, unsent bytes to the right neighbour (see queueLimitBytes). */
 const QUEUE_LIMIT_BYTES = 16 * 1024 * 1024;
+/** After a failure, how long unsent frames may take to drain (so a REFUSE can follow them) before the connection is cut. */
+const UNSENT_GRACE_MS = 1_000;
 
 export interface TcpRingCommunicatorOptions {
   /** This rank's own data port; the right neighbour connects there to receive. */
@@ -59,6 +67,7 @@ export class TcpRingCommunicator {
   private readonly order: CollectiveOrder;
   /** Reused for every outgoing DATA header (serialised before the write is queued). */
   private readonly header: FrameHeader = emptyHeader();
+  private readonly unsent = new UnsentWrites();
 
   private constructor(
     private readonly options: TcpRingCommunicatorOptions,
@@ -111,7 +120,7 @@ export class TcpRingCommunicator {
       const small = buffer.byteLength <= (this.options.smallBufferBytes ?? DEFAULT_SMALL_BUFFER_BYTES);
       // The latency path is not worth compressing, and its forwarding must stay exact.
       const codec = small ? 'none' : (this.options.compression ?? 'none');
-      const write: FrameWriter = (fields, frame) => this.writeData(fields, frame);
+      const write: FrameWriter = (fields, payload, written) => this.writeData(fields, payload, written);
       link = new CollectiveLink(write, this.inbox, this.left!, this.options.server.pool, {
         step,
         collective,
@@ -121,12 +130,15 @@ export class TcpRingCommunicator {
       });
       if (small) await allGatherSum(buffer, rank, worldSize, link);
       else await ringAllReduce(buffer, rank, worldSize, link, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
+      // Sent chunks are views of `buffer`: it is the caller's again only once the kernel has them.
+      await this.guard(this.unsent.settled());
     } catch (cause) {
       this.abort(
         cause instanceof CollectiveError
           ? cause
           : new CollectiveError(`all-reduce failed: ${String(cause)}`, { cause }),
       );
+      await this.cutUnsent();
       throw this.broken ?? cause;
     } finally {
       link?.release();
@@ -164,26 +176,46 @@ export class TcpRingCommunicator {
   }
 
   /**
-   * Queues one DATA frame. `frame` is a pooled buffer holding the payload after
-   * FRAME_HEADER_BYTES; the header is written here, and the buffer goes back to the pool once
-   * the kernel has it. Waits only while more than the queue limit is unsent (backpressure).
+   * Queues one DATA frame: a pooled header, then `payload` itself, in one corked write. Waits only
+   * while more than the queue limit is unsent (backpressure).
    */
-  private async writeData(fields: DataFields, frame: Buffer): Promise<void> {
+  private async writeData(fields: DataFields, payload: Uint8Array, written?: () => void): Promise<void> {
     if (this.broken !== undefined) throw this.broken;
     const socket = this.right!;
-    const payloadBytes = frame.byteLength - FRAME_HEADER_BYTES;
+    const pool = this.options.server.pool;
+    const header = pool.take(FRAME_HEADER_BYTES);
     writeHeader(
-      frame,
+      Buffer.from(header),
       Object.assign(this.header, fields, {
         kind: FrameKind.data,
         generation: this.options.generation,
         senderRank: this.options.rank,
-        payloadBytes,
+        payloadBytes: payload.byteLength,
       }),
     );
-    socket.write(frame, () => this.options.server.pool.give(frame.buffer as ArrayBuffer));
+    const sent = this.unsent.add();
+    socket.cork();
+    socket.write(new Uint8Array(header));
+    socket.write(payload, () => {
+      pool.give(header);
+      written?.();
+      sent();
+    });
+    socket.uncork();
     if (socket.writableLength > this.queueLimitBytes)
       await this.guard(new Promise<void>((resolve) => socket.once('drain', resolve)));
+  }
+
+  /** After a failure: lets unsent frames drain for a short grace, then destroys the connection so none can still read the caller's buffer. */
+  private async cutUnsent(): Promise<void> {
+    if (this.unsent.count === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.unsent.settled(),
+      new Promise((resolve) => (timer = setTimeout(resolve, UNSENT_GRACE_MS))),
+    ]);
+    clearTimeout(timer);
+    if (this.unsent.count > 0) this.right?.destroy();
   }
 
   /** Unsent bytes allowed to pile up before a send waits: enough to keep the socket busy while this rank reduces. */

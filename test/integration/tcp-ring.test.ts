@@ -170,6 +170,30 @@ describe('ring all-reduce over raw TCP', () => {
     await allReduceAndCheck(three.comms, randomBuffers(3, 1_400_000, random), 7);
   });
 
+  it('returns only once its chunks are sent: a rank that overwrites its buffer at once leaves the others exact', async () => {
+    // Chunks leave as views of the caller's buffer, so an early return would ship the NaNs.
+    const random = makeRandom(13);
+    const ring = await startRing(3, 64 * 1024);
+    for (let step = 1; step <= 3; step++) {
+      const inputs = randomBuffers(3, 2_000_000 + step, random);
+      const buffers = inputs.map((input) => input.slice());
+      const results: Float32Array[] = [];
+      await Promise.all(
+        ring.comms.map(async (comm, rank) => {
+          await comm.allReduce(buffers[rank]!, step);
+          results[rank] = buffers[rank]!.slice();
+          buffers[rank]!.fill(Number.NaN);
+        }),
+      );
+      for (let i = 0; i < inputs[0]!.length; i++) {
+        const exact = inputs[0]![i]! + inputs[1]![i]! + inputs[2]![i]!;
+        if (!(Math.abs(results[0]![i]! - exact) <= 1e-5)) expect.fail(`step ${step} element ${i}: ${results[0]![i]}`);
+      }
+      const reference = Buffer.from(results[0]!.buffer);
+      for (const result of results.slice(1)) expect(Buffer.from(result.buffer).equals(reference)).toBe(true);
+    }
+  });
+
   it('takes the latency path below the default 64 KiB threshold with the same result on every rank', async () => {
     const ring = await startRing(4, 1024, { smallBufferBytes: 64 * 1024 });
     const random = makeRandom(8);
