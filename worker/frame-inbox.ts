@@ -6,6 +6,9 @@
 //   - keys below the collective floor (an older step/collective) are refused, so a frame left
 //     over from an earlier collective can never be mistaken for a current one;
 //   - after `fail`, every pending and future take rejects with that error and deliveries are dropped.
+// It also holds placements: where the receiver should read a payload straight into the caller's
+// buffer. They are dropped by `fail`, by the next `openCollective` and by `clearPlacements`, so
+// none outlives the collective whose buffer it names.
 import { CollectiveError } from '../shared/errors.js';
 
 export interface FrameKey {
@@ -14,6 +17,12 @@ export interface FrameKey {
   collective: number;
   round: number;
   chunk: number;
+}
+
+/** Elements [offset, offset + target.length) of a collective's buffer, where a payload may land. */
+export interface Placement {
+  offset: number;
+  target: Float32Array;
 }
 
 interface Waiter {
@@ -25,6 +34,7 @@ interface Waiter {
 export class FrameInbox {
   private readonly held = new Map<string, { key: FrameKey; payload: Float32Array }>();
   private readonly waiting = new Map<string, Waiter>();
+  private readonly placements = new Map<string, Placement>();
   private floor = { step: -1, collective: -1 };
   private failure: Error | undefined;
 
@@ -95,6 +105,24 @@ export class FrameInbox {
     });
   }
 
+  /** Asks for the payload of `key` to be read into `placement.target` instead of pooled storage. */
+  place(key: FrameKey, placement: Placement): void {
+    if (this.failure === undefined && !isBelow(key, this.floor)) this.placements.set(keyId(key), placement);
+  }
+
+  /** The placement for `key`, once (the receiver is about to fill it), or undefined. */
+  claimPlacement(key: FrameKey): Placement | undefined {
+    const id = keyId(key);
+    const placement = this.placements.get(id);
+    this.placements.delete(id);
+    return placement;
+  }
+
+  /** Forgets every placement: nothing more is read into a collective's buffer. */
+  clearPlacements(): void {
+    this.placements.clear();
+  }
+
   /**
    * Marks the start of collective (step, collective): every earlier key becomes stale. A payload
    * still held for an earlier collective means the ranks disagree on what was reduced, which
@@ -112,6 +140,7 @@ export class FrameInbox {
       }
     }
     this.floor = floor;
+    this.placements.clear();
   }
 
   /** Rejects all pending and future takes with `error`. The first failure wins. */
@@ -119,6 +148,7 @@ export class FrameInbox {
     if (this.failure !== undefined) return;
     this.failure = error;
     this.held.clear();
+    this.placements.clear();
     for (const waiter of this.waiting.values()) {
       clearTimeout(waiter.timer);
       waiter.reject(error);

@@ -18,6 +18,11 @@
 //
 // Segments travel as chunks of `chunkElems` floats and are pipelined: chunk c of round k+1
 // leaves as soon as chunk c of round k has arrived and been reduced, not after the whole segment.
+//
+// What a link may rely on: a chunk this rank sent is not written again by it until that chunk's
+// all-gather value arrives, and that value exists only after the right neighbour has read the
+// sent chunk. So a link may send views of the buffer, and may receive all-gather chunks straight
+// into the buffer (`placeAt`), as long as nothing is in flight once the collective returns.
 import { CollectiveError } from '../shared/errors.js';
 import { addFloat32Into } from './simd-add.js';
 
@@ -32,10 +37,12 @@ export interface RingChunk {
 }
 
 export interface RingLink {
-  /** Hands a chunk to the right neighbour; resolves once the transport accepted it (backpressure). The callee must copy/serialize `data` before resolving — the caller mutates the buffer afterwards. */
+  /** Hands a chunk to the right neighbour; resolves once the transport accepted it (backpressure). `data` is a view of the buffer: see the header for when it is written again. */
   send(chunk: RingChunk): Promise<void>;
   /** Resolves with the payload the left neighbour sent for (round, chunk index within that round's segment). */
   receive(round: number, chunk: number): Promise<Float32Array>;
+  /** Optional: lets the payload of an all-gather (round, chunk) land in `target`, elements [offset, offset + target.length) of the buffer; `receive` may then resolve with `target` itself. */
+  placeAt?(round: number, chunk: number, offset: number, target: Float32Array): void;
 }
 
 export interface SegmentBounds {
@@ -75,6 +82,15 @@ export async function ringAllReduce(
   const bounds = segmentBounds(buffer.length, worldSize);
   const lastRound = 2 * worldSize - 3;
   const segmentOf = (round: number): SegmentBounds => bounds[mod(rank - round, worldSize)]!;
+  if (link.placeAt !== undefined) {
+    for (let round = worldSize - 1; round <= lastRound; round++) {
+      // Round k receives the segment that round k + 1 sends.
+      const { start, end } = segmentOf(round + 1);
+      for (let chunk = 0, offset = start; offset < end; chunk++, offset += chunkElems) {
+        link.placeAt(round, chunk, offset, buffer.subarray(offset, Math.min(offset + chunkElems, end)));
+      }
+    }
+  }
 
   for (let round = 0; round <= lastRound; round++) {
     const segment = mod(rank - round, worldSize);
@@ -109,7 +125,12 @@ async function receiveInto(
     );
   }
   if (round <= worldSize - 2) addInto(buffer, offset, data);
-  else buffer.set(data, offset);
+  else if (!isAt(data, buffer, offset)) buffer.set(data, offset);
+}
+
+/** Whether `data` already is elements [offset, offset + data.length) of `buffer` (a placed receive). */
+function isAt(data: Float32Array, buffer: Float32Array, offset: number): boolean {
+  return data.buffer === buffer.buffer && data.byteOffset === buffer.byteOffset + offset * 4;
 }
 
 /** buffer[offset + i] += data[i]; the only arithmetic of the all-reduce (wasm SIMD, same float32 rounding). */

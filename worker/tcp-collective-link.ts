@@ -7,7 +7,8 @@
 // because neither algorithm writes a region it has sent until that region's all-gather value
 // arrives, which needs the right neighbour to have read the bytes (see ring-allreduce.ts), and
 // because the communicator waits for every write before the collective returns. Compressed
-// chunks are encoded into pooled buffers, given back once written.
+// chunks are encoded into pooled buffers, given back once written. By the same rule, float32
+// all-gather chunks are read straight into the buffer (`placeAt`): no pooled payload, no copy.
 //
 // With fp16/bf16 compression, two rules keep every rank bit-identical:
 //   - the owner of a fully reduced segment (all-gather round N−1) replaces its own values with
@@ -49,6 +50,8 @@ export interface CollectiveContext {
 
 export class CollectiveLink implements RingLink {
   private lastTaken: Float32Array | undefined;
+  /** Regions of the algorithm's buffer placed for receiving and not yet received into. */
+  private readonly placed = new Set<Float32Array>();
   /** Scale exponent each all-gather chunk arrived with, by chunk index. */
   private readonly gatherExponents = new Map<number, number>();
 
@@ -87,11 +90,18 @@ export class CollectiveLink implements RingLink {
     await this.write(fields, new Uint8Array(staged), () => this.pool.give(staged));
   }
 
+  placeAt(round: number, chunk: number, offset: number, target: Float32Array): void {
+    if (this.at.codec !== 'none') return;
+    this.inbox.place({ step: this.at.step, collective: this.at.collective, round, chunk }, { offset, target });
+    this.placed.add(target);
+  }
+
   async receive(round: number, chunk: number): Promise<Float32Array> {
     this.release();
     const key = { step: this.at.step, collective: this.at.collective, round, chunk };
     const payload = await this.inbox.take(key, this.at.timeoutMs);
-    this.lastTaken = payload;
+    // A placed payload is the algorithm's own buffer, never the pool's.
+    if (!this.placed.delete(payload)) this.lastTaken = payload;
     const exponent = this.left.takeScaleExponent(key);
     if (this.at.codec !== 'none' && round >= this.at.worldSize - 1) {
       if (exponent === undefined) {
@@ -104,8 +114,15 @@ export class CollectiveLink implements RingLink {
     return payload;
   }
 
+  /** Ends the collective: the last payload goes back to the pool, and no placement stays behind. */
+  close(): void {
+    this.release();
+    if (this.placed.size > 0) this.inbox.clearPlacements();
+    this.placed.clear();
+  }
+
   /** Gives the last received payload back to the pool. */
-  release(): void {
+  private release(): void {
     if (this.lastTaken === undefined) return;
     this.pool.give(this.lastTaken.buffer as ArrayBuffer);
     this.lastTaken = undefined;

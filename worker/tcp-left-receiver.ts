@@ -1,13 +1,13 @@
 // The receiving half of a rank's raw-TCP ring link: this rank dials its LEFT neighbour's data
 // port, sends a HANDSHAKE, and from then on reads DATA frames. Reads go through net.Socket's
-// `onread` straight into the region the FrameReader names next (a header, or a pooled payload
-// buffer), so steady-state receiving copies nothing in JavaScript and allocates no per-read
-// Buffers. Each frame is checked (generation, sender, length), decoded when compressed, and
+// `onread` straight into the region the FrameReader names next (a header; the collective's own
+// buffer where it placed the frame, see FrameInbox.place; else a pooled payload buffer), so
+// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each frame is checked (generation, sender, length), decoded when compressed, and
 // handed to the collective's FrameInbox. Any violation, REFUSE frame or close is reported once
 // through `onFailure`.
 import * as net from 'node:net';
 import { CollectiveError } from '../shared/errors.js';
-import type { FrameInbox, FrameKey } from './frame-inbox.js';
+import type { FrameInbox, FrameKey, Placement } from './frame-inbox.js';
 import type { BufferPool } from './tcp-buffer-pool.js';
 import { controlFrame, FrameKind, type FrameHeader } from './tcp-frame.js';
 import { FrameReader } from './tcp-frame-reader.js';
@@ -35,6 +35,8 @@ export class LeftReceiver {
   private readonly reader: FrameReader;
   /** Scale exponents of compressed frames delivered to the inbox, by frame key id. */
   private readonly exponents = new Map<string, number>();
+  /** The placement the frame being read fills, if any. */
+  private placed: Float32Array | undefined;
   private done = false;
 
   private constructor(private readonly options: LeftReceiverOptions) {
@@ -125,7 +127,20 @@ export class LeftReceiver {
     const problem = frameProblem(header, this.options.generation, this.options.leftRank);
     if (problem !== undefined)
       throw new CollectiveError(`frame from left neighbour rank ${this.options.leftRank} refused: ${problem}`);
-    return new Uint8Array(this.options.pool.take(header.payloadBytes));
+    const placement = header.codec === 'none' ? this.options.inbox.claimPlacement(keyOf(header)) : undefined;
+    if (placement === undefined) return new Uint8Array(this.options.pool.take(header.payloadBytes));
+    this.checkPlacement(header, placement);
+    const { target } = placement;
+    this.placed = target;
+    return new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  }
+
+  /** A placed frame must cover exactly the region this rank expects for it. */
+  private checkPlacement(header: FrameHeader, { offset, target }: Placement): void {
+    if (header.offset === offset && header.length === target.length) return;
+    throw new CollectiveError(
+      `frame step ${header.step} collective ${header.collective} round ${header.round} chunk ${header.chunk} from left neighbour rank ${this.options.leftRank} covers elements [${header.offset}, ${header.offset + header.length}), this rank expects [${offset}, ${offset + target.length}); buffer lengths differ across ranks`,
+    );
   }
 
   private onFrame(header: FrameHeader, payload: Uint8Array): void {
@@ -136,20 +151,16 @@ export class LeftReceiver {
     if (header.kind !== FrameKind.data)
       throw new CollectiveError(`left neighbour rank ${this.options.leftRank} sent a frame of kind ${header.kind}`);
     const { pool, inbox } = this.options;
-    const key: FrameKey = {
-      step: header.step,
-      collective: header.collective,
-      round: header.round,
-      chunk: header.chunk,
-    };
+    const key = keyOf(header);
     let values: Float32Array;
-    if (header.codec === 'none') values = new Float32Array(payload.buffer, 0, header.length);
+    if (header.codec === 'none') values = this.placed ?? new Float32Array(payload.buffer, 0, header.length);
     else {
       values = new Float32Array(pool.take(header.length * 4));
       decodeScaled(new Uint16Array(payload.buffer, 0, header.length), header.codec, header.scaleExponent, values);
       pool.give(payload.buffer as ArrayBuffer);
       this.exponents.set(keyId(key), header.scaleExponent);
     }
+    this.placed = undefined;
     inbox.deliver(key, values);
   }
 
@@ -175,6 +186,10 @@ function frameProblem(header: FrameHeader, generation: number, leftRank: number)
   if (header.payloadBytes > MAX_PAYLOAD_BYTES)
     return `payload of ${header.payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
   return undefined;
+}
+
+function keyOf(header: FrameHeader): FrameKey {
+  return { step: header.step, collective: header.collective, round: header.round, chunk: header.chunk };
 }
 
 function keyId(key: FrameKey): string {

@@ -141,7 +141,7 @@ export class TcpRingCommunicator {
       await this.cutUnsent();
       throw this.broken ?? cause;
     } finally {
-      link?.release();
+      link?.close();
       this.inFlight = false;
     }
   }

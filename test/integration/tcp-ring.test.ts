@@ -320,7 +320,7 @@ describe('tcp ring protocol checks', () => {
   async function fakeNeighbour(
     commServer: TcpRingServer,
     generation: number,
-  ): Promise<{ leftAddress: string; toComm: Promise<net.Socket> }> {
+  ): Promise<{ leftAddress: string; toComm: Promise<net.Socket>; fromComm: net.Socket }> {
     const listener = net.createServer();
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
     const toComm = new Promise<net.Socket>((resolve) =>
@@ -338,10 +338,12 @@ describe('tcp ring protocol checks', () => {
       (await toComm).destroy();
       listener.close();
     });
-    return { leftAddress: `127.0.0.1:${(listener.address() as net.AddressInfo).port}`, toComm };
+    return { leftAddress: `127.0.0.1:${(listener.address() as net.AddressInfo).port}`, toComm, fromComm };
   }
 
-  async function commWithFakeNeighbour(generation: number): Promise<{ comm: TcpRingCommunicator; toComm: net.Socket }> {
+  async function commWithFakeNeighbour(
+    generation: number,
+  ): Promise<{ comm: TcpRingCommunicator; toComm: net.Socket; fromComm: net.Socket }> {
     const server = await startServer();
     const fake = await fakeNeighbour(server, generation);
     const comm = await TcpRingCommunicator.connect({
@@ -356,7 +358,7 @@ describe('tcp ring protocol checks', () => {
       logger,
     });
     cleanups.push(() => comm.close());
-    return { comm, toComm: await fake.toComm };
+    return { comm, toComm: await fake.toComm, fromComm: fake.fromComm };
   }
 
   it('refuses a handshake from a stale generation, saying why', async () => {
@@ -374,6 +376,20 @@ describe('tcp ring protocol checks', () => {
     const error = await pending;
     expect(error).toBeInstanceOf(CollectiveError);
     expect((error as Error).message).toMatch(/left neighbour rank 1 refused: generation 4, expected 5/);
+  });
+
+  it('fails the collective on an all-gather frame for another region than the one it is read into', async () => {
+    const { comm, toComm, fromComm } = await commWithFakeNeighbour(1);
+    // Rank 0 of 2 with 16 floats receives [0, 8) in the all-gather round 1, straight into its buffer.
+    const sending = new Promise((resolve) => fromComm.once('data', resolve));
+    const pending = comm.allReduce(new Float32Array(16), 1).catch((e: unknown) => e);
+    await sending; // the collective has placed its all-gather chunks
+    toComm.write(dataFrame(1, 1, new Float32Array(8), { round: 1, offset: 4 }));
+    const error = await pending;
+    expect(error).toBeInstanceOf(CollectiveError);
+    expect((error as Error).message).toMatch(
+      /round 1 chunk 0 from left neighbour rank 1 covers elements \[4, 12\), this rank expects \[0, 8\)/,
+    );
   });
 
   it('fails the collective on a frame whose length does not match its payload, or a stream out of sync', async () => {

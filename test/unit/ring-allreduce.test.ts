@@ -24,21 +24,37 @@ async function jitter(random: () => number): Promise<void> {
   for (let i = 0; i < hops; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** One in-memory ring: rank r's sends land (copied, after jitter) in rank (r+1)'s inbox. */
-function memoryRing(worldSize: number, random: () => number): { links: RingLink[]; inboxes: FrameInbox[] } {
+/**
+ * One in-memory ring: rank r's sends land (copied, after jitter) in rank (r+1)'s inbox. With
+ * `placing`, links accept placements and a placed chunk is copied into the receiver's buffer
+ * and delivered as that very region, as the TCP transport does.
+ */
+function memoryRing(
+  worldSize: number,
+  random: () => number,
+  placing = false,
+): { links: RingLink[]; inboxes: FrameInbox[] } {
   const inboxes = Array.from({ length: worldSize }, (_, rank) => new FrameInbox((rank - 1 + worldSize) % worldSize));
   const links = inboxes.map((inbox, rank): RingLink => {
     const right = inboxes[(rank + 1) % worldSize]!;
-    return {
+    const link: RingLink = {
       async send(chunk) {
+        const key = { step: 0, collective: 0, round: chunk.round, chunk: chunk.chunk };
         const copy = chunk.data.slice();
-        void jitter(random).then(() =>
-          right.deliver({ step: 0, collective: 0, round: chunk.round, chunk: chunk.chunk }, copy),
-        );
+        void jitter(random).then(() => {
+          const placement = right.claimPlacement(key);
+          if (placement !== undefined) expect(placement.offset).toBe(chunk.offset);
+          right.deliver(key, placement === undefined ? copy : (placement.target.set(copy), placement.target));
+        });
         await jitter(random);
       },
       receive: (round, chunk) => inbox.take({ step: 0, collective: 0, round, chunk }),
     };
+    if (placing) {
+      link.placeAt = (round, chunk, offset, target) =>
+        inbox.place({ step: 0, collective: 0, round, chunk }, { offset, target });
+    }
+    return link;
   });
   return { links, inboxes };
 }
@@ -50,9 +66,14 @@ function randomBuffers(worldSize: number, length: number, random: () => number):
 }
 
 /** Runs the ring on copies of `inputs`; on the first failure fails every inbox so no rank hangs. */
-async function runRing(inputs: Float32Array[], chunkElems: number, random: () => number): Promise<Float32Array[]> {
+async function runRing(
+  inputs: Float32Array[],
+  chunkElems: number,
+  random: () => number,
+  placing = false,
+): Promise<Float32Array[]> {
   const worldSize = inputs.length;
-  const { links, inboxes } = memoryRing(worldSize, random);
+  const { links, inboxes } = memoryRing(worldSize, random, placing);
   const buffers = inputs.map((input) => input.slice());
   await Promise.all(
     buffers.map((buffer, rank) =>
@@ -129,6 +150,20 @@ describe('ringAllReduce', () => {
           const outputs = await runRing(inputs, chunkElems, random);
           expectSumAndIdentical(inputs, outputs);
         }
+      }
+    }
+  });
+
+  it('receives all-gather chunks straight into the buffer where the link places them', async () => {
+    const random = makeRandom(7);
+    for (let worldSize = 2; worldSize <= 5; worldSize++) {
+      for (const [length, chunkElems] of [
+        [worldSize * 40 + 3, 7],
+        [1000, 1024],
+        [worldSize - 1, 1],
+      ] as const) {
+        const inputs = randomBuffers(worldSize, length, random);
+        expectSumAndIdentical(inputs, await runRing(inputs, chunkElems, random, true));
       }
     }
   });
@@ -214,6 +249,32 @@ describe('FrameInbox', () => {
     inbox.deliver(key(3, 0, 1, 0), Float32Array.of(1));
     expect(() => inbox.openCollective(2, 0)).toThrow(CollectiveError);
     await expect(inbox.take(key(0, 0, 2, 0))).rejects.toBeInstanceOf(CollectiveError);
+  });
+});
+
+describe('FrameInbox placements', () => {
+  it('hands a placement out once, and drops placements on a new collective or a failure', () => {
+    const key = (round: number, chunk: number, step: number, collective: number) => ({
+      step,
+      collective,
+      round,
+      chunk,
+    });
+    const inbox = new FrameInbox(1);
+    inbox.openCollective(1, 0);
+    const target = new Float32Array(4);
+    inbox.place(key(1, 0, 1, 0), { offset: 8, target });
+    expect(inbox.claimPlacement(key(1, 0, 1, 0))).toEqual({ offset: 8, target });
+    expect(inbox.claimPlacement(key(1, 0, 1, 0))).toBeUndefined();
+    inbox.place(key(1, 0, 1, 0), { offset: 8, target });
+    inbox.openCollective(1, 1);
+    expect(inbox.claimPlacement(key(1, 0, 1, 0))).toBeUndefined();
+    inbox.place(key(1, 0, 1, 1), { offset: 8, target });
+    inbox.clearPlacements();
+    expect(inbox.claimPlacement(key(1, 0, 1, 1))).toBeUndefined();
+    inbox.place(key(1, 0, 1, 1), { offset: 8, target });
+    inbox.fail(new CollectiveError('gone'));
+    expect(inbox.claimPlacement(key(1, 0, 1, 1))).toBeUndefined();
   });
 });
 
