@@ -1,7 +1,9 @@
 // `ringtrain bench allreduce`: N real rank processes on 127.0.0.1, each with the data port and
 // communicator a worker uses, all-reduce buffers of the given sizes; the table follows
 // nccl-tests (algbw = bytes/time, busbw = algbw·2(N−1)/N) and divides busbw by the same run's
-// raw TCP bandwidth. Every reduced value is checked on every rank and the ranks' results must be
+// raw TCP bandwidth: one-way (what the issue asks for) and bidirectional (both processes sending
+// and receiving at once, the traffic of an N = 2 ring: the ceiling when the cores that run the
+// ring also do every kernel copy). Every reduced value is checked on every rank and the ranks' results must be
 // bit-identical; any failure makes the command fail after printing what it measured.
 import { writeFile } from 'node:fs/promises';
 import { RingtrainError } from '../shared/errors.js';
@@ -44,6 +46,9 @@ export interface AllreduceRow {
   busbwGBps: number;
   tcpGBps: number;
   busbwOverTcp: number;
+  /** Per direction, with both directions busy at once. */
+  tcpBidirGBps: number;
+  busbwOverTcpBidir: number;
   iterations: number;
   /** Every value on every rank matched the expected sum, and all ranks ended bit-identical. */
   verified: boolean;
@@ -58,6 +63,7 @@ const COLUMNS: ReadonlyArray<Column<AllreduceRow>> = [
   { title: 'algbw(GB/s)', width: 11, value: (r) => fixed(r.algbwGBps, 3) },
   { title: 'busbw(GB/s)', width: 11, value: (r) => fixed(r.busbwGBps, 3) },
   { title: 'busbw/TCP', width: 9, value: (r) => fixed(r.busbwOverTcp, 3) },
+  { title: 'busbw/bidir', width: 11, value: (r) => fixed(r.busbwOverTcpBidir, 3) },
   { title: 'verified', width: 8, value: (r) => (r.verified ? 'ok' : 'WRONG') },
 ];
 
@@ -73,6 +79,10 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
   write(
     `# TCP baseline (one loopback socket between two processes, best of ${tcp.runs.length} × ${formatBytes(tcp.bytesPerRun)}): ${tcp.gigabytesPerSecond.toFixed(3)} GB/s`,
   );
+  const bidir = await measureTcpBaseline(options.tcpBytes, options.tcpRuns, true);
+  write(
+    `# bidirectional TCP (both processes sending and receiving at once, as in an N = 2 ring; per direction, best of ${bidir.runs.length}): ${bidir.gigabytesPerSecond.toFixed(3)} GB/s`,
+  );
   write('#');
   write(headerLine(COLUMNS));
   const rows: AllreduceRow[] = [];
@@ -85,7 +95,10 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
     for (const child of ranks) child.send({ peers });
     for (const bytes of options.sizes) {
       const results = await Promise.all(ranks.map((child) => child.next('result', SIZE_TIMEOUT_MS)));
-      const row = aggregate(bytes, results.map(asSizeResult), options, tcp.gigabytesPerSecond);
+      const row = aggregate(bytes, results.map(asSizeResult), options, {
+        tcpGBps: tcp.gigabytesPerSecond,
+        tcpBidirGBps: bidir.gigabytesPerSecond,
+      });
       rows.push(row);
       write(rowLine(COLUMNS, row));
     }
@@ -135,7 +148,7 @@ function aggregate(
   bytes: number,
   results: SizeResult[],
   options: AllreduceBenchOptions,
-  tcpGBps: number,
+  { tcpGBps, tcpBidirGBps }: { tcpGBps: number; tcpBidirGBps: number },
 ): AllreduceRow {
   const iterations = Math.min(...results.map((r) => r.seconds.length));
   const slowest = Array.from({ length: iterations }, (_, i) => Math.max(...results.map((r) => r.seconds[i] ?? 0)));
@@ -153,6 +166,8 @@ function aggregate(
     busbwGBps,
     tcpGBps,
     busbwOverTcp: tcpGBps > 0 ? busbwGBps / tcpGBps : Number.NaN,
+    tcpBidirGBps,
+    busbwOverTcpBidir: tcpBidirGBps > 0 ? busbwGBps / tcpBidirGBps : Number.NaN,
     iterations,
     verified: identical && results.every((r) => r.verified && r.bytes === bytes),
     maxAbsError: Math.max(...results.map((r) => r.maxAbsError)),

@@ -128,8 +128,10 @@ export function addBenchCommand(program: Command): void {
     .requiredOption('--port <P>', 'port of the sender', nonNegativeInt('--port', 65535))
     .requiredOption('--bytes <B>', 'bytes per run', positiveInt('--bytes'))
     .requiredOption('--runs <K>', 'runs', positiveInt('--runs'))
-    .action(async (flags: { port: number; bytes: number; runs: number }) => {
-      await reportFailures(async () => report({ event: 'done', ...(await runTcpSink(flags)) }));
+    .option('--bidirectional', 'also send each run back over a second connection')
+    .action(async (flags: { port: number; bytes: number; runs: number; bidirectional?: boolean }) => {
+      const onListening = (port: number): void => report({ event: 'listening', port });
+      await reportFailures(async () => report({ event: 'done', ...(await runTcpSink({ ...flags, onListening })) }));
     });
 
   bench

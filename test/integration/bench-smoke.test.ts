@@ -13,6 +13,8 @@ interface AllreduceRow {
   algbwGBps: number;
   busbwGBps: number;
   tcpGBps: number;
+  tcpBidirGBps: number;
+  busbwOverTcpBidir: number;
   transport: string;
   compression: string;
   verified: boolean;
@@ -56,12 +58,16 @@ describe('ringtrain bench allreduce', () => {
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toMatch(/TCP baseline .*: \d+\.\d+ GB\/s/);
       expect(result.stdout).toMatch(/busbw\/TCP/);
+      expect(result.stdout).toMatch(/bidirectional TCP .*: \d+\.\d+ GB\/s/);
+      expect(result.stdout).toMatch(/busbw\/bidir/);
       const rows = readRows<AllreduceRow>(json);
       expect(rows.map((r) => r.bytes)).toEqual(sizes);
       for (const row of rows) {
         expect(row).toMatchObject({ workers, transport, compression, verified: true });
         expect(row.seconds).toBeGreaterThan(0);
         expect(row.tcpGBps).toBeGreaterThan(0);
+        expect(row.tcpBidirGBps).toBeGreaterThan(0);
+        expect(row.busbwOverTcpBidir).toBeCloseTo(row.busbwGBps / row.tcpBidirGBps, 6);
         expect(row.algbwGBps).toBeCloseTo(row.bytes / row.seconds / 1e9, 6);
         expect(row.busbwGBps).toBeCloseTo((row.algbwGBps * 2 * (workers - 1)) / workers, 6);
       }
