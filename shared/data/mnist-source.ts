@@ -3,8 +3,9 @@
 // The package's own set() shuffles with Math.random, so the files are read directly.
 //
 // Order: round-robin over the digit classes (0,1,...,9,0,1,...), so the first N digits of a
-// `limit` are as class-balanced as the files allow. The result is cached per process and its
-// arrays are shared between calls: readers copy rows out (gatherRows) and never write into them.
+// `limit` are as class-balanced as the files allow. The result is cached per process only weakly
+// (a worker copies its splits out and should not keep 31 MB of raw digits alive); while cached,
+// its arrays are shared between calls: readers copy rows out (gatherRows) and never write into them.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -14,7 +15,7 @@ import type { RawSamples } from './raw-samples.js';
 export const MNIST_PIXELS = 28 * 28;
 export const MNIST_CLASSES = 10;
 
-let cached: RawSamples | undefined;
+let cache: WeakRef<RawSamples> | undefined;
 
 /** Folder holding the package's digit files. */
 export function mnistDigitsDir(): string {
@@ -30,7 +31,11 @@ export function mnistDigitsDir(): string {
 
 /** All digits (or the first `limit`) in round-robin class order. */
 export function readMnist(limit?: number): RawSamples {
-  cached ??= readAllDigits();
+  let cached = cache?.deref();
+  if (cached === undefined) {
+    cached = readAllDigits();
+    cache = new WeakRef(cached);
+  }
   const count = limit === undefined ? cached.count : Math.min(limit, cached.count);
   if (count === cached.count) return cached;
   if (cached.target.kind !== 'classes') throw new Error('unreachable: mnist targets are classes');
@@ -44,21 +49,28 @@ export function readMnist(limit?: number): RawSamples {
 
 function readAllDigits(): RawSamples {
   const dir = mnistDigitsDir();
-  const perClass = Array.from({ length: MNIST_CLASSES }, (_, digit) => readDigitFile(path.join(dir, `${digit}.json`)));
-  const count = perClass.reduce((sum, pixels) => sum + pixels.length / MNIST_PIXELS, 0);
+  const files = Array.from({ length: MNIST_CLASSES }, (_, digit) => path.join(dir, `${digit}.json`));
+  // Where a digit's rows go depends on every class's count, so the counts come first (a cheap
+  // scan of the bytes); then each file is parsed and copied into place, one at a time. Memory:
+  // the result plus one file, instead of the result plus all ten parsed files.
+  const perClass = files.map((file) => countValues(file) / MNIST_PIXELS);
+  const count = perClass.reduce((sum, n) => sum + n, 0);
   const x = new Float32Array(count * MNIST_PIXELS);
   const classIndex = new Uint32Array(count);
-  const longest = Math.max(...perClass.map((pixels) => pixels.length / MNIST_PIXELS));
-  let sample = 0;
-  for (let round = 0; round < longest; round++) {
-    perClass.forEach((pixels, digit) => {
-      const start = round * MNIST_PIXELS;
-      if (start >= pixels.length) return;
-      x.set(pixels.slice(start, start + MNIST_PIXELS), sample * MNIST_PIXELS);
-      classIndex[sample] = digit;
-      sample++;
+  const rowsOf = interleavedRows(perClass);
+  files.forEach((file, digit) => {
+    const pixels = readDigitFile(file);
+    const rows = rowsOf[digit]!;
+    if (pixels.length !== rows.length * MNIST_PIXELS)
+      throw new DatasetError(
+        file,
+        `changed while it was being read (${pixels.length / MNIST_PIXELS} digits, then ${rows.length})`,
+      );
+    rows.forEach((row, i) => {
+      x.set(pixels.subarray(i * MNIST_PIXELS, (i + 1) * MNIST_PIXELS), row * MNIST_PIXELS);
+      classIndex[row] = digit;
     });
-  }
+  });
   return {
     file: dir,
     count,
@@ -68,29 +80,131 @@ function readAllDigits(): RawSamples {
   };
 }
 
-function readDigitFile(file: string): readonly number[] {
+/** Round-robin over the classes: row of the i-th sample of each class, classes in order 0..9. */
+export function interleavedRows(perClass: readonly number[]): Uint32Array[] {
+  const rows = perClass.map((n) => new Uint32Array(n));
+  const longest = Math.max(0, ...perClass);
+  let next = 0;
+  for (let i = 0; i < longest; i++) {
+    perClass.forEach((n, digit) => {
+      if (i < n) rows[digit]![i] = next++;
+    });
+  }
+  return rows;
+}
+
+/** Values in a digit file's array, counted from its commas; a multiple of MNIST_PIXELS, checked. */
+function countValues(file: string): number {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (cause) {
+    throw unreadable(file, cause);
+  }
+  const open = bytes.indexOf(0x5b); // [
+  const close = bytes.lastIndexOf(0x5d); // ]
+  let values = 0;
+  if (open >= 0 && close > open) {
+    values = 1;
+    for (let i = open + 1; i < close; i++) if (bytes[i] === 0x2c) values++;
+  }
+  return checkedDigits(file, values);
+}
+
+function readDigitFile(file: string): Float32Array {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (cause) {
+    throw unreadable(file, cause);
+  }
+  return parsePlainDecimals(bytes) ?? parseWithJson(file, bytes);
+}
+
+/**
+ * The digit files' usual form, `{ "data": [0,0.2,0.624,...] }` with plain decimals, read straight
+ * from the bytes into float32 — no JavaScript array of 784,000 doubles per file, which is what
+ * made loading the peak of a worker's memory. Each value is digits/10^k, a correctly rounded
+ * division of exact integers, so it is the double JSON.parse gives, then rounded to float32 like
+ * any other. Anything else (exponents, long mantissas, other keys) returns undefined, and the
+ * caller takes the JSON.parse path, which validates fully.
+ */
+export function parsePlainDecimals(bytes: Uint8Array): Float32Array | undefined {
+  const open = bytes.indexOf(0x5b); // [
+  const close = bytes.lastIndexOf(0x5d); // ]
+  if (open < 0 || close < open || !/^\s*\{\s*"data"\s*:\s*$/.test(ascii(bytes, 0, open))) return undefined;
+  if (!/^\s*\}\s*$/.test(ascii(bytes, close + 1, bytes.length))) return undefined;
+  let commas = 0;
+  for (let i = open + 1; i < close; i++) if (bytes[i] === 0x2c) commas++;
+  const values = new Float32Array(commas + 1);
+  let count = 0;
+  let i = open + 1;
+  while (i < close) {
+    while (i < close && isSpace(bytes[i]!)) i++;
+    let digits = 0;
+    let scale = 1;
+    let significant = 0;
+    let seenDigit = false;
+    while (i < close && isDigit(bytes[i]!)) {
+      digits = digits * 10 + (bytes[i++]! - 0x30);
+      if (digits > 0) significant++;
+      seenDigit = true;
+    }
+    if (i < close && bytes[i] === 0x2e) {
+      i++;
+      let fraction = false;
+      while (i < close && isDigit(bytes[i]!)) {
+        digits = digits * 10 + (bytes[i++]! - 0x30);
+        if (digits > 0) significant++;
+        scale *= 10;
+        fraction = true;
+      }
+      if (!fraction) return undefined;
+    }
+    // Beyond 15 significant digits the integer is no longer exact in a double.
+    if (!seenDigit || significant > 15) return undefined;
+    while (i < close && isSpace(bytes[i]!)) i++;
+    if (count >= values.length) return undefined;
+    values[count++] = digits / scale;
+    if (i < close && bytes[i++] !== 0x2c) return undefined;
+  }
+  return count === values.length ? values : undefined;
+}
+
+function parseWithJson(file: string, bytes: Buffer): Float32Array {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    parsed = JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
-    throw new DatasetError(
-      file,
-      `cannot read the mnist package's digit file (${describeCause(cause)}); reinstall the package`,
-      undefined,
-      { cause },
-    );
+    throw unreadable(file, cause);
   }
   const data: unknown = (parsed as { data?: unknown } | null)?.data;
   const values: readonly unknown[] = Array.isArray(data) ? data : [];
-  if (
-    values.length === 0 ||
-    values.length % MNIST_PIXELS !== 0 ||
-    !values.every((v): v is number => typeof v === 'number')
-  ) {
+  if (!values.every((v): v is number => typeof v === 'number')) {
     throw new DatasetError(file, `expected { "data": number[] } with a multiple of ${MNIST_PIXELS} values`);
   }
+  return Float32Array.from(values);
+}
+
+function checkedDigits(file: string, values: number): number {
+  if (values === 0 || values % MNIST_PIXELS !== 0)
+    throw new DatasetError(file, `expected { "data": number[] } with a multiple of ${MNIST_PIXELS} values`);
   return values;
 }
+
+function unreadable(file: string, cause: unknown): DatasetError {
+  return new DatasetError(
+    file,
+    `cannot read the mnist package's digit file (${describeCause(cause)}); reinstall the package`,
+    undefined,
+    { cause },
+  );
+}
+
+const isDigit = (byte: number): boolean => byte >= 0x30 && byte <= 0x39;
+const isSpace = (byte: number): boolean => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+const ascii = (bytes: Uint8Array, start: number, end: number): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
 
 function describeCause(cause: unknown): string {
   const code = (cause as NodeJS.ErrnoException | null)?.code;
