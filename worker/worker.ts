@@ -1,6 +1,7 @@
 // A worker process: joins the coordinator, builds its replica, links into the ring, then obeys
 // orders (step, evaluate, send/load state, shut down) until told to leave.
 import * as os from 'node:os';
+import { collectGarbage } from '../shared/collect-garbage.js';
 import { loadDataset } from '../shared/data/dataset.js';
 import { JobConfigError, RingtrainError } from '../shared/errors.js';
 import { formatIssues } from '../shared/job.js';
@@ -69,6 +70,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
+    await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
     const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
     runtime = new WorkerRuntime(
       connection,
