@@ -2,6 +2,7 @@
 // model's trainableWeights or nonTrainableWeights order), each row-major. The all-reduce, the
 // optimizers and checkpoints only ever see such flat buffers.
 import * as tf from '@tensorflow/tfjs';
+import { hostView } from './host-view.js';
 
 /** One variable's place in a flat buffer. */
 interface Slot {
@@ -42,18 +43,22 @@ export class FlatLayout {
     if (out.length < this.size) throw new RangeError(`buffer holds ${out.length} floats, need ${this.size}`);
     if (this.size === 0) return;
     const flat = tf.tidy(() => tf.concat(this.slots.map((slot) => tf.reshape(slot.variable.read(), [-1]))));
-    out.set(flat.dataSync());
+    out.set(hostView(flat));
     flat.dispose();
   }
 
   /** Replaces every variable's value from values[0..size): one new tensor per variable. */
   write(values: Float32Array): void {
     if (values.length < this.size) throw new RangeError(`buffer holds ${values.length} floats, need ${this.size}`);
+    // wasm copies the values into its heap at once, so a view saves a per-step garbage copy; cpu
+    // keeps the array it is given and tfjs-node reads it lazily, so they get a copy (slice).
+    const aliases = tf.getBackend() !== 'wasm';
     for (const slot of this.slots) {
-      // slice() copies (the cpu backend would alias a view of the caller's buffer). The variable
-      // takes its own reference to the new data and releases the old; tidy frees our handle.
+      const end = slot.offset + slot.size;
+      const data = aliases ? values.slice(slot.offset, end) : values.subarray(slot.offset, end);
+      // The variable takes its own reference to the new data and releases the old; tidy frees our handle.
       tf.tidy(() => {
-        slot.variable.write(tf.tensor(values.slice(slot.offset, slot.offset + slot.size), slot.shape, 'float32'));
+        slot.variable.write(tf.tensor(data, slot.shape, 'float32'));
       });
     }
   }

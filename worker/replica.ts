@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Job, MetricName } from '../shared/job-schema.js';
 import { dropoutMasks, dropoutSitesOf, type DropoutSite } from './dropout-masks.js';
 import { FlatLayout } from './flat-layout.js';
+import { hostView } from './host-view.js';
 import { perSampleLoss } from './losses.js';
 import { metricSum } from './metrics.js';
 import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
@@ -127,10 +128,11 @@ export class Replica {
       const parts = this.variables.map((v) => tf.reshape(grads[v.name] ?? tf.zerosLike(v), [-1]));
       return tf.concat([...parts, tf.reshape(value, [1])]);
     });
-    const data = flat.dataSync();
-    flat.dispose();
+    const data = hostView(flat);
     grad.set(data.subarray(0, this.paramCount));
-    return { lossSum: data[this.paramCount] as number, count };
+    const lossSum = data[this.paramCount] as number;
+    flat.dispose();
+    return { lossSum, count };
   }
 
   /**
@@ -164,7 +166,7 @@ export class Replica {
         tf.concat(this.variables.map((v) => tf.reshape(grads.get(v.name) ?? tf.zerosLike(v), [-1]))),
       );
       tf.dispose([...grads.values()]);
-      grad.set(flat.dataSync().subarray(0, this.paramCount));
+      grad.set(hostView(flat).subarray(0, this.paramCount));
       flat.dispose();
       return { lossSum, count };
     } finally {
