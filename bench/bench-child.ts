@@ -4,7 +4,7 @@
 // their ports, the parent tells every child all addresses.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as readline from 'node:readline';
-import { cliEntry } from '../coordinator/local-workers.js';
+import { cliEntry, LocalWorkers, WORKER_NODE_FLAGS } from '../coordinator/local-workers.js';
 import { RingtrainError } from '../shared/errors.js';
 
 export interface BenchMessage {
@@ -39,7 +39,11 @@ export class BenchChild {
 
   /** Starts `ringtrain <args>`; stderr goes to this process's stderr. */
   static spawn(name: string, args: string[]): BenchChild {
-    const child = spawn(process.execPath, [cliEntry(), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // Measured children stand in for workers, so they start with a worker's flags and environment.
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, cliEntry(), ...args], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: LocalWorkers.workerEnv(undefined, process.env),
+    });
     return new BenchChild(child, name);
   }
 

@@ -6,6 +6,17 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { Logger } from '../shared/logger.js';
 
+/** glibc's own default (128 KiB), set explicitly so that glibc stops adjusting it (see workerEnv). */
+export const PINNED_MMAP_THRESHOLD = String(128 * 1024);
+
+/**
+ * Node flags every worker process runs with. A step allocates megabytes of short-lived objects
+ * (tensor handles, messages), so V8 grows its young generation to the 16 MB-per-semi-space
+ * maximum, 32–48 MB of RSS for garbage that dies within a step. Capped at 2 MB, peak worker RSS
+ * on the default job fell by 20–30 MiB at unchanged samples/s (bench/RESULTS.md).
+ */
+export const WORKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
 export interface LocalWorkerOptions {
   count: number;
   coordinatorAddress: string;
@@ -38,10 +49,17 @@ export class LocalWorkers {
     return this.children.map((c) => c.pid ?? -1);
   }
 
-  /** Environment a worker gets: its own GPU only, and which one it is. */
+  /**
+   * Environment a worker gets: its own GPU only, and which one it is; and glibc's mmap threshold
+   * pinned (unless already set). By default glibc raises that threshold each time a large block
+   * is freed, after which the worker's per-step buffers (gRPC frames, ArrayBuffers of a few
+   * hundred KB) come from the brk heap, which fragments and never shrinks: RSS then grew ≈ 12 KB
+   * per step without bound. Pinned, they are mmapped and returned to the system when freed.
+   */
   static workerEnv(gpu: number | undefined, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-    if (gpu === undefined) return { ...base };
-    return { ...base, CUDA_VISIBLE_DEVICES: String(gpu), RINGTRAIN_GPU_INDEX: String(gpu) };
+    const env = { MALLOC_MMAP_THRESHOLD_: PINNED_MMAP_THRESHOLD, ...base };
+    if (gpu === undefined) return env;
+    return { ...env, CUDA_VISIBLE_DEVICES: String(gpu), RINGTRAIN_GPU_INDEX: String(gpu) };
   }
 
   private spawnOne(index: number): void {
@@ -58,7 +76,7 @@ export class LocalWorkers {
       '--reconnect-ms',
       '0',
     ];
-    const child = spawn(process.execPath, args, {
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, ...args], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: LocalWorkers.workerEnv(gpu, { ...process.env, ...this.options.env }),
     });
