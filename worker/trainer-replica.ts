@@ -34,7 +34,11 @@ export class TrainerReplica {
    * stay identical on every rank: 0 without BatchNorm, and with syncBatchNorm (identical anyway).
    */
   private readonly movingCount: number;
-  /** The BatchNorm moving statistics every rank last agreed on (the averaged ones). */
+  /**
+   * The BatchNorm moving statistics every rank last agreed on (all of them: the averaged ones, or
+   * with syncBatchNorm the ones every rank computed alike). A step that is skipped or aborted puts
+   * them back, since its forward pass moved them on this rank only.
+   */
   private readonly moving: Float32Array;
   /** Scratch: this rank's own moving statistics after its forward pass, before averaging. */
   private readonly localMoving: Float32Array;
@@ -64,10 +68,9 @@ export class TrainerReplica {
     this.params = new Float32Array(this.paramCount);
     replica.readParams(this.params);
     this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
-    this.moving = new Float32Array(this.movingCount);
+    this.moving = new Float32Array(replica.nonTrainableCount);
     this.localMoving = new Float32Array(this.movingCount);
-    // `moving` always holds the last statistics every rank agreed on (restored after a skipped step).
-    if (this.movingCount > 0) replica.readNonTrainable(this.moving);
+    if (this.moving.length > 0) replica.readNonTrainable(this.moving);
     this.gradBuffer = new Float32Array(this.paramCount + this.movingCount + 2);
     this.microGrad = job.training.accumulationSteps > 1 ? new Float32Array(this.paramCount) : undefined;
     this.optimizer = createOptimizer(job.optimizer, this.paramCount);
@@ -83,7 +86,7 @@ export class TrainerReplica {
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
     const count = this.gather(this.dataset.train, indices, this.x, this.y);
     const grad = this.gradBuffer;
-    const local = await this.localGradient(count, order.step, indices, allReduce);
+    const local = await this.afterFailure(() => this.localGradient(count, order.step, indices, allReduce));
     const lossSlot = this.paramCount + this.movingCount;
     grad[lossSlot] = local.lossSum;
     grad[lossSlot + 1] = local.count;
@@ -91,7 +94,7 @@ export class TrainerReplica {
     if (this.slowdown?.rank === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
     const computedMs = performance.now();
 
-    await allReduce(grad, order.step, local.collectives);
+    await this.afterFailure(() => allReduce(grad, order.step, local.collectives));
     const reducedMs = performance.now();
 
     const globalCount = grad[lossSlot + 1] ?? 0;
@@ -101,8 +104,8 @@ export class TrainerReplica {
     // Decided on the reduced buffer, so every rank skips or applies alike. A skipped step also
     // puts back the BatchNorm statistics its forward pass moved, so nothing non-finite sticks.
     const finite = Number.isFinite(norm) && allFinite(grad.subarray(this.paramCount, lossSlot));
-    if (finite) this.writeAveragedMoving(globalCount);
-    else if (this.movingCount > 0) this.replica.writeNonTrainable(this.moving);
+    if (finite) this.agreeOnMoving(globalCount);
+    else this.restoreAgreedMoving();
     const gradNorm = finite
       ? this.job.optimizer.clipNorm > 0
         ? clipByGlobalNorm(g, this.job.optimizer.clipNorm, norm)
@@ -173,7 +176,7 @@ export class TrainerReplica {
     this.replica.writeParams(this.params);
     if (state.nonTrainable.length === this.replica.nonTrainableCount) {
       this.replica.writeNonTrainable(state.nonTrainable);
-      if (this.movingCount > 0) this.moving.set(state.nonTrainable);
+      this.moving.set(state.nonTrainable);
     }
     this.optimizer.importState(state.optimizer);
     this.cursor = state.cursor;
@@ -230,6 +233,20 @@ export class TrainerReplica {
     return { lossSum, count, collectives: 0 };
   }
 
+  /** Runs `work`; if it throws (an aborted collective), this rank's moving statistics go back first. */
+  private async afterFailure<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      this.restoreAgreedMoving();
+      throw error;
+    }
+  }
+
+  private restoreAgreedMoving(): void {
+    if (this.moving.length > 0) this.replica.writeNonTrainable(this.moving);
+  }
+
   /** Puts this rank's moving statistics × its sample count after the gradient (a rank without samples adds 0). */
   private stageMoving(count: number): void {
     if (this.movingCount === 0) return;
@@ -242,7 +259,9 @@ export class TrainerReplica {
    * Every rank's moving statistics become Σ count_r · moving_r / Σ count_r: for the moving mean,
    * exactly the update a global-batch mean would give; for the variance, the mean of the ranks'.
    */
-  private writeAveragedMoving(globalCount: number): void {
+  private agreeOnMoving(globalCount: number): void {
+    // syncBatchNorm: every rank moved its statistics alike; they are the agreed ones now.
+    if (this.replica.needsCollectives && this.moving.length > 0) this.replica.readNonTrainable(this.moving);
     if (this.movingCount === 0 || !(globalCount > 0)) return;
     const grad = this.gradBuffer;
     for (let i = 0; i < this.movingCount; i++) this.moving[i] = (grad[this.paramCount + i] as number) / globalCount;

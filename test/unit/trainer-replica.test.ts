@@ -1,7 +1,9 @@
 // One rank's step over flat buffers (worldSize 1: the all-reduce is the identity): a step skipped
 // for a non-finite gradient leaves parameters, optimizer state and BatchNorm statistics as the
-// last completed step left them.
+// last completed step left them, and so does a step whose collective was aborted (a peer died),
+// with or without syncBatchNorm.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CollectiveError } from '../../shared/errors.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { encodeIndices } from '../../shared/index-codec.js';
@@ -72,5 +74,25 @@ describe('TrainerReplica', () => {
     expect(Array.from(decodeTrainState(trainer.exportState(), 'later').nonTrainable)).not.toEqual(
       Array.from(before.nonTrainable),
     );
+  });
+
+  it.each([
+    ['averaged statistics', false],
+    ['syncBatchNorm', true],
+  ])('an aborted collective leaves the BatchNorm statistics as the last completed step (%s)', async (_, sync) => {
+    const variant = resolveJob({ ...structuredClone(job), model: { ...job.model, syncBatchNorm: sync } }, 'test job');
+    const dataset = loadDataset(variant);
+    const replica = new Replica(buildModel(variant), variant);
+    const trainer = new TrainerReplica(variant, dataset, replica);
+    const identity = (): Promise<void> => Promise.resolve();
+    for (const step of [0, 1]) expect((await trainer.step(order(step), identity)).skipped).toBe(false);
+    const before = decodeTrainState(trainer.exportState(), 'before');
+    const dying = (): Promise<void> => Promise.reject(new CollectiveError('left neighbour closed the ring'));
+    await expect(trainer.step(order(2), dying)).rejects.toThrow(CollectiveError);
+    const after = decodeTrainState(trainer.exportState(), 'after');
+    expect(after.nonTrainable.length).toBeGreaterThan(0);
+    expect(Array.from(after.nonTrainable)).toEqual(Array.from(before.nonTrainable));
+    expect(Array.from(after.params)).toEqual(Array.from(before.params));
+    expect(trainer.completedSteps).toBe(2);
   });
 });
