@@ -131,7 +131,7 @@ export class TcpRingCommunicator {
       if (small) await allGatherSum(buffer, rank, worldSize, link);
       else await ringAllReduce(buffer, rank, worldSize, link, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
       // Sent chunks are views of `buffer`: it is the caller's again only once the kernel has them.
-      await this.guard(this.unsent.settled());
+      if (this.unsent.count > 0) await this.guard(this.unsent.settled());
     } catch (cause) {
       this.abort(
         cause instanceof CollectiveError
