@@ -1,6 +1,7 @@
-// Drives one synchronous step across the ring: plans the shards of global batch `step`, sends each
-// rank its sample indices, and gathers the reports. The coordinator is not on the data path:
-// gradients move only between workers.
+// Drives synchronous steps across the ring: sends each rank its shard of global batch `step`
+// (sendStep) and gathers and checks the reports (settleStep). The training loop may send a step's
+// orders while the previous step still runs, so each worker finds its next order queued when it
+// finishes. The coordinator is not on the data path: gradients move only between workers.
 import { TrainingDivergedError } from '../shared/errors.js';
 import { encodeIndices } from '../shared/index-codec.js';
 import { shardFor } from '../shared/shard-plan.js';
@@ -37,8 +38,8 @@ export interface StepOutcome {
   ranks: RankTimings[];
 }
 
-export async function runStep(generation: Generation, plan: StepPlan, timeoutMs: number): Promise<StepOutcome> {
-  const startedMs = performance.now();
+/** Sends every rank its shard of global batch `plan.step`; returns when the orders were sent. */
+export function sendStep(generation: Generation, plan: StepPlan): number {
   const worldSize = generation.members.length;
   for (const member of generation.members) {
     member.session.send({
@@ -54,7 +55,21 @@ export async function runStep(generation: Generation, plan: StepPlan, timeoutMs:
       },
     });
   }
-  const reports = await settleStep(generation, plan.step, timeoutMs);
+  return performance.now();
+}
+
+/**
+ * Gathers and checks every rank's report of step `plan.step` (sent by sendStep). The step's wall
+ * time runs from `startedMs`: when its orders went out, or — when they went out early, while the
+ * previous step still ran — when the previous step was settled, so wall times never overlap.
+ */
+export async function settleStep(
+  generation: Generation,
+  plan: StepPlan,
+  timeoutMs: number,
+  startedMs: number,
+): Promise<StepOutcome> {
+  const reports = await gatherReports(generation, plan.step, timeoutMs);
   if (plan.wantParamHash) checkReplicasAgree(reports, plan.step);
   const first = reports[0];
   if (first === undefined) throw new Error('a step needs at least one rank');
@@ -87,7 +102,7 @@ export async function runStep(generation: Generation, plan: StepPlan, timeoutMs:
  * so nobody stays blocked on a dead peer; then each rank's outcome is known and a StepFailedError
  * carries them to the recovery.
  */
-async function settleStep(generation: Generation, step: number, timeoutMs: number): Promise<StepReport__Output[]> {
+async function gatherReports(generation: Generation, step: number, timeoutMs: number): Promise<StepReport__Output[]> {
   let aborted = false;
   const abortOthers = (reason: string): void => {
     if (aborted) return;
@@ -97,7 +112,7 @@ async function settleStep(generation: Generation, step: number, timeoutMs: numbe
   const outcomes = await Promise.all(
     generation.members.map(async (member): Promise<RankOutcome> => {
       try {
-        const result = await member.session.waitStep(step, timeoutMs);
+        const result = await member.session.waitStep(generation.generation, step, timeoutMs);
         if (result.kind === 'aborted') abortOthers(`rank ${member.rank} aborted step ${step}`);
         return result.kind === 'done'
           ? { member, kind: 'done', completedSteps: step + 1, report: result.report }

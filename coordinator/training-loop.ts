@@ -13,7 +13,7 @@ import { prefixed, type Evaluator, type SplitMetrics } from './evaluator.js';
 import type { Generation } from './membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { RunDirectory } from './run-directory.js';
-import { runStep, type StepOutcome } from './step-driver.js';
+import { sendStep, settleStep, type StepOutcome, type StepPlan } from './step-driver.js';
 import type { StragglerDetector } from './straggler-detector.js';
 import type { UserHooks } from './user-hooks.js';
 
@@ -90,44 +90,85 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
   const lastStep = Math.min(totalSteps, job.training.maxSteps ?? totalSteps, ctx.stopAtStep ?? totalSteps);
   let order: { epoch: number; indices: Uint32Array } | undefined;
   result.regroupRequested = false;
+  /** The next step's orders, when they went out early (while the step before still ran). */
+  let sentAhead: { plan: StepPlan } | undefined;
+  let settledMs = 0;
 
-  for (let step = startStep; step < lastStep; step++) {
-    // Step boundary: membership changes and stop signals take effect here.
-    if (ctx.stopSignal.aborted) {
-      await ctx.checkpoint(step, { 'train.loss': result.lastTrainLoss ?? Number.NaN });
-      ctx.events.record('preempted', -1, step, `stopped by a signal; checkpointed at step ${step}`);
-      result.preempted = true;
-      return result;
-    }
-    if (step > startStep && ctx.shouldRegroup()) {
-      result.regroupRequested = true;
-      return result;
-    }
-    // Plan: the epoch's seeded order (independent of world size), the next global batch of it.
+  const planFor = (step: number): StepPlan => {
+    // The epoch's seeded order (independent of world size), the next global batch of it.
     const { epoch, batchInEpoch } = cursorOf(step, trainCount, batchSize);
     if (order?.epoch !== epoch) order = { epoch, indices: epochOrder(trainCount, job.seed, epoch) };
-    if (batchInEpoch === 0) {
+    const wantParamHash =
+      job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
+    return {
+      step,
+      epoch,
+      batchInEpoch,
+      batch: globalBatch(order.indices, batchSize, batchInEpoch),
+      learningRate: learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps),
+      wantParamHash,
+    };
+  };
+  /** What happens after step `step` besides bookkeeping: nothing may run ahead across these. */
+  const boundaryAfter = (step: number): { epochEnd: boolean; validate: boolean; checkpoint: boolean } => {
+    const epochEnd = cursorOf(step, trainCount, batchSize).batchInEpoch === perEpoch - 1;
+    return {
+      epochEnd,
+      validate: epochEnd || (job.validation.everySteps > 0 && (step + 1) % job.validation.everySteps === 0),
+      checkpoint:
+        (job.checkpoint.everySteps > 0 && (step + 1) % job.checkpoint.everySteps === 0) ||
+        (epochEnd && job.checkpoint.atEpochEnd) ||
+        step + 1 === lastStep,
+    };
+  };
+
+  for (let step = startStep; step < lastStep; step++) {
+    let plan: StepPlan;
+    let startedMs: number;
+    if (sentAhead?.plan.step === step) {
+      // Already running on the workers: boundary checks wait until it is settled.
+      plan = sentAhead.plan;
+      startedMs = settledMs;
+      sentAhead = undefined;
+    } else {
+      // Step boundary: membership changes and stop signals take effect here.
+      if (ctx.stopSignal.aborted) {
+        await ctx.checkpoint(step, { 'train.loss': result.lastTrainLoss ?? Number.NaN });
+        ctx.events.record('preempted', -1, step, `stopped by a signal; checkpointed at step ${step}`);
+        result.preempted = true;
+        return result;
+      }
+      if (step > startStep && ctx.shouldRegroup()) {
+        result.regroupRequested = true;
+        return result;
+      }
+      plan = planFor(step);
+      startedMs = sendStep(ctx.generation, plan);
+    }
+    const boundary = boundaryAfter(step);
+    // Nothing to do between this step and the next: send the next one's orders now, so each
+    // worker starts it the moment it finishes this one instead of idling for a control round trip.
+    if (
+      !boundary.validate &&
+      !boundary.checkpoint &&
+      step + 1 < lastStep &&
+      !ctx.stopSignal.aborted &&
+      !ctx.shouldRegroup()
+    ) {
+      sentAhead = { plan: planFor(step + 1) };
+      sendStep(ctx.generation, sentAhead.plan);
+    }
+    if (plan.batchInEpoch === 0) {
       result.epochLossSum = 0;
       result.epochLossCount = 0;
     }
-    const wantParamHash =
-      job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
-    const learningRate = learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps);
 
     // Execute: workers compute, all-reduce among themselves and apply the same update.
-    const outcome = await runStep(
-      ctx.generation,
-      {
-        step,
-        epoch,
-        batchInEpoch,
-        batch: globalBatch(order.indices, batchSize, batchInEpoch),
-        learningRate,
-        wantParamHash,
-      },
-      ctx.stepTimeoutMs,
-    );
-    recordStep(ctx, outcome, epoch, learningRate, result);
+    const outcome = await settleStep(ctx.generation, plan, ctx.stepTimeoutMs, startedMs);
+    settledMs = performance.now();
+    ctx.onStep(outcome);
+    const { epoch } = plan;
+    recordStep(ctx, outcome, epoch, plan.learningRate, result);
     if (!outcome.skipped) {
       result.epochLossSum += outcome.loss * outcome.globalCount;
       result.epochLossCount += outcome.globalCount;
@@ -135,10 +176,9 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
     result.finalStep = step + 1;
 
     // Periodic validation and checkpoints; epoch-end bookkeeping.
-    const epochEnd = batchInEpoch === perEpoch - 1;
+    const { epochEnd, validate: validateNow } = boundary;
     const trainLoss = result.epochLossSum / result.epochLossCount;
     result.lastTrainLoss = trainLoss;
-    const validateNow = epochEnd || (job.validation.everySteps > 0 && (step + 1) % job.validation.everySteps === 0);
     let metrics: Record<string, number> = { 'train.loss': trainLoss };
     if (validateNow) {
       const validation = await ctx.evaluator.evaluate(ctx.generation, 'validation', dataset.validation.count);
@@ -148,11 +188,7 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       await ctx.hooks.call('onValidationEnd', { step: step + 1, epoch, metrics });
     }
     const verdict = validateNow ? ctx.earlyStopping?.update(metrics) : undefined;
-    const checkpointNow =
-      (job.checkpoint.everySteps > 0 && (step + 1) % job.checkpoint.everySteps === 0) ||
-      (epochEnd && job.checkpoint.atEpochEnd) ||
-      step + 1 === lastStep ||
-      verdict?.improved === true;
+    const checkpointNow = boundary.checkpoint || verdict?.improved === true;
     if (checkpointNow) await ctx.checkpoint(step + 1, metrics);
     // The best state exists as a checkpoint (taken just above) before it is marked as the best.
     if (verdict?.improved === true) await ctx.checkpoints.markBest(step + 1);

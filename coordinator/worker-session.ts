@@ -88,8 +88,13 @@ export class WorkerSession {
     );
   }
 
-  waitStep(step: number, timeoutMs: number): Promise<StepResult> {
-    return this.waitFor(`step:${step}`, timeoutMs, `to finish step ${step}`).then((r): StepResult => {
+  /**
+   * The answer to step `step` of `generation`. Keyed by both: a rank may still answer an order of
+   * a generation that has since been replaced (one sent ahead before a failure), and that answer
+   * must not stand for the same step number in the new generation.
+   */
+  waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult> {
+    return this.waitFor(stepKey(generation, step), timeoutMs, `to finish step ${step}`).then((r): StepResult => {
       if (r.kind === 'step') return { kind: 'done', report: r.report };
       if (r.kind === 'aborted') return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason };
       return unexpected(r);
@@ -175,7 +180,8 @@ export class WorkerSession {
       case 'stepReport':
         if (message.stepReport) {
           this.lastStep = message.stepReport.step;
-          this.replies.deliver(`step:${message.stepReport.step}`, { kind: 'step', report: message.stepReport });
+          const { generation, step } = message.stepReport;
+          this.replies.deliver(stepKey(generation, step), { kind: 'step', report: message.stepReport });
         }
         break;
       case 'evalReport':
@@ -189,7 +195,7 @@ export class WorkerSession {
       case 'stepAborted':
         if (message.stepAborted) {
           const a = message.stepAborted;
-          this.replies.deliver(`step:${a.step}`, {
+          this.replies.deliver(stepKey(a.generation, a.step), {
             kind: 'aborted',
             step: a.step,
             completedSteps: a.completedSteps,
@@ -219,6 +225,10 @@ export class WorkerSession {
     this.blobParts.delete(requestId);
     this.replies.deliver(`blob:${requestId}`, { kind: 'blob', data: Buffer.concat(parts) });
   }
+}
+
+function stepKey(generation: number, step: number): string {
+  return `step:${generation}:${step}`;
 }
 
 function unexpected(reply: Reply): never {

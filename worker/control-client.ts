@@ -116,6 +116,18 @@ export class ControlConnection {
     if (this.endReason === undefined) this.stream.write(message);
   }
 
+  /**
+   * Sends `message` and resolves once gRPC has handed it to the socket (or the stream is gone).
+   * A worker about to start a long synchronous computation awaits this: the write is otherwise
+   * only flushed when the event loop next runs, after that computation.
+   */
+  sendFlushed(message: WorkerMessage): Promise<void> {
+    if (this.endReason !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.stream.write(message, () => resolve());
+    });
+  }
+
   /** Next order from the coordinator, or undefined once the stream has ended. */
   async next(): Promise<CoordinatorMessage__Output | undefined> {
     for (;;) {

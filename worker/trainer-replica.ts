@@ -48,7 +48,11 @@ export class TrainerReplica {
   private readonly x: Float32Array;
   private readonly y: Float32Array;
   private cursor: TrainCursor = { step: 0, epoch: 0, batchInEpoch: 0 };
-  private lastReportAtMs: number | undefined;
+  /**
+   * When this rank last finished work (a step, an evaluation, a state export): a step's idle time
+   * counts from there, so validation and checkpoints between steps are not reported as idle.
+   */
+  private busyUntilMs: number | undefined;
   /**
    * Fault injection for tests and drills: RINGTRAIN_FAULT_NAN_STEPS="5,6" (or "all") makes this
    * rank's local gradient NaN at those steps, as a numerically broken batch would.
@@ -82,7 +86,7 @@ export class TrainerReplica {
   /** Runs one synchronous step; every rank returns the same loss and parameters. */
   async step(order: StepOrder__Output, allReduce: AllReduce): Promise<StepReport> {
     const receivedMs = performance.now();
-    const idleMs = this.lastReportAtMs === undefined ? 0 : receivedMs - this.lastReportAtMs;
+    const idleMs = this.busyUntilMs === undefined ? 0 : receivedMs - this.busyUntilMs;
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
     const count = this.gather(this.dataset.train, indices, this.x, this.y);
     const grad = this.gradBuffer;
@@ -117,7 +121,7 @@ export class TrainerReplica {
     }
     const doneMs = performance.now();
     this.cursor = { step: order.step + 1, epoch: order.epoch, batchInEpoch: order.batchInEpoch + 1 };
-    this.lastReportAtMs = doneMs;
+    this.busyUntilMs = doneMs;
     return {
       generation: order.generation,
       step: order.step,
@@ -151,19 +155,28 @@ export class TrainerReplica {
     const x = new Float32Array(indices.length * this.dataset.featureSize);
     const y = new Float32Array(indices.length * this.dataset.labelSize);
     const count = this.gather(split, indices, x, y);
-    if (count === 0) return { count: 0, lossSum: 0, metricSums: {} };
-    return this.replica.evaluate(x, y, count, this.job.metrics);
+    const sums =
+      count === 0 ? { count: 0, lossSum: 0, metricSums: {} } : this.replica.evaluate(x, y, count, this.job.metrics);
+    this.markBusyUntilNow();
+    return sums;
   }
 
   exportState(): Uint8Array {
     const nonTrainable = new Float32Array(this.replica.nonTrainableCount);
     this.replica.readNonTrainable(nonTrainable);
-    return encodeTrainState({
+    const state = encodeTrainState({
       cursor: this.cursor,
       params: this.params,
       nonTrainable,
       optimizer: this.optimizer.exportState(),
     });
+    this.markBusyUntilNow();
+    return state;
+  }
+
+  /** Work other than a step just ended (see busyUntilMs). */
+  markBusyUntilNow(): void {
+    if (this.busyUntilMs !== undefined) this.busyUntilMs = performance.now();
   }
 
   /** Loads a state from a checkpoint or another rank; lengths must match this model. */

@@ -121,6 +121,7 @@ export class WorkerRuntime {
               )
             : this.trainer.exportState();
         sendBlob(this.connection, request.requestId, blob);
+        this.trainer.markBusyUntilNow();
         return;
       }
       default:
@@ -135,7 +136,10 @@ export class WorkerRuntime {
         throw new CollectiveError(
           `step ${order.step} is for generation ${order.generation}, this rank is in ${this.generation}`,
         );
-      this.connection.send({
+      // The next order is usually queued already (the coordinator sends one ahead): flushed
+      // first, the report reaches the coordinator now rather than after that step's compute,
+      // so the order after that one is not sent late.
+      await this.connection.sendFlushed({
         stepReport: await this.trainer.step(order, (buffer, step, collective) =>
           comm.allReduce(buffer, step, collective),
         ),

@@ -1,0 +1,55 @@
+// The coordinator's end of a control stream, driven by a stream double that records writes and
+// emits the worker's messages: answers to step orders are matched by generation as well as step.
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { WorkerMessage__Output } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
+import { WorkerSession, type SessionStream } from '../../coordinator/worker-session.js';
+import { componentLogger } from '../../shared/logger.js';
+
+class StreamDouble extends EventEmitter {
+  readonly written: unknown[] = [];
+  write(message: unknown): boolean {
+    this.written.push(message);
+    return true;
+  }
+  end(): void {
+    this.emit('end');
+  }
+  destroy(): void {
+    this.emit('close');
+  }
+}
+
+function open(): { session: WorkerSession; stream: StreamDouble } {
+  const stream = new StreamDouble();
+  const hello = { host: 'test', pid: 1 } as unknown as ConstructorParameters<typeof WorkerSession>[1];
+  const logger = componentLogger('test');
+  return { session: new WorkerSession(1, hello, stream as unknown as SessionStream, logger), stream };
+}
+
+const report = (generation: number, step: number): WorkerMessage__Output =>
+  ({ kind: 'stepReport', stepReport: { generation, step, loss: 1 } }) as unknown as WorkerMessage__Output;
+const aborted = (generation: number, step: number): WorkerMessage__Output =>
+  ({
+    kind: 'stepAborted',
+    stepAborted: { generation, step, completedSteps: step, reason: 'ring closed' },
+  }) as unknown as WorkerMessage__Output;
+
+describe('WorkerSession.waitStep', () => {
+  it('takes the answer of its own generation, not a late one for the same step of an old generation', async () => {
+    const { session, stream } = open();
+    // An order sent ahead in generation 1 was answered after the ring broke...
+    stream.emit('data', aborted(1, 7));
+    // ...and generation 2 runs step 7 again.
+    const answer = session.waitStep(2, 7, 5_000);
+    stream.emit('data', report(2, 7));
+    await expect(answer).resolves.toMatchObject({ kind: 'done', report: { generation: 2, step: 7 } });
+    await expect(session.waitStep(1, 7, 5_000)).resolves.toMatchObject({ kind: 'aborted', completedSteps: 7 });
+  });
+
+  it('keeps a report that arrives before anyone waits for it (the step sent ahead)', async () => {
+    const { session, stream } = open();
+    stream.emit('data', report(3, 11));
+    await expect(session.waitStep(3, 11, 5_000)).resolves.toMatchObject({ kind: 'done' });
+  });
+});
