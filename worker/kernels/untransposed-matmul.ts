@@ -31,7 +31,7 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
     const a = inputs['a'];
     const b = inputs['b'];
     if (a === undefined || b === undefined || (attrs['transposeA'] !== true && attrs['transposeB'] !== true))
-      return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+      return original.kernelFunc(args);
     const temporaries: tf.TensorInfo[] = [];
     const untransposed = (info: tf.TensorInfo): tf.TensorInfo => {
       const rank = info.shape.length;
@@ -49,13 +49,13 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
           b: attrs['transposeB'] === true ? untransposed(b) : b,
         },
         attrs: { ...attrs, transposeA: false, transposeB: false },
-      } as Parameters<tf.KernelFunc>[0]);
+      });
     } finally {
       for (const info of temporaries) (args.backend as DisposingBackend).disposeData(info.dataId);
     }
   };
-  ORIGINALS.set(kernelFunc as tf.KernelFunc, original);
-  return { ...original, kernelFunc: kernelFunc as tf.KernelFunc };
+  ORIGINALS.set(kernelFunc, original);
+  return { ...original, kernelFunc: kernelFunc };
 }
 
 /** wasm's own config of `kernelName`: the registered one, or the one our registered wrapper runs. */
