@@ -24,8 +24,12 @@ import { metricSum } from './metrics.js';
 import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
 import { syncBatchNormPass } from './sync-batch-norm-pass.js';
 
-/** Samples per forward pass in evaluate(). */
-export const EVAL_BATCH_SIZE = 1024;
+/**
+ * Samples per forward pass in evaluate(). Small enough that evaluating does not grow the backend's
+ * memory past what training steps use (with 1024, a lone worker's wasm heap grew by 16 MiB at
+ * its first validation), large enough to keep the matmuls efficient.
+ */
+export const EVAL_BATCH_SIZE = 256;
 
 export interface ReplicaOptions {
   /** Std the regression labels were divided by; mae/mse are reported in label units. @default 1 */

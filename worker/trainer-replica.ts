@@ -12,7 +12,7 @@ import type { Job } from '../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../shared/train-state.js';
 import { allFinite, averageWithNorm, clipByGlobalNorm, hashParams } from './gradient-ops.js';
 import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
-import type { Replica } from './replica.js';
+import { EVAL_BATCH_SIZE, type Replica } from './replica.js';
 
 /**
  * The collective a step runs: in-place sum over all ranks. `collective` numbers the all-reduces
@@ -47,6 +47,9 @@ export class TrainerReplica {
   private readonly optimizer: FlatOptimizer;
   private readonly x: Float32Array;
   private readonly y: Float32Array;
+  /** evaluate()'s rows, EVAL_BATCH_SIZE at a time; allocated at the first evaluation. */
+  private evalX: Float32Array | undefined;
+  private evalY: Float32Array | undefined;
   private cursor: TrainCursor = { step: 0, epoch: 0, batchInEpoch: 0 };
   /**
    * When this rank last finished work (a step, an evaluation, a state export): a step's idle time
@@ -152,11 +155,19 @@ export class TrainerReplica {
   ): { count: number; lossSum: number; metricSums: Record<string, number> } {
     const split = splitOf(this.dataset, splitName as 'train' | 'validation' | 'test');
     const indices = decodeIndices(sampleIndices, 'EvalOrder.sampleIndices');
-    const x = new Float32Array(indices.length * this.dataset.featureSize);
-    const y = new Float32Array(indices.length * this.dataset.labelSize);
-    const count = this.gather(split, indices, x, y);
-    const sums =
-      count === 0 ? { count: 0, lossSum: 0, metricSums: {} } : this.replica.evaluate(x, y, count, this.job.metrics);
+    // One forward pass's worth of rows at a time, into buffers kept for the next evaluation:
+    // a large split costs no more memory than a small one.
+    this.evalX ??= new Float32Array(EVAL_BATCH_SIZE * this.dataset.featureSize);
+    this.evalY ??= new Float32Array(EVAL_BATCH_SIZE * this.dataset.labelSize);
+    const sums = { count: indices.length, lossSum: 0, metricSums: {} as Record<string, number> };
+    for (let start = 0; start < indices.length; start += EVAL_BATCH_SIZE) {
+      const rows = indices.subarray(start, start + EVAL_BATCH_SIZE);
+      const count = this.gather(split, rows, this.evalX, this.evalY);
+      const part = this.replica.evaluate(this.evalX, this.evalY, count, this.job.metrics);
+      sums.lossSum += part.lossSum;
+      for (const [name, value] of Object.entries(part.metricSums))
+        sums.metricSums[name] = (sums.metricSums[name] ?? 0) + value;
+    }
     this.markBusyUntilNow();
     return sums;
   }

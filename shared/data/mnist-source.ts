@@ -6,7 +6,7 @@
 // `limit` are as class-balanced as the files allow. The result is cached per process only weakly
 // (a worker copies its splits out and should not keep 31 MB of raw digits alive); while cached,
 // its arrays are shared between calls: readers copy rows out (gatherRows) and never write into them.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { DatasetError } from '../errors.js';
@@ -51,20 +51,25 @@ function readAllDigits(): RawSamples {
   const dir = mnistDigitsDir();
   const files = Array.from({ length: MNIST_CLASSES }, (_, digit) => path.join(dir, `${digit}.json`));
   // Where a digit's rows go depends on every class's count, so the counts come first (a cheap
-  // scan of the bytes); then each file is parsed and copied into place, one at a time. Memory:
-  // the result plus one file, instead of the result plus all ten parsed files.
-  const perClass = files.map((file) => countValues(file) / MNIST_PIXELS);
+  // scan of the bytes); then each file is parsed and copied into place, one at a time, through
+  // one reused read buffer and one reused float buffer. Memory: the result plus one file, and no
+  // garbage whose collection time would make a worker's peak memory vary from run to run.
+  const scratch = new ReadBuffer();
+  const perClass = files.map((file) => countValues(file, scratch.read(file)) / MNIST_PIXELS);
   const count = perClass.reduce((sum, n) => sum + n, 0);
   const x = new Float32Array(count * MNIST_PIXELS);
   const classIndex = new Uint32Array(count);
   const rowsOf = interleavedRows(perClass);
+  const parsed = new Float32Array(Math.max(...perClass) * MNIST_PIXELS);
   files.forEach((file, digit) => {
-    const pixels = readDigitFile(file);
     const rows = rowsOf[digit]!;
+    const bytes = scratch.read(file);
+    const pixels =
+      parsePlainDecimals(bytes, parsed.subarray(0, rows.length * MNIST_PIXELS)) ?? parseWithJson(file, bytes);
     if (pixels.length !== rows.length * MNIST_PIXELS)
       throw new DatasetError(
         file,
-        `changed while it was being read (${pixels.length / MNIST_PIXELS} digits, then ${rows.length})`,
+        `changed while it was being read (${rows.length} digits, then ${pixels.length / MNIST_PIXELS})`,
       );
     rows.forEach((row, i) => {
       x.set(pixels.subarray(i * MNIST_PIXELS, (i + 1) * MNIST_PIXELS), row * MNIST_PIXELS);
@@ -78,6 +83,31 @@ function readAllDigits(): RawSamples {
     x,
     target: { kind: 'classes', classIndex, numClasses: MNIST_CLASSES },
   };
+}
+
+/** Reads whole files into one buffer that grows as needed; each read replaces the last. */
+class ReadBuffer {
+  private buffer = Buffer.alloc(0);
+
+  read(file: string): Buffer {
+    let fd: number | undefined;
+    try {
+      fd = openSync(file, 'r');
+      const size = fstatSync(fd).size;
+      if (size > this.buffer.length) this.buffer = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, this.buffer, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return this.buffer.subarray(0, done);
+    } catch (cause) {
+      throw unreadable(file, cause);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
 }
 
 /** Round-robin over the classes: row of the i-th sample of each class, classes in order 0..9. */
@@ -94,13 +124,7 @@ export function interleavedRows(perClass: readonly number[]): Uint32Array[] {
 }
 
 /** Values in a digit file's array, counted from its commas; a multiple of MNIST_PIXELS, checked. */
-function countValues(file: string): number {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (cause) {
-    throw unreadable(file, cause);
-  }
+function countValues(file: string, bytes: Uint8Array): number {
   const open = bytes.indexOf(0x5b); // [
   const close = bytes.lastIndexOf(0x5d); // ]
   let values = 0;
@@ -111,32 +135,24 @@ function countValues(file: string): number {
   return checkedDigits(file, values);
 }
 
-function readDigitFile(file: string): Float32Array {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (cause) {
-    throw unreadable(file, cause);
-  }
-  return parsePlainDecimals(bytes) ?? parseWithJson(file, bytes);
-}
-
 /**
  * The digit files' usual form, `{ "data": [0,0.2,0.624,...] }` with plain decimals, read straight
  * from the bytes into float32 — no JavaScript array of 784,000 doubles per file, which is what
  * made loading the peak of a worker's memory. Each value is digits/10^k, a correctly rounded
  * division of exact integers, so it is the double JSON.parse gives, then rounded to float32 like
  * any other. Anything else (exponents, long mantissas, other keys) returns undefined, and the
- * caller takes the JSON.parse path, which validates fully.
+ * caller takes the JSON.parse path, which validates fully. With `into`, the values go there; it
+ * must hold exactly as many floats as the array has values.
  */
-export function parsePlainDecimals(bytes: Uint8Array): Float32Array | undefined {
+export function parsePlainDecimals(bytes: Uint8Array, into?: Float32Array): Float32Array | undefined {
   const open = bytes.indexOf(0x5b); // [
   const close = bytes.lastIndexOf(0x5d); // ]
   if (open < 0 || close < open || !/^\s*\{\s*"data"\s*:\s*$/.test(ascii(bytes, 0, open))) return undefined;
   if (!/^\s*\}\s*$/.test(ascii(bytes, close + 1, bytes.length))) return undefined;
   let commas = 0;
   for (let i = open + 1; i < close; i++) if (bytes[i] === 0x2c) commas++;
-  const values = new Float32Array(commas + 1);
+  if (into !== undefined && into.length !== commas + 1) return undefined;
+  const values = into ?? new Float32Array(commas + 1);
   let count = 0;
   let i = open + 1;
   while (i < close) {

@@ -22,6 +22,13 @@ describe('parsePlainDecimals', () => {
     expect(Buffer.from(actual!.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
   });
 
+  it('writes into a buffer of exactly the right size, and refuses one of another size', () => {
+    const into = new Float32Array(3);
+    expect(parsePlainDecimals(bytes('{"data":[1,0.5,0.25]}'), into)).toBe(into);
+    expect([...into]).toEqual([1, 0.5, 0.25]);
+    expect(parsePlainDecimals(bytes('{"data":[1,0.5]}'), into)).toBeUndefined();
+  });
+
   it.each([
     ['an exponent', '{"data":[1e-3,0]}'],
     ['a negative number', '{"data":[-0.5]}'],

@@ -11,7 +11,7 @@ import { resolveJob } from '../../shared/job.js';
 import { decodeTrainState } from '../../shared/train-state.js';
 import { selectBackend } from '../../worker/backend.js';
 import { buildModel } from '../../worker/model-builder.js';
-import { Replica } from '../../worker/replica.js';
+import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica.js';
 import { TrainerReplica } from '../../worker/trainer-replica.js';
 
 const job = resolveJob(
@@ -94,5 +94,28 @@ describe('TrainerReplica', () => {
     expect(Array.from(after.nonTrainable)).toEqual(Array.from(before.nonTrainable));
     expect(Array.from(after.params)).toEqual(Array.from(before.params));
     expect(trainer.completedSteps).toBe(2);
+  });
+
+  it('evaluates a split larger than one forward pass in chunks, with the sums of one whole pass', async () => {
+    const big = resolveJob(
+      { ...structuredClone(job), data: { format: 'mnist', limit: 800 }, metrics: ['accuracy'] },
+      'test job',
+    );
+    const dataset = loadDataset(big);
+    const replica = new Replica(buildModel(big), big);
+    const trainer = new TrainerReplica(big, dataset, replica);
+    await trainer.step(order(0), () => Promise.resolve());
+    const count = EVAL_BATCH_SIZE + 200;
+    const { featureSize: fs, labelSize: ls } = dataset;
+    const whole = replica.evaluate(
+      dataset.train.x.subarray(0, count * fs),
+      dataset.train.y.subarray(0, count * ls),
+      count,
+      ['accuracy'],
+    );
+    const chunked = trainer.evaluate('train', encodeIndices(Uint32Array.from({ length: count }, (_, i) => i)));
+    expect(chunked.count).toBe(count);
+    expect(chunked.lossSum).toBe(whole.lossSum);
+    expect(chunked.metricSums['accuracy']).toBe(whole.metricSums['accuracy']);
   });
 });
