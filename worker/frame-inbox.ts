@@ -9,6 +9,8 @@
 // It also holds placements: where the receiver should read a payload straight into the caller's
 // buffer. They are dropped by `fail`, by the next `openCollective` and by `clearPlacements`, so
 // none outlives the collective whose buffer it names.
+// And it notes when the first frame of each collective arrived (firstArrivalMs), which splits a
+// collective's time into waiting for peers and communication (collective-stats.ts).
 import { CollectiveError } from '../shared/errors.js';
 
 export interface FrameKey {
@@ -35,6 +37,11 @@ export class FrameInbox {
   private readonly held = new Map<string, { key: FrameKey; payload: Float32Array }>();
   private readonly waiting = new Map<string, Waiter>();
   private readonly placements = new Map<string, Placement>();
+  /**
+   * performance.now() of the first delivery for each (step, collective) at or above the floor:
+   * the current collective and at most the next (a faster left neighbour may start it first).
+   */
+  private readonly firstArrivals = new Map<string, { step: number; collective: number; arrivedMs: number }>();
   private floor = { step: -1, collective: -1 };
   private failure: Error | undefined;
 
@@ -59,6 +66,13 @@ export class FrameInbox {
         `stale frame from rank ${this.fromRank}: ${describeKey(key)} arrived after collective ${describeFloor(this.floor)} began`,
       );
     }
+    const collectiveId = collectiveIdOf(key.step, key.collective);
+    if (!this.firstArrivals.has(collectiveId))
+      this.firstArrivals.set(collectiveId, {
+        step: key.step,
+        collective: key.collective,
+        arrivedMs: performance.now(),
+      });
     const id = keyId(key);
     const waiter = this.waiting.get(id);
     if (waiter !== undefined) {
@@ -105,6 +119,11 @@ export class FrameInbox {
     });
   }
 
+  /** When the first frame of (step, collective) was delivered (performance.now()), or undefined if none was yet. */
+  firstArrivalMs(step: number, collective: number): number | undefined {
+    return this.firstArrivals.get(collectiveIdOf(step, collective))?.arrivedMs;
+  }
+
   /** Asks for the payload of `key` to be read into `placement.target` instead of pooled storage. */
   place(key: FrameKey, placement: Placement): void {
     if (this.failure === undefined && !isBelow(key, this.floor)) this.placements.set(keyId(key), placement);
@@ -141,6 +160,7 @@ export class FrameInbox {
     }
     this.floor = floor;
     this.placements.clear();
+    for (const [id, arrival] of this.firstArrivals) if (isBelow(arrival, floor)) this.firstArrivals.delete(id);
   }
 
   /** Rejects all pending and future takes with `error`. The first failure wins. */
@@ -149,6 +169,7 @@ export class FrameInbox {
     this.failure = error;
     this.held.clear();
     this.placements.clear();
+    this.firstArrivals.clear();
     for (const waiter of this.waiting.values()) {
       clearTimeout(waiter.timer);
       waiter.reject(error);
@@ -161,7 +182,11 @@ function keyId(key: FrameKey): string {
   return `${key.step}/${key.collective}/${key.round}/${key.chunk}`;
 }
 
-function isBelow(key: FrameKey, floor: { step: number; collective: number }): boolean {
+function collectiveIdOf(step: number, collective: number): string {
+  return `${step}/${collective}`;
+}
+
+function isBelow(key: { step: number; collective: number }, floor: { step: number; collective: number }): boolean {
   return key.step < floor.step || (key.step === floor.step && key.collective < floor.collective);
 }
 
