@@ -15,6 +15,7 @@ import { GRPC_CHANNEL_OPTIONS, loadProto } from '../shared/proto.js';
 import { encodeFloat32LE } from './float-codec.js';
 import type { FrameInbox } from './frame-inbox.js';
 import { CollectiveOrder } from './collective-order.js';
+import { collectiveStats, NO_WAIT, type CollectiveStats } from './collective-stats.js';
 import { assertRingPosition, ringAllReduce, type RingChunk, type RingLink } from './ring-allreduce.js';
 import type { RingDataServer } from './ring-data-server.js';
 
@@ -75,10 +76,16 @@ export class RingCommunicator {
     return communicator;
   }
 
-  /** Sum all-reduce in place. `step` and `collective` (a per-step sequence number) go in every frame header and are checked on receipt; a frame for the wrong generation/step/collective, or with length ≠ payload size, is a CollectiveError. */
-  async allReduce(buffer: Float32Array, step: number, collective = 0): Promise<void> {
+  /**
+   * Sum all-reduce in place. `step` and `collective` (a per-step sequence number) go in every
+   * frame header and are checked on receipt; a frame for the wrong generation/step/collective, or
+   * with length ≠ payload size, is a CollectiveError. Resolves with how long this rank waited for
+   * its left neighbour's first frame.
+   */
+  async allReduce(buffer: Float32Array, step: number, collective = 0): Promise<CollectiveStats> {
     this.beginCollective(step, collective);
-    if (this.options.worldSize === 1) return;
+    const startedMs = performance.now();
+    if (this.options.worldSize === 1) return NO_WAIT;
     this.inFlight = true;
     try {
       const inbox = this.options.server.inboxFor(this.options.generation);
@@ -91,6 +98,7 @@ export class RingCommunicator {
         this.link(inbox, step, collective),
         chunkElems,
       );
+      return collectiveStats(startedMs, inbox.firstArrivalMs(step, collective));
     } catch (cause) {
       this.abort(
         cause instanceof CollectiveError

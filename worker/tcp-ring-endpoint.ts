@@ -5,13 +5,14 @@
 // only learns the job after it has advertised its address.
 import type { Job } from '../shared/job-schema.js';
 import type { Logger } from '../shared/logger.js';
+import type { CollectiveStats } from './collective-stats.js';
 import { RingCommunicator, RingDataServer } from './ring-transport.js';
 import { TcpRingCommunicator, TcpRingServer } from './tcp-ring-transport.js';
 
 /** What a training step needs from a ring, whichever transport carries it. */
 export interface RingCollective {
-  /** In-place sum over all ranks; (step, collective) strictly increase across calls. */
-  allReduce(buffer: Float32Array, step: number, collective?: number): Promise<void>;
+  /** In-place sum over all ranks; (step, collective) strictly increase across calls. Resolves with how long this rank waited for its peers. */
+  allReduce(buffer: Float32Array, step: number, collective?: number): Promise<CollectiveStats>;
   close(): Promise<void>;
 }
 

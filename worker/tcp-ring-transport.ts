@@ -20,6 +20,7 @@ import { CollectiveError } from '../shared/errors.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { FrameInbox } from './frame-inbox.js';
 import { CollectiveOrder } from './collective-order.js';
+import { collectiveStats, NO_WAIT, type CollectiveStats } from './collective-stats.js';
 import { assertRingPosition, ringAllReduce } from './ring-allreduce.js';
 import { allGatherSum } from './tcp-allgather-sum.js';
 import { CollectiveLink, type DataFields, type FrameWriter } from './tcp-collective-link.js';
@@ -107,11 +108,16 @@ export class TcpRingCommunicator {
     return communicator;
   }
 
-  /** Sum all-reduce in place; every rank ends bit-identical. Frames carry (generation, step, collective) and are checked on receipt. */
-  async allReduce(buffer: Float32Array, step: number, collective = 0): Promise<void> {
+  /**
+   * Sum all-reduce in place; every rank ends bit-identical. Frames carry (generation, step,
+   * collective) and are checked on receipt. Resolves with how long this rank waited for its left
+   * neighbour's first frame.
+   */
+  async allReduce(buffer: Float32Array, step: number, collective = 0): Promise<CollectiveStats> {
     this.beginCollective(step, collective);
+    const startedMs = performance.now();
     const { rank, worldSize, collectiveTimeoutMs } = this.options;
-    if (worldSize === 1) return;
+    if (worldSize === 1) return NO_WAIT;
     this.inFlight = true;
     let link: CollectiveLink | undefined;
     try {
@@ -132,6 +138,7 @@ export class TcpRingCommunicator {
       else await ringAllReduce(buffer, rank, worldSize, link, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
       // Sent chunks are views of `buffer`: it is the caller's again only once the kernel has them.
       if (this.unsent.count > 0) await this.guard(this.unsent.settled());
+      return collectiveStats(startedMs, this.inbox.firstArrivalMs(step, collective));
     } catch (cause) {
       this.abort(
         cause instanceof CollectiveError

@@ -10,6 +10,7 @@ import { decodeIndices } from '../shared/index-codec.js';
 import { rankSlices } from '../shared/shard-plan.js';
 import type { Job } from '../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../shared/train-state.js';
+import type { CollectiveStats } from './collective-stats.js';
 import { allFinite, averageWithNorm, clipByGlobalNorm, hashParams } from './gradient-ops.js';
 import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
 import { EVAL_BATCH_SIZE, type Replica } from './replica.js';
@@ -18,8 +19,9 @@ import { EVAL_BATCH_SIZE, type Replica } from './replica.js';
  * The collective a step runs: in-place sum over all ranks. `collective` numbers the all-reduces
  * within one step (0, 1, ...; strictly increasing): with syncBatchNorm the BatchNorm statistics
  * take the first ones and the gradient comes last. @default 0
+ * Resolves with how long this rank waited for its peers in it (see collective-stats.ts).
  */
-export type AllReduce = (buffer: Float32Array, step: number, collective?: number) => Promise<void>;
+export type AllReduce = (buffer: Float32Array, step: number, collective?: number) => Promise<CollectiveStats>;
 
 export class TrainerReplica {
   readonly paramCount: number;
@@ -101,7 +103,9 @@ export class TrainerReplica {
     if (this.slowdown?.rank === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
     const computedMs = performance.now();
 
-    await this.afterFailure(() => allReduce(grad, order.step, local.collectives));
+    // Only the gradient collective is timed as all-reduce (and its wait reported): syncBatchNorm's
+    // collectives run inside the forward/backward pass, so they count as compute.
+    const reduced = await this.afterFailure(() => allReduce(grad, order.step, local.collectives));
     const reducedMs = performance.now();
 
     const globalCount = grad[lossSlot + 1] ?? 0;
@@ -134,6 +138,7 @@ export class TrainerReplica {
       timings: {
         computeMs: computedMs - receivedMs,
         allreduceMs: reducedMs - computedMs,
+        allreduceWaitMs: reduced.waitMs,
         optimizerMs: doneMs - reducedMs,
         idleMs,
       },
@@ -227,7 +232,9 @@ export class TrainerReplica {
     const y = this.y.subarray(0, count * ls);
     if (this.replica.needsCollectives) {
       let collectives = 0;
-      const collective = (buffer: Float32Array): Promise<void> => allReduce(buffer, step, collectives++);
+      const collective = async (buffer: Float32Array): Promise<void> => {
+        await allReduce(buffer, step, collectives++);
+      };
       const local = await this.replica.computeGradientsSynced(x, y, count, step, indices, grad, collective);
       return { ...local, collectives };
     }

@@ -9,6 +9,7 @@ import type { Job, JobInput } from '../../shared/job-schema.js';
 import { learningRateAt } from '../../shared/lr-schedule.js';
 import { batchesPerEpoch, ShardPlan, cursorOf } from '../../shared/shard-plan.js';
 import { decodeTrainState } from '../../shared/train-state.js';
+import { collectiveStats, type CollectiveStats } from '../../worker/collective-stats.js';
 import { FrameInbox } from '../../worker/frame-inbox.js';
 import { buildModel } from '../../worker/model-builder.js';
 import { Replica } from '../../worker/replica.js';
@@ -24,7 +25,8 @@ export function memoryRing(worldSize: number): AllReduce[] {
   const inboxes = Array.from({ length: worldSize }, (_, rank) => new FrameInbox((rank - 1 + worldSize) % worldSize));
   return inboxes.map((inbox, rank) => {
     const right = inboxes[(rank + 1) % worldSize] as FrameInbox;
-    return async (buffer: Float32Array, step: number, collective = 0): Promise<void> => {
+    return async (buffer: Float32Array, step: number, collective = 0): Promise<CollectiveStats> => {
+      const startedMs = performance.now();
       inbox.openCollective(step, collective);
       const link: RingLink = {
         async send(chunk) {
@@ -35,6 +37,7 @@ export function memoryRing(worldSize: number): AllReduce[] {
         receive: (round, chunk) => inbox.take({ step, collective, round, chunk }, 10_000),
       };
       await ringAllReduce(buffer, rank, worldSize, link, CHUNK_ELEMS);
+      return collectiveStats(startedMs, inbox.firstArrivalMs(step, collective));
     };
   });
 }

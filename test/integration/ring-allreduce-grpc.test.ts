@@ -76,6 +76,20 @@ async function allReduceAndCheck(ring: Ring, inputs: Float32Array[], step: numbe
   for (const buffer of buffers.slice(1)) expect(Buffer.from(buffer.buffer).equals(reference)).toBe(true);
 }
 
+describe('wait for peers over gRPC', () => {
+  it('a rank whose left neighbour starts 200 ms late reports that wait, the other about none', async () => {
+    const ring = await startRing(2, 4096);
+    const [early, late] = await Promise.all(
+      ring.comms.map(async (comm, rank) => {
+        if (rank === 1) await new Promise((resolve) => setTimeout(resolve, 200));
+        return (await comm.allReduce(new Float32Array(50_000).fill(rank), 1)).waitMs;
+      }),
+    );
+    expect(early).toBeGreaterThanOrEqual(150);
+    expect(late).toBeLessThan(50);
+  });
+});
+
 /** A raw RingPeer.Push call to `port`; `status` resolves with the call's final status code. */
 function rawPush(port: number): { call: grpc.ClientWritableStream<Frame>; status: Promise<grpc.status> } {
   const RingPeer = loadProto().ringtrain.v1.RingPeer;

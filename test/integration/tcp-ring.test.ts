@@ -1,7 +1,8 @@
 // Ring all-reduce over the raw-TCP transport on 127.0.0.1:0: N TcpRingServers +
 // TcpRingCommunicators in this process, plus raw sockets to speak the wire protocol out of turn.
 // Mirrors ring-allreduce-grpc.test.ts, and adds the latency path, wire compression and the
-// shared data port (gRPC injected through the TCP listener).
+// shared data port (gRPC injected through the TCP listener), and the wait for peers each
+// collective reports.
 import * as net from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import {
   type FrameHeader,
 } from '../../worker/tcp-frame.js';
 import { FrameReader } from '../../worker/tcp-frame-reader.js';
-import { RingEndpoint } from '../../worker/tcp-ring-endpoint.js';
+import { RingEndpoint, type RingCollective } from '../../worker/tcp-ring-endpoint.js';
 import { TcpRingCommunicator, TcpRingServer } from '../../worker/tcp-ring-transport.js';
 import { RELATIVE_CAST_ERROR, type WireCodec } from '../../worker/wire-compression.js';
 
@@ -80,7 +81,7 @@ function randomBuffers(worldSize: number, length: number, random: () => number, 
 
 /** All-reduces copies of `inputs` on every rank; checks the sum within `relative`·Σ|x| and bit-identity. */
 async function allReduceAndCheck(
-  comms: Array<{ allReduce(b: Float32Array, step: number, collective?: number): Promise<void> }>,
+  comms: Array<Pick<RingCollective, 'allReduce'>>,
   inputs: Float32Array[],
   step: number,
   collective = 0,
@@ -208,6 +209,42 @@ describe('ring all-reduce over raw TCP', () => {
       ring.comms.map((comm, rank) => comm.allReduce(new Float32Array(lengths[rank]!), 1).catch((e: unknown) => e)),
     );
     for (const outcome of outcomes) expect(outcome).toBeInstanceOf(CollectiveError);
+  });
+});
+
+/** Every rank all-reduces `length` floats at `step`; rank `late` starts `delayMs` after the others. Each rank's reported wait. */
+async function waitsWithLateRank(ring: Ring, length: number, step: number, late: number, delayMs: number) {
+  return Promise.all(
+    ring.comms.map(async (comm, rank) => {
+      if (rank === late) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return (await comm.allReduce(new Float32Array(length).fill(rank), step)).waitMs;
+    }),
+  );
+}
+
+describe('wait for peers', () => {
+  it.each([
+    ['ring', 50_000],
+    ['latency', 40],
+  ])(
+    '%s path: a rank whose left neighbour starts 200 ms late reports that wait, the others about none',
+    async (_, length) => {
+      const pair = await startRing(2, 4096);
+      const [early, late] = await waitsWithLateRank(pair, length, 1, 1, 200);
+      expect(early).toBeGreaterThanOrEqual(150);
+      expect(late).toBeLessThan(50);
+      // Only the left neighbour counts: in 0 -> 1 -> 2 -> 0, a late rank 2 keeps rank 0 waiting.
+      const three = await startRing(3, 4096);
+      const waits = await waitsWithLateRank(three, length, 1, 2, 200);
+      expect(waits[0]).toBeGreaterThanOrEqual(150);
+      expect(waits[1]).toBeLessThan(50);
+      expect(waits[2]).toBeLessThan(50);
+    },
+  );
+
+  it('reports no wait at world size 1', async () => {
+    const [solo] = (await startRing(1, 4096)).comms;
+    expect(await solo!.allReduce(new Float32Array(8), 1)).toEqual({ waitMs: 0 });
   });
 });
 

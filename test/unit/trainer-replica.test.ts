@@ -1,7 +1,8 @@
 // One rank's step over flat buffers (worldSize 1: the all-reduce is the identity): a step skipped
 // for a non-finite gradient leaves parameters, optimizer state and BatchNorm statistics as the
 // last completed step left them, and so does a step whose collective was aborted (a peer died),
-// with or without syncBatchNorm.
+// with or without syncBatchNorm. A step reports the gradient collective's wait for peers as
+// part of its all-reduce time.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CollectiveError } from '../../shared/errors.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
@@ -10,6 +11,7 @@ import { encodeIndices } from '../../shared/index-codec.js';
 import { resolveJob } from '../../shared/job.js';
 import { decodeTrainState } from '../../shared/train-state.js';
 import { selectBackend } from '../../worker/backend.js';
+import { NO_WAIT, type CollectiveStats } from '../../worker/collective-stats.js';
 import { buildModel } from '../../worker/model-builder.js';
 import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica.js';
 import { TrainerReplica } from '../../worker/trainer-replica.js';
@@ -59,7 +61,7 @@ describe('TrainerReplica', () => {
     const replica = new Replica(buildModel(job), job);
     const trainer = new TrainerReplica(job, dataset, replica);
     delete process.env['RINGTRAIN_FAULT_NAN_STEPS'];
-    const identity = (): Promise<void> => Promise.resolve();
+    const identity = (): Promise<CollectiveStats> => Promise.resolve(NO_WAIT);
     for (const step of [0, 1]) expect((await trainer.step(order(step), identity)).skipped).toBe(false);
     const before = decodeTrainState(trainer.exportState(), 'before');
     const report = await trainer.step(order(2), identity);
@@ -84,16 +86,37 @@ describe('TrainerReplica', () => {
     const dataset = loadDataset(variant);
     const replica = new Replica(buildModel(variant), variant);
     const trainer = new TrainerReplica(variant, dataset, replica);
-    const identity = (): Promise<void> => Promise.resolve();
+    const identity = (): Promise<CollectiveStats> => Promise.resolve(NO_WAIT);
     for (const step of [0, 1]) expect((await trainer.step(order(step), identity)).skipped).toBe(false);
     const before = decodeTrainState(trainer.exportState(), 'before');
-    const dying = (): Promise<void> => Promise.reject(new CollectiveError('left neighbour closed the ring'));
+    const dying = (): Promise<CollectiveStats> => Promise.reject(new CollectiveError('left neighbour closed the ring'));
     await expect(trainer.step(order(2), dying)).rejects.toThrow(CollectiveError);
     const after = decodeTrainState(trainer.exportState(), 'after');
     expect(after.nonTrainable.length).toBeGreaterThan(0);
     expect(Array.from(after.nonTrainable)).toEqual(Array.from(before.nonTrainable));
     expect(Array.from(after.params)).toEqual(Array.from(before.params));
     expect(trainer.completedSteps).toBe(2);
+  });
+
+  it.each([
+    ['averaged statistics', false],
+    ['syncBatchNorm', true],
+  ])("reports the gradient collective's wait, inside its all-reduce time (%s)", async (_, sync) => {
+    const variant = resolveJob({ ...structuredClone(job), model: { ...job.model, syncBatchNorm: sync } }, 'test job');
+    const trainer = new TrainerReplica(variant, loadDataset(variant), new Replica(buildModel(variant), variant));
+    const calls: number[] = [];
+    // Each collective reports a different wait; only the step's last one (the gradient) is timed as all-reduce.
+    const slow = async (_buffer: Float32Array, _step: number, collective = 0): Promise<CollectiveStats> => {
+      calls.push(collective);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return { waitMs: collective + 1 };
+    };
+    const report = await trainer.step(order(0), slow);
+    const gradient = calls.at(-1) ?? -1;
+    expect(calls.length).toBe(sync ? gradient + 1 : 1);
+    if (sync) expect(gradient).toBeGreaterThan(0);
+    expect(report.timings?.allreduceWaitMs).toBe(gradient + 1);
+    expect(report.timings?.allreduceMs).toBeGreaterThanOrEqual(report.timings?.allreduceWaitMs as number);
   });
 
   it('evaluates a split larger than one forward pass in chunks, with the sums of one whole pass', async () => {
@@ -104,7 +127,7 @@ describe('TrainerReplica', () => {
     const dataset = loadDataset(big);
     const replica = new Replica(buildModel(big), big);
     const trainer = new TrainerReplica(big, dataset, replica);
-    await trainer.step(order(0), () => Promise.resolve());
+    await trainer.step(order(0), () => Promise.resolve(NO_WAIT));
     const count = EVAL_BATCH_SIZE + 200;
     const { featureSize: fs, labelSize: ls } = dataset;
     const whole = replica.evaluate(
