@@ -264,33 +264,44 @@ describe('Replica.evaluate', () => {
 });
 
 describe('Replica memory', () => {
-  it('leaks no tensors across steps, write-back and evaluation', () => {
-    const layers: LayerInput[] = [
-      { type: 'dense', units: 8, activation: 'relu' },
-      { type: 'batchNormalization' },
-      ...DROPOUT_MLP,
-    ];
-    const replica = replicaFor(tinyJob('categoricalCrossentropy', layers, [3], { metrics: ['accuracy'] }));
-    const x = randomArray(6 * 3, 14);
-    const y = labelsFor('categoricalCrossentropy', 6, 3, 15);
-    const grad = new Float32Array(replica.paramCount + 2);
-    const params = new Float32Array(replica.paramCount);
-    const stats = new Float32Array(replica.nonTrainableCount);
-    const cycle = (step: number): void => {
-      replica.computeGradients(x, y, 6, step, ids(0, 1, 2, 3, 4, 5), grad);
-      replica.readParams(params);
-      for (let i = 0; i < params.length; i++) params[i] = (params[i] as number) - 0.01 * (grad[i] as number);
-      replica.writeParams(params);
-      replica.readNonTrainable(stats);
-      replica.writeNonTrainable(stats);
-      replica.evaluate(x, y, 6, ['accuracy']);
-    };
-    cycle(0); // first call may create lazily cached tensors
-    const before = tf.memory().numTensors;
-    for (let step = 1; step <= 5; step++) cycle(step);
-    expect(tf.memory().numTensors).toBe(before);
-    replica.dispose();
+  afterAll(async () => {
+    await selectBackend('cpu');
   });
+
+  it.each(['cpu', 'wasm'] as const)(
+    'leaks no tensors across steps, write-back and evaluation (%s)',
+    async (backend) => {
+      await selectBackend(backend);
+      const layers: LayerInput[] = [
+        { type: 'dense', units: 8, activation: 'relu' },
+        { type: 'batchNormalization' },
+        ...DROPOUT_MLP,
+      ];
+      const replica = replicaFor(tinyJob('categoricalCrossentropy', layers, [3], { metrics: ['accuracy'] }));
+      const x = randomArray(6 * 3, 14);
+      const y = labelsFor('categoricalCrossentropy', 6, 3, 15);
+      const grad = new Float32Array(replica.paramCount + 2);
+      const params = new Float32Array(replica.paramCount);
+      const stats = new Float32Array(replica.nonTrainableCount);
+      const cycle = (step: number): void => {
+        replica.computeGradients(x, y, 6, step, ids(0, 1, 2, 3, 4, 5), grad);
+        replica.readParams(params);
+        for (let i = 0; i < params.length; i++) params[i] = (params[i] as number) - 0.01 * (grad[i] as number);
+        replica.writeParams(params);
+        replica.readNonTrainable(stats);
+        replica.writeNonTrainable(stats);
+        replica.evaluate(x, y, 6, ['accuracy']);
+      };
+      cycle(0); // first call may create lazily cached tensors
+      const before = tf.memory().numTensors;
+      // Backend-side buffers too: a kernel's temporaries (wasm matmul transposes) are not tensors.
+      const dataIdsBefore = tf.engine().backend.numDataIds();
+      for (let step = 1; step <= 5; step++) cycle(step);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(tf.engine().backend.numDataIds()).toBe(dataIdsBefore);
+      replica.dispose();
+    },
+  );
 });
 
 describe('Replica on wasm', () => {
