@@ -22,7 +22,10 @@ export interface StepPlan {
 export interface RankTimings {
   rank: number;
   computeMs: number;
+  /** The gradient all-reduce, wait included. */
   allreduceMs: number;
+  /** The part of allreduceMs this rank waited for its left neighbour's first frame (skew, not communication). */
+  allreduceWaitMs: number;
   optimizerMs: number;
   idleMs: number;
   localCount: number;
@@ -89,6 +92,7 @@ export async function settleStep(
       rank,
       computeMs: r.timings?.computeMs ?? 0,
       allreduceMs: r.timings?.allreduceMs ?? 0,
+      allreduceWaitMs: r.timings?.allreduceWaitMs ?? 0,
       optimizerMs: r.timings?.optimizerMs ?? 0,
       idleMs: r.timings?.idleMs ?? 0,
       localCount: r.localCount,

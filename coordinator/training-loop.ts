@@ -256,6 +256,7 @@ function recordStep(
       samples: r.localCount,
       computeMs: round(r.computeMs),
       allreduceMs: round(r.allreduceMs),
+      allreduceWaitMs: round(r.allreduceWaitMs),
       optimizerMs: round(r.optimizerMs),
       idleMs: round(r.idleMs),
     })),

@@ -20,6 +20,17 @@ interface Summary {
   workers: Array<{ pid: number }>;
 }
 
+interface RankEntry {
+  rank: number;
+  allreduceMs: number;
+  allreduceWaitMs: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
 describe('ringtrain train (2 workers, real processes)', () => {
   const dir = tempDir();
   let result: Awaited<ReturnType<typeof runCli>>;
@@ -82,6 +93,10 @@ describe('ringtrain train (2 workers, real processes)', () => {
     expect(steps.map((r) => r['step'])).toEqual(Array.from({ length: steps.length }, (_, i) => i));
     expect(records.filter((r) => r['type'] === 'validation')).toHaveLength(2);
     expect((steps[0]?.['ranks'] as unknown[]).length).toBe(2);
+    for (const rank of steps.flatMap((s) => s['ranks'] as RankEntry[])) {
+      expect(rank.allreduceWaitMs).toBeGreaterThanOrEqual(0);
+      expect(rank.allreduceWaitMs).toBeLessThanOrEqual(rank.allreduceMs);
+    }
   });
 
   it('keeps the newest checkpoints only', () => {
@@ -105,5 +120,26 @@ describe('ringtrain train (2 workers, real processes)', () => {
       test: { accuracy: number };
     };
     expect(correct / n).toBeCloseTo(summary.test.accuracy, 2);
+  });
+});
+
+describe('ringtrain train with a slow rank (2 workers)', () => {
+  it("reports rank 0's all-reduce as mostly waiting for rank 1, and rank 1's as not", async () => {
+    const dir = tempDir();
+    const job = writeJob(
+      dir,
+      smallMnistJob({ data: { format: 'mnist', limit: 600 }, training: { epochs: 1, batchSize: 32 }, backend: 'wasm' }),
+    );
+    // Rank 1 computes 60 ms longer each step, so rank 0 enters every gradient all-reduce that much earlier.
+    const result = await runCli(['train', job, '--runs-dir', path.join(dir, 'runs')], {
+      env: { RINGTRAIN_FAULT_SLOW_RANK: '1:60' },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const steps = readMetrics(path.join(dir, 'runs', 'latest', 'metrics.jsonl')).filter((r) => r['type'] === 'step');
+    expect(steps.length).toBeGreaterThan(5);
+    const waits = (rank: number): number[] =>
+      steps.flatMap((s) => (s['ranks'] as RankEntry[]).filter((r) => r.rank === rank).map((r) => r.allreduceWaitMs));
+    expect(median(waits(0))).toBeGreaterThanOrEqual(40);
+    expect(median(waits(1))).toBeLessThan(20);
   });
 });
