@@ -1,7 +1,7 @@
 // The training loop, top to bottom: steps, periodic validation, checkpoints, early stopping and
 // hooks. Setup and teardown (server, workers, run directory) live in coordinator.ts.
 import type { Dataset } from '../shared/data/dataset.js';
-import { TrainingDivergedError } from '../shared/errors.js';
+import { TrainingDivergedError, WorkerFailedError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
 import type { Logger } from '../shared/logger.js';
 import { learningRateAt } from '../shared/lr-schedule.js';
@@ -156,7 +156,15 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       !ctx.shouldRegroup()
     ) {
       sentAhead = { plan: planFor(step + 1) };
-      sendStep(ctx.generation, sentAhead.plan);
+      try {
+        sendStep(ctx.generation, sentAhead.plan);
+      } catch (error) {
+        // A worker's stream closed: step `step` is still running on the others, so the failure
+        // must surface from settling it (which knows what each rank completed), not from here.
+        // Whoever got the early orders answers them as aborted once the ring breaks.
+        if (!(error instanceof WorkerFailedError)) throw error;
+        ctx.logger.debug({ err: error, step: step + 1 }, 'could not send the next step ahead');
+      }
     }
     if (plan.batchInEpoch === 0) {
       result.epochLossSum = 0;
