@@ -1,13 +1,17 @@
 // Figures from a run's metrics.jsonl: the coordinator's per-step wall time and sample count,
 // and each rank's split of its step into compute / all-reduce / optimizer / idle (idle is the
 // time between a rank's report and its next order: control-plane round trip plus waiting for
-// the slowest rank).
+// the slowest rank). The all-reduce time includes its wait for peers (allreduceWaitMs: until the
+// left neighbour's first frame arrived, i.e. skew); the rest of it is communication.
 import { mean } from './units.js';
 
 export interface RankSplit {
   rank: number;
   computeMs: number;
+  /** The gradient all-reduce, wait included. */
   allreduceMs: number;
+  /** The part of allreduceMs spent waiting for the left neighbour to start it. */
+  allreduceWaitMs: number;
   optimizerMs: number;
   idleMs: number;
   /** (all-reduce + optimizer + idle) / the sum of all four. */
@@ -33,7 +37,15 @@ interface StepRecord {
   loss: number;
   samples: number;
   wallMs: number;
-  ranks: Array<{ rank: number; computeMs: number; allreduceMs: number; optimizerMs: number; idleMs: number }>;
+  ranks: Array<{
+    rank: number;
+    computeMs: number;
+    allreduceMs: number;
+    /** Absent in runs written before it was recorded. */
+    allreduceWaitMs?: number;
+    optimizerMs: number;
+    idleMs: number;
+  }>;
 }
 
 /** Figures over the step records after the first `warmupSteps`. */
@@ -66,8 +78,17 @@ function rankSplit(rank: number, steps: readonly StepRecord[]): RankSplit {
   const own = steps.flatMap((s) => s.ranks.filter((r) => r.rank === rank));
   const computeMs = mean(own.map((r) => r.computeMs));
   const allreduceMs = mean(own.map((r) => r.allreduceMs));
+  const allreduceWaitMs = mean(own.map((r) => r.allreduceWaitMs ?? 0));
   const optimizerMs = mean(own.map((r) => r.optimizerMs));
   const idleMs = mean(own.map((r) => r.idleMs));
   const total = computeMs + allreduceMs + optimizerMs + idleMs;
-  return { rank, computeMs, allreduceMs, optimizerMs, idleMs, nonComputeFraction: (total - computeMs) / total };
+  return {
+    rank,
+    computeMs,
+    allreduceMs,
+    allreduceWaitMs,
+    optimizerMs,
+    idleMs,
+    nonComputeFraction: (total - computeMs) / total,
+  };
 }

@@ -35,6 +35,7 @@ const SPLIT_COLUMNS: ReadonlyArray<Column<SplitLine>> = [
   { title: 'rank', width: 4, value: (s) => String(s.rank) },
   { title: 'compute', width: 8, value: (s) => ms(s.computeMs) },
   { title: 'allreduce', width: 9, value: (s) => ms(s.allreduceMs) },
+  { title: 'wait', width: 7, value: (s) => ms(s.allreduceWaitMs) },
   { title: 'optimizer', width: 9, value: (s) => ms(s.optimizerMs) },
   { title: 'idle', width: 7, value: (s) => ms(s.idleMs) },
   { title: 'compute%', width: 8, value: share((s) => s.computeMs) },
@@ -57,6 +58,9 @@ export function printTrainReport(context: TrainBenchContext, options: TrainBench
   write(formatTable(RUN_COLUMNS, rows));
   write('#');
   write('# per-rank split of step time (mean ms per measured step)');
+  write(
+    '# wait: the part of allreduce spent waiting for the left neighbour to start it (skew); the rest is communication',
+  );
   write(
     formatTable(
       SPLIT_COLUMNS,

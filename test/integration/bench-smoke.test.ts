@@ -97,7 +97,14 @@ interface TrainRow {
   samplesPerSecond: number;
   steps: number;
   peakRssBytes: Array<number | null>;
-  ranks: Array<{ rank: number; computeMs: number; allreduceMs: number; optimizerMs: number; idleMs: number }>;
+  ranks: Array<{
+    rank: number;
+    computeMs: number;
+    allreduceMs: number;
+    allreduceWaitMs: number;
+    optimizerMs: number;
+    idleMs: number;
+  }>;
   verified: boolean;
 }
 
@@ -130,6 +137,7 @@ describe('ringtrain bench train', () => {
     expect(result.stdout).toMatch(/ringtrain N=1 \/ model\.fit samples\/s = \d/);
     expect(result.stdout).toMatch(/against model\.fit given ringtrain's wasm kernels too: \d/);
     expect(result.stdout).toMatch(/N=2 non-compute share of step time = /);
+    expect(result.stdout).toMatch(/ allreduce +wait +optimizer /);
     const rows = readRows<TrainRow>(json);
     expect(rows.map((r) => [r.kind, r.workers])).toEqual([
       ['model.fit', 1],
@@ -144,7 +152,12 @@ describe('ringtrain bench train', () => {
     }
     for (const row of rows.filter((r) => r.kind === 'ringtrain')) {
       expect(row.ranks.map((r) => r.rank)).toEqual(Array.from({ length: row.workers }, (_, i) => i));
-      for (const split of row.ranks) expect(split.computeMs).toBeGreaterThan(0);
+      for (const split of row.ranks) {
+        expect(split.computeMs).toBeGreaterThan(0);
+        expect(split.allreduceWaitMs).toBeGreaterThanOrEqual(0);
+        expect(split.allreduceWaitMs).toBeLessThanOrEqual(split.allreduceMs);
+        if (row.workers === 1) expect(split.allreduceWaitMs).toBe(0);
+      }
       expect(row.peakRssBytes).toHaveLength(row.workers);
     }
   });
