@@ -6,6 +6,11 @@
 // (step, collective) from the left neighbour was handed to the FrameInbox, which happens once the
 // whole frame is read, so one chunk's transfer counts as wait. A frame that was there before the
 // collective started means no wait.
+//
+// Limits of the measure: it sees the left neighbour only. At N = 2 that is every peer; at N > 2 a
+// late rank further round the ring holds this rank up later, in a reduce-scatter round, which
+// counts as communication here. And a sender that was descheduled (or paused in GC) between
+// starting the collective and writing its first chunk looks like a late peer.
 
 export interface CollectiveStats {
   /** Start of the collective to the first frame of it from the left neighbour; 0 if none was awaited. */
