@@ -69,7 +69,7 @@ afterAll(async () => {
 });
 
 describe('registerWasmKernels', () => {
-  it("has registered ours for wasm (replacing MaxPoolGrad, wrapping the matmuls), and registering again is a no-op", () => {
+  it('has registered ours for wasm (replacing MaxPoolGrad, wrapping the matmuls), and registering again is a no-op', () => {
     expect(WASM_KERNELS.map((k) => k.kernelName)).toEqual([
       tf.Conv2DBackpropFilter,
       tf.MaxPoolGrad,
