@@ -1,7 +1,7 @@
 // Figures from a run's metrics.jsonl: the coordinator's per-step wall time and sample count,
 // and each rank's split of its step into compute / all-reduce / optimizer / idle (idle is the
-// time between a rank's report and its next order: control-plane round trip plus waiting for
-// the slowest rank). The all-reduce time includes its wait for peers (allreduceWaitMs: until the
+// time between a rank's last work — its report, an evaluation, a state export — and the start of
+// its next step: with the next order sent ahead, mostly receiving that order). The all-reduce time includes its wait for peers (allreduceWaitMs: until the
 // left neighbour's first frame arrived, i.e. skew); the rest of it is communication.
 import { mean } from './units.js';
 
