@@ -29,6 +29,8 @@ export class ControlConnection {
   private endReason: string | undefined;
   private readonly interruptHandlers: Array<(reason: string) => void> = [];
   private abortHandler: ((reason: string) => void) | undefined;
+  /** sendFlushed calls still waiting for their write to complete. */
+  private readonly flushWaiters = new Set<() => void>();
 
   /** Set once the coordinator has welcomed this worker. */
   welcome!: Welcome__Output;
@@ -51,10 +53,13 @@ export class ControlConnection {
     const end = (reason: string): void => {
       this.endReason ??= reason;
       this.interrupt(reason);
+      for (const resolve of this.flushWaiters) resolve();
+      this.flushWaiters.clear();
       this.wake?.();
     };
     stream.on('end', () => end('coordinator closed the control stream'));
     stream.on('error', (error: Error) => end(`control stream error: ${error.message}`));
+    stream.on('close', () => end('control stream closed'));
   }
 
   /** Dials `address` until it answers (bounded by `retry`), then joins with `hello`. */
@@ -124,7 +129,12 @@ export class ControlConnection {
   sendFlushed(message: WorkerMessage): Promise<void> {
     if (this.endReason !== undefined) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      this.stream.write(message, () => resolve());
+      // The stream ending (coordinator gone) also settles it: a write callback may never run then.
+      this.flushWaiters.add(resolve);
+      this.stream.write(message, () => {
+        this.flushWaiters.delete(resolve);
+        resolve();
+      });
     });
   }
 
