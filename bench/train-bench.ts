@@ -9,7 +9,10 @@ import * as path from 'node:path';
 import { runCoordinator } from '../coordinator/coordinator.js';
 import { ProgressReporter } from '../coordinator/progress-reporter.js';
 import { readMetrics } from '../coordinator/run-directory.js';
+import { loadDataset } from '../shared/data/dataset.js';
+import { JobConfigError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
+import { batchesPerEpoch } from '../shared/shard-plan.js';
 import { selectBackend } from '../worker/backend.js';
 import { buildModel } from '../worker/model-builder.js';
 import type { WireCodec } from '../worker/wire-compression.js';
@@ -70,6 +73,7 @@ export interface TrainBenchContext {
 
 export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRow[]> {
   const job = loadBenchJob(options.jobFile, options);
+  checkStepsFit(job, options);
   const runtimeRssBytes = await measureRuntimeRss(options);
   const rows: TrainRow[] = [];
   if (options.baseline) {
@@ -152,6 +156,18 @@ function fitRow(kind: 'model.fit' | 'fit+kernels', fit: FitBaseline): TrainRow {
     transport: '-',
     compression: '-',
   };
+}
+
+/** Every run must be able to take warm-up + measured steps, or its figures would cover fewer. */
+function checkStepsFit(job: Job, options: TrainBenchOptions): void {
+  const perEpoch = batchesPerEpoch(loadDataset(job).train.count, job.training.batchSize);
+  const available = Math.min(perEpoch * job.training.epochs, job.training.maxSteps ?? Number.POSITIVE_INFINITY);
+  const wanted = options.warmupSteps + options.steps;
+  if (wanted > available) {
+    throw new JobConfigError(options.jobFile ?? 'default job', [
+      `--warmup-steps ${options.warmupSteps} + --steps ${options.steps} = ${wanted} steps, but the job has ${available} (${job.training.epochs} epochs of ${perEpoch} batches${job.training.maxSteps === undefined ? '' : `, training.maxSteps ${job.training.maxSteps}`}); lower --steps or raise training.epochs`,
+    ]);
+  }
 }
 
 /** Counted on a model built under the job's backend (selecting it also silences tfjs's banners). */

@@ -161,4 +161,17 @@ describe('ringtrain bench train', () => {
       expect(row.peakRssBytes).toHaveLength(row.workers);
     }
   });
+
+  it('refuses more steps than the job has, naming the flags, before starting anything', async () => {
+    const dir = tempDir('ringtrain-bench-');
+    const job = writeJob(
+      dir,
+      smallMnistJob({ data: { format: 'mnist', limit: 600 }, training: { epochs: 1, batchSize: 32 } }),
+    );
+    const result = await runCli(['bench', 'train', job, '--workers', '1', '--steps', '40', '--no-baseline']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /--warmup-steps 5 \+ --steps 40 = 45 steps, but the job has 15 \(1 epochs of 15 batches\); lower --steps or raise training.epochs/,
+    );
+  });
 });
