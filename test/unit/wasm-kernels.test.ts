@@ -10,6 +10,7 @@ import { selectBackend } from '../../worker/backend.js';
 import { buildModel } from '../../worker/model-builder.js';
 import { conv2dBackpropFilterWasm } from '../../worker/kernels/conv2d-backprop-filter.js';
 import { Replica } from '../../worker/replica.js';
+import { swapIsCheaper } from '../../worker/kernels/untransposed-matmul.js';
 import { registerWasmKernels, WASM_KERNELS } from '../../worker/wasm-kernels.js';
 
 type Shape4 = [number, number, number, number];
@@ -110,6 +111,9 @@ describe('matmuls with transposed operands on wasm', () => {
     { a: [3, 5, 4], b: [3, 6, 5], transposeA: true, transposeB: true },
     { a: [1, 128, 10], b: [1, 256, 10], transposeA: false, transposeB: true },
     { a: [2, 8, 3], b: [1, 8, 5], transposeA: true, transposeB: false },
+    // Swapped (see below): a batch-1 left operand against a rank-2 right one, and a wide dX.
+    { a: [1, 16, 8], b: [40, 8], transposeA: false, transposeB: true },
+    { a: [16, 12], b: [50, 12], transposeA: false, transposeB: true },
   ];
 
   it.each(CASES)('matMul $a × $b (transposeA $transposeA, transposeB $transposeB) matches cpu', async (c) => {
@@ -121,6 +125,29 @@ describe('matmuls with transposed operands on wasm', () => {
         c.transposeB,
       );
     expectCloseArrays(await on('wasm', product), await on('cpu', product));
+  });
+
+  it('packs the smaller operand: dX = dY·Wᵀ runs swapped, dW = Xᵀ·dY and the forward run directly', () => {
+    // A dense layer 784 -> 256 at batch 128: X [128,784], W [784,256], dY [128,256].
+    expect(swapIsCheaper([128, 256], [784, 256], false, true)).toBe(true);
+    expect(swapIsCheaper([128, 784], [128, 256], true, false)).toBe(false);
+    expect(swapIsCheaper([128, 784], [784, 256], false, false)).toBe(false);
+    // Batched products never reach XNNPACK, so there is nothing to save.
+    expect(swapIsCheaper([3, 5, 4], [3, 6, 5], true, true)).toBe(false);
+    expect(swapIsCheaper([1, 128, 256], [784, 256], false, true)).toBe(true);
+  });
+
+  it('a swapped product frees its temporaries too', async () => {
+    await selectBackend('wasm');
+    const backend = tf.engine().backend;
+    const before = backend.numDataIds();
+    const a = tf.tensor(randomArray(16 * 12, 9), [16, 12]);
+    const b = tf.tensor(randomArray(50 * 12, 10), [50, 12]);
+    expect(swapIsCheaper(a.shape, b.shape, false, true)).toBe(true);
+    const product = tf.matMul(a, b, false, true);
+    expect(product.shape).toEqual([16, 50]);
+    tf.dispose([a, b, product]);
+    expect(backend.numDataIds()).toBe(before);
   });
 
   it('fused matmul with bias and relu matches cpu, and frees its temporaries', async () => {

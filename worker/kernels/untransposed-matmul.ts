@@ -30,25 +30,38 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
     const { inputs, attrs = {} } = args;
     const a = inputs['a'];
     const b = inputs['b'];
-    if (a === undefined || b === undefined || (attrs['transposeA'] !== true && attrs['transposeB'] !== true))
-      return original.kernelFunc(args);
+    const transposeA = attrs['transposeA'] === true;
+    const transposeB = attrs['transposeB'] === true;
+    if (a === undefined || b === undefined || (!transposeA && !transposeB)) return original.kernelFunc(args);
     const temporaries: tf.TensorInfo[] = [];
-    const untransposed = (info: tf.TensorInfo): tf.TensorInfo => {
+    /** `info` with its last two axes swapped, as a new tensor. */
+    const transposed = (info: tf.TensorInfo): tf.TensorInfo => {
       const rank = info.shape.length;
       const perm = [...Array.from({ length: rank - 2 }, (_, axis) => axis), rank - 1, rank - 2];
-      const out = transpose.kernelFunc({ inputs: { x: info }, backend: args.backend, attrs: { perm } });
-      temporaries.push(out as tf.TensorInfo);
-      return out as tf.TensorInfo;
+      return transpose.kernelFunc({ inputs: { x: info }, backend: args.backend, attrs: { perm } }) as tf.TensorInfo;
     };
+    const swapped = (info: tf.TensorInfo): tf.TensorInfo => {
+      const out = transposed(info);
+      temporaries.push(out);
+      return out;
+    };
+    const untransposed = { ...attrs, transposeA: false, transposeB: false };
     try {
+      // A plain product (no bias, no activation) may instead run as C = (op(B)ᵀ·op(A)ᵀ)ᵀ, which
+      // packs op(A) rather than op(B): for dX = dY·Wᵀ that packs the batch-sized dY instead of W.
+      if (kernelName === tf.BatchMatMul && swapIsCheaper(a.shape, b.shape, transposeA, transposeB)) {
+        const product = original.kernelFunc({
+          ...args,
+          inputs: { a: transposeB ? b : swapped(b), b: transposeA ? a : swapped(a) },
+          attrs: untransposed,
+        }) as tf.TensorInfo;
+        temporaries.push(product);
+        return transposed(product);
+      }
       return original.kernelFunc({
         ...args,
-        inputs: {
-          ...inputs,
-          a: attrs['transposeA'] === true ? untransposed(a) : a,
-          b: attrs['transposeB'] === true ? untransposed(b) : b,
-        },
-        attrs: { ...attrs, transposeA: false, transposeB: false },
+        inputs: { ...inputs, a: transposeA ? swapped(a) : a, b: transposeB ? swapped(b) : b },
+        attrs: untransposed,
       });
     } finally {
       for (const info of temporaries) (args.backend as DisposingBackend).disposeData(info.dataId);
@@ -56,6 +69,30 @@ export function untransposedMatMulConfig(kernelName: MatMulKernel): tf.KernelCon
   };
   ORIGINALS.set(kernelFunc, original);
   return { ...original, kernelFunc: kernelFunc };
+}
+
+/**
+ * Whether C = op(A)·op(B) costs fewer element moves as (op(B)ᵀ·op(A)ᵀ)ᵀ. XNNPACK packs its right
+ * operand on every call here (weights change every step), so the cost is the transposes each form
+ * needs plus the packing of its right operand, plus, when swapped, transposing the result.
+ * Only products of single matrices (no batch, or a batch of 1) take XNNPACK's path at all.
+ */
+export function swapIsCheaper(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  transposeA: boolean,
+  transposeB: boolean,
+): boolean {
+  if (aShape.length < 2 || bShape.length < 2) return false;
+  const batch = (shape: readonly number[]): number => shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  if (batch(aShape) !== 1 || batch(bShape) !== 1) return false;
+  const [aRows, aCols] = aShape.slice(-2) as [number, number];
+  const [bRows, bCols] = bShape.slice(-2) as [number, number];
+  const [m, k] = transposeA ? [aCols, aRows] : [aRows, aCols];
+  const n = transposeB ? bRows : bCols;
+  const direct = (transposeA ? m * k : 0) + (transposeB ? k * n : 0) + k * n;
+  const swapped = (transposeB ? 0 : k * n) + (transposeA ? 0 : m * k) + k * m + m * n;
+  return swapped < direct;
 }
 
 /** wasm's own config of `kernelName`: the registered one, or the one our registered wrapper runs. */
