@@ -2,8 +2,9 @@
 // port, sends a HANDSHAKE, and from then on reads DATA frames. Reads go through net.Socket's
 // `onread` straight into the region the FrameReader names next (a header; the collective's own
 // buffer where it placed the frame, see FrameInbox.place; else a pooled payload buffer), so
-// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each frame is checked (generation, sender, length), decoded when compressed, and
-// handed to the collective's FrameInbox. Any violation, REFUSE frame or close is reported once
+// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each
+// frame is checked (generation, sender, length), decoded when compressed, and handed to the
+// collective's FrameInbox. Any violation, REFUSE frame or close is reported once
 // through `onFailure`.
 import * as net from 'node:net';
 import { CollectiveError } from '../shared/errors.js';
