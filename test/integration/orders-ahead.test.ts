@@ -34,7 +34,7 @@ const JOB = {
   checkpoint: { everySteps: 0, atEpochEnd: false, keep: 1 },
 };
 /** How long the scripted worker sits on each step before reporting it. */
-const STEP_MS = 250;
+const STEP_MS = 500;
 
 let coordinator: ChildProcess | undefined;
 let client: grpc.Client | undefined;
