@@ -3,20 +3,14 @@
 // time between a rank's last work — its report, an evaluation, a state export — and the start of
 // its next step: with the next order sent ahead, mostly receiving that order). The all-reduce time includes its wait for peers (allreduceWaitMs: until the
 // left neighbour's first frame arrived, i.e. skew); the rest of it is communication.
+import type { RankTimings } from '../coordinator/step-driver.js';
 import { mean } from './units.js';
 
-export interface RankSplit {
-  rank: number;
-  computeMs: number;
-  /** The gradient all-reduce, wait included. */
-  allreduceMs: number;
-  /** The part of allreduceMs spent waiting for the left neighbour to start it. */
-  allreduceWaitMs: number;
-  optimizerMs: number;
-  idleMs: number;
+/** A rank's mean step split over the measured steps (the per-step RankTimings, averaged). */
+export type RankSplit = Omit<RankTimings, 'localCount'> & {
   /** (all-reduce + optimizer + idle) / the sum of all four. */
   nonComputeFraction: number;
-}
+};
 
 export interface StepFigures {
   steps: number;
