@@ -7,7 +7,7 @@
 // bit-identical; any failure makes the command fail after printing what it measured.
 import { writeFile } from 'node:fs/promises';
 import { RingtrainError } from '../shared/errors.js';
-import type { WireCodec } from '../worker/wire-compression.js';
+import type { WireCodec } from '../worker/collectives/wire-compression.js';
 import type { SizeResult } from './allreduce-rank.js';
 import { BenchChild, type BenchMessage } from './bench-child.js';
 import { fixed, headerLine, rowLine, type Column } from './bench-table.js';
@@ -21,7 +21,6 @@ const SIZE_TIMEOUT_MS = 600_000;
 export interface AllreduceBenchOptions {
   workers: number;
   sizes: number[];
-  transport: 'tcp' | 'grpc';
   compression: WireCodec;
   warmup: number;
   iters: number;
@@ -38,7 +37,6 @@ export interface AllreduceBenchOptions {
 export interface AllreduceRow {
   bytes: number;
   workers: number;
-  transport: 'tcp' | 'grpc';
   compression: WireCodec;
   /** Median over timed iterations of the slowest rank's time. */
   seconds: number;
@@ -70,7 +68,7 @@ const COLUMNS: ReadonlyArray<Column<AllreduceRow>> = [
 export async function runAllreduceBench(options: AllreduceBenchOptions): Promise<AllreduceRow[]> {
   const { write } = options;
   write(
-    `# ringtrain bench allreduce: ${options.workers} worker processes, transport ${options.transport}, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`,
+    `# ringtrain bench allreduce: ${options.workers} worker processes, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`,
   );
   write(
     `# ${options.warmup} warm-up + ${options.iters} timed iterations per size (fewer above 16 MiB, at least 1 + 3); time = median over iterations of the slowest rank`,
@@ -128,8 +126,6 @@ function rankArgs(options: AllreduceBenchOptions, rank: number): string[] {
     String(options.workers),
     '--sizes',
     options.sizes.join(','),
-    '--transport',
-    options.transport,
     '--compression',
     options.compression,
     '--warmup',
@@ -159,7 +155,6 @@ function aggregate(
   return {
     bytes,
     workers: options.workers,
-    transport: options.transport,
     compression: options.compression,
     seconds,
     algbwGBps,

@@ -6,8 +6,9 @@
 // exactly; a ring that drops, repeats or misplaces a chunk cannot pass.
 import { createHash } from 'node:crypto';
 import { componentLogger, logLevel } from '../shared/logger.js';
-import { RingEndpoint, type RingCollective } from '../worker/tcp-ring-endpoint.js';
-import { RELATIVE_CAST_ERROR, type WireCodec } from '../worker/wire-compression.js';
+import type { RingCollective } from '../worker/collectives/ring-collective.js';
+import { RingEndpoint } from '../worker/transport/ring-endpoint.js';
+import { RELATIVE_CAST_ERROR, type WireCodec } from '../worker/collectives/wire-compression.js';
 import { readOrder, report } from './bench-child.js';
 
 /** Pattern values are p ∈ [−PATTERN_HALF, PATTERN_HALF], cycling with the element index. */
@@ -19,7 +20,6 @@ const ITERATION_REFERENCE_BYTES = 16 * 1024 * 1024;
 export interface AllreduceRankOptions {
   rank: number;
   worldSize: number;
-  transport: 'tcp' | 'grpc';
   compression: WireCodec;
   /** Buffer sizes in bytes (multiples of 4). */
   sizes: number[];
@@ -57,7 +57,7 @@ export async function runAllreduceRank(options: AllreduceRankOptions): Promise<v
     };
     comm = await endpoint.connect(
       position,
-      { chunkBytes: options.chunkBytes, transport: options.transport, compression: options.compression },
+      { chunkBytes: options.chunkBytes, transport: 'tcp', compression: options.compression },
       options.collectiveTimeoutMs,
       logger,
     );

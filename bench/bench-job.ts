@@ -1,13 +1,11 @@
 // The job a training benchmark runs: the named file or the default MNIST MLP (on wasm unless
 // told otherwise), with the benchmark's overrides, validated like any job.
-import { JobConfigError } from '../shared/errors.js';
 import { loadJob, type JobOverrides } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
-import type { WireCodec } from '../worker/wire-compression.js';
+import type { WireCodec } from '../worker/collectives/wire-compression.js';
 
 export interface BenchJobOverrides {
   backend?: string;
-  transport?: 'tcp' | 'grpc';
   compression?: WireCodec;
 }
 
@@ -16,13 +14,7 @@ export function loadBenchJob(file: string | undefined, overrides: BenchJobOverri
   const backend = overrides.backend ?? (file === undefined ? 'wasm' : undefined);
   if (backend !== undefined) jobOverrides.backend = backend;
   const job = loadJob(file, jobOverrides);
-  if (overrides.transport !== undefined) job.allreduce.transport = overrides.transport;
   if (overrides.compression !== undefined) job.allreduce.compression = overrides.compression;
-  if (job.allreduce.transport !== 'tcp' && job.allreduce.compression !== 'none') {
-    throw new JobConfigError(file ?? 'default job', [
-      `allreduce.compression ${job.allreduce.compression} needs allreduce.transport tcp`,
-    ]);
-  }
   return job;
 }
 

@@ -8,8 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadDataset } from '../shared/data/dataset.js';
 import type { Job, OptimizerSpec } from '../shared/job-schema.js';
-import { selectBackend } from '../worker/backend.js';
-import { buildModel } from '../worker/model-builder.js';
+import { selectBackend } from '../worker/backend/backend.js';
+import { buildModel } from '../worker/replica/model-builder.js';
 
 export interface FitBaseline {
   samplesPerSecond: number;

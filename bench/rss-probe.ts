@@ -2,7 +2,7 @@
 // what every worker loads before its model exists — Node, TensorFlow.js with the job's backend,
 // and the dataset — and reports its peak RSS. Worker peak minus this is what training costs.
 import { loadDataset } from '../shared/data/dataset.js';
-import { selectBackend } from '../worker/backend.js';
+import { selectBackend } from '../worker/backend/backend.js';
 import { loadBenchJob } from './bench-job.js';
 
 export async function runRssProbe(

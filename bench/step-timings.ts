@@ -3,7 +3,7 @@
 // time between a rank's last work — its report, an evaluation, a state export — and the start of
 // its next step: with the next order sent ahead, mostly receiving that order). The all-reduce time includes its wait for peers (allreduceWaitMs: until the
 // left neighbour's first frame arrived, i.e. skew); the rest of it is communication.
-import type { RankTimings } from '../coordinator/step-driver.js';
+import type { RankTimings } from '../coordinator/loop/step-driver.js';
 import { mean } from './units.js';
 
 /** A rank's mean step split over the measured steps (the per-step RankTimings, averaged). */

@@ -7,15 +7,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCoordinator } from '../coordinator/coordinator.js';
-import { ProgressReporter } from '../coordinator/progress-reporter.js';
-import { readMetrics } from '../coordinator/run-directory.js';
+import { ProgressReporter } from '../coordinator/run/progress-reporter.js';
+import { readMetrics } from '../coordinator/run/run-directory.js';
 import { loadDataset } from '../shared/data/dataset.js';
 import { JobConfigError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
 import { batchesPerEpoch } from '../shared/shard-plan.js';
-import { selectBackend } from '../worker/backend.js';
-import { buildModel } from '../worker/model-builder.js';
-import type { WireCodec } from '../worker/wire-compression.js';
+import { selectBackend } from '../worker/backend/backend.js';
+import { buildModel } from '../worker/replica/model-builder.js';
+import type { WireCodec } from '../worker/collectives/wire-compression.js';
 import { BenchChild } from './bench-child.js';
 import { loadBenchJob, withoutInterruptions } from './bench-job.js';
 import { measureModelFit, type FitBaseline } from './fit-baseline.js';
@@ -29,7 +29,6 @@ export interface TrainBenchOptions {
   steps: number;
   warmupSteps: number;
   backend?: string;
-  transport?: 'tcp' | 'grpc';
   compression?: WireCodec;
   /** Measure the model.fit baseline. */
   baseline: boolean;
@@ -60,7 +59,6 @@ export interface TrainRow {
   /** The run finished every step with reports from every rank, finite losses and agreeing parameter hashes. */
   verified: boolean;
   backend: string;
-  transport: string;
   compression: string;
 }
 
@@ -128,7 +126,6 @@ async function runRing(job: Job, workers: number, options: TrainBenchOptions): P
       testMetrics: summary.test,
       verified: figures.complete && figures.steps === options.steps && summary.steps === totalSteps,
       backend: String((summary['workers'] as Array<{ backend?: string }> | undefined)?.[0]?.backend ?? job.backend),
-      transport: job.allreduce.transport,
       compression: job.allreduce.compression,
     };
   } finally {
@@ -153,7 +150,6 @@ function fitRow(kind: 'model.fit' | 'fit+kernels', fit: FitBaseline): TrainRow {
     testMetrics: {},
     verified: Number.isFinite(fit.finalLoss) && Number.isFinite(fit.samplesPerSecond),
     backend: fit.backend,
-    transport: '-',
     compression: '-',
   };
 }

@@ -48,7 +48,7 @@ export function printTrainReport(context: TrainBenchContext, options: TrainBench
   const { job, paramCount, rows, runtimeRssBytes } = context;
   const { write } = options;
   write(
-    `# ringtrain bench train: job ${job.name}, ${paramCount.toLocaleString('en-US')} parameters, global batch ${job.training.batchSize}, backend ${job.backend}, transport ${job.allreduce.transport}, compression ${job.allreduce.compression}`,
+    `# ringtrain bench train: job ${job.name}, ${paramCount.toLocaleString('en-US')} parameters, global batch ${job.training.batchSize}, backend ${job.backend}, compression ${job.allreduce.compression}`,
   );
   write(
     `# ${options.warmupSteps} warm-up + ${options.steps} measured steps per run; samples/s = measured samples / summed coordinator step wall time`,

@@ -11,23 +11,23 @@ import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { cursorOf } from '../shared/shard-plan.js';
-import { CheckpointStore } from './checkpoint-store.js';
-import { ControlServer } from './control-server.js';
-import { EarlyStopping } from './early-stopping.js';
-import { EventLog } from './event-log.js';
-import { Evaluator } from './evaluator.js';
-import { LivenessMonitor } from './liveness-monitor.js';
+import { CheckpointStore } from './run/checkpoint-store.js';
+import { ControlServer } from './session/control-server.js';
+import { EarlyStopping } from './loop/early-stopping.js';
+import { EventLog } from './run/event-log.js';
+import { Evaluator } from './loop/evaluator.js';
+import { LivenessMonitor } from './loop/liveness-monitor.js';
 import { LocalWorkers } from './local-workers.js';
-import { Membership, type Generation, type RingMember } from './membership.js';
-import { ProgressReporter } from './progress-reporter.js';
-import { regroup, type Regrouped } from './recovery.js';
-import { readMetrics, RunDirectory } from './run-directory.js';
-import { asStepFailure, type StepFailedError } from './step-failure.js';
-import { finish, type RunSummary } from './run-summary.js';
+import { Membership, type Generation, type RingMember } from './loop/membership.js';
+import { ProgressReporter } from './run/progress-reporter.js';
+import { regroup, type Regrouped } from './loop/recovery.js';
+import { readMetrics, RunDirectory } from './run/run-directory.js';
+import { asStepFailure, type StepFailedError } from './loop/step-failure.js';
+import { finish, type RunSummary } from './run/run-summary.js';
 
-export type { RunSummary } from './run-summary.js';
-import { StragglerDetector } from './straggler-detector.js';
-import { newLoopResult, trainLoop, type LoopResult } from './training-loop.js';
+export type { RunSummary } from './run/run-summary.js';
+import { StragglerDetector } from './loop/straggler-detector.js';
+import { newLoopResult, trainLoop, type LoopResult } from './loop/training-loop.js';
 import { UserHooks } from './user-hooks.js';
 
 export interface CoordinatorOptions {

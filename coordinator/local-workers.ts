@@ -29,10 +29,10 @@ export interface LocalWorkerOptions {
   onExit?: (index: number, code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
-/** Path of the compiled CLI entry (dist/shared/cli/main.js), found relative to this module. */
+/** Path of the compiled CLI entry (dist/cli/main.js), found relative to this module. */
 export function cliEntry(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  return path.resolve(here, '../shared/cli/main.js');
+  return path.resolve(here, '../cli/main.js');
 }
 
 export class LocalWorkers {

@@ -262,12 +262,17 @@ export const jobSchema = z.strictObject({
     .strictObject({
       /** Size of one pipelined ring chunk. @default 262144 */
       chunkBytes: positiveInt.min(1024).default(256 * 1024),
-      /** Data-plane transport between ring neighbours: raw TCP frames or gRPC streams (see bench/RESULTS.md for why tcp). @default 'tcp' */
-      transport: z.enum(['tcp', 'grpc']).default('tcp'),
-      /** Wire form of gradient chunks (tcp only): fp16/bf16 halve the bytes, scaled per chunk so nothing overflows. @default 'none' */
+      /**
+       * Data-plane transport between ring neighbours. Raw TCP frames are the only data plane (the
+       * gRPC one was removed: see the README's architecture section); the key stays so that job
+       * files naming it keep loading. @default 'tcp'
+       */
+      transport: z
+        .literal('tcp', { error: 'the only data plane is tcp (the gRPC data plane was removed); drop the key or say tcp' })
+        .default('tcp'),
+      /** Wire form of gradient chunks: fp16/bf16 halve the bytes, scaled per chunk so nothing overflows. @default 'none' */
       compression: z.enum(['none', 'fp16', 'bf16']).default('none'),
     })
-    .refine((a) => a.transport === 'tcp' || a.compression === 'none', { message: 'compression needs transport: tcp' })
     .default({ chunkBytes: 256 * 1024, transport: 'tcp', compression: 'none' }),
 });
 

@@ -10,7 +10,7 @@ cd "$repo"
 
 [[ -d node_modules ]] || { echo "node_modules/ is missing: run npm install (or npm ci) first" >&2; exit 1; }
 if [[ "${1:-}" != "--no-build" ]]; then npm run --silent build; fi
-[[ -f dist/shared/cli/main.js ]] || { echo "dist/shared/cli/main.js is missing: npm run build failed or was skipped" >&2; exit 1; }
+[[ -f dist/cli/main.js ]] || { echo "dist/cli/main.js is missing: npm run build failed or was skipped" >&2; exit 1; }
 
 rm -rf "$stage"
 mkdir -p "$stage"

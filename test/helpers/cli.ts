@@ -1,4 +1,4 @@
-// Runs the built CLI (dist/shared/cli/main.js) as a real child process, bounded in time.
+// Runs the built CLI (dist/cli/main.js) as a real child process, bounded in time.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const CLI = path.join(REPO_ROOT, 'dist/shared/cli/main.js');
+export const CLI = path.join(REPO_ROOT, 'dist/cli/main.js');
 
 export interface CliResult {
   code: number | null;

@@ -9,12 +9,12 @@ import type { Job, JobInput } from '../../shared/job-schema.js';
 import { learningRateAt } from '../../shared/lr-schedule.js';
 import { batchesPerEpoch, ShardPlan, cursorOf } from '../../shared/shard-plan.js';
 import { decodeTrainState } from '../../shared/train-state.js';
-import { collectiveStats, type CollectiveStats } from '../../worker/collective-stats.js';
-import { FrameInbox } from '../../worker/frame-inbox.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { Replica } from '../../worker/replica.js';
-import { ringAllReduce, type RingLink } from '../../worker/ring-allreduce.js';
-import { TrainerReplica, type AllReduce } from '../../worker/trainer-replica.js';
+import { collectiveStats, type CollectiveStats } from '../../worker/collectives/collective-stats.js';
+import { FrameInbox } from '../../worker/collectives/frame-inbox.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { Replica } from '../../worker/replica/replica.js';
+import { ringAllReduce, type RingLink } from '../../worker/collectives/ring-allreduce.js';
+import { TrainerReplica, type AllReduce } from '../../worker/replica/trainer-replica.js';
 
 /** Small chunks, so the ring pipelines several chunks per segment even for small models. */
 const CHUNK_ELEMS = 50;

@@ -26,11 +26,11 @@ function readRows<T>(file: string): T[] {
 
 describe('ringtrain bench allreduce', () => {
   it.each([
-    { workers: 2, transport: 'tcp', compression: 'fp16', sizes: [4096, 1048576] },
-    { workers: 3, transport: 'grpc', compression: 'none', sizes: [65536] },
+    { workers: 2, compression: 'fp16', sizes: [4096, 1048576] },
+    { workers: 3, compression: 'none', sizes: [65536] },
   ])(
-    'measures $workers ranks over $transport ($compression) and verifies every size',
-    async ({ workers, transport, compression, sizes }) => {
+    'measures $workers ranks ($compression) and verifies every size',
+    async ({ workers, compression, sizes }) => {
       const json = path.join(tempDir('ringtrain-bench-'), 'allreduce.json');
       const args = [
         'bench',
@@ -39,8 +39,6 @@ describe('ringtrain bench allreduce', () => {
         String(workers),
         '--sizes',
         sizes.join(','),
-        '--transport',
-        transport,
         '--compression',
         compression,
         '--iters',
@@ -63,7 +61,7 @@ describe('ringtrain bench allreduce', () => {
       const rows = readRows<AllreduceRow>(json);
       expect(rows.map((r) => r.bytes)).toEqual(sizes);
       for (const row of rows) {
-        expect(row).toMatchObject({ workers, transport, compression, verified: true });
+        expect(row).toMatchObject({ workers, compression, verified: true });
         expect(row.seconds).toBeGreaterThan(0);
         expect(row.tcpGBps).toBeGreaterThan(0);
         expect(row.tcpBidirGBps).toBeGreaterThan(0);

@@ -6,7 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readMetrics } from '../../coordinator/run-directory.js';
+import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { Rng } from '../../shared/rng.js';
 import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { readMetrics } from '../../coordinator/run-directory.js';
+import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { REPO_ROOT, runCli, tempDir, writeJob } from '../helpers/cli.js';
 
 const EXAMPLES = path.join(REPO_ROOT, 'examples');

@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readMetrics } from '../../coordinator/run-directory.js';
+import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { decodeTrainState } from '../../shared/train-state.js';
 import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 

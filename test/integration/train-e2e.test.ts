@@ -4,8 +4,8 @@ import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readMetrics } from '../../coordinator/run-directory.js';
-import { loadModelFromDir } from '../../worker/model-export.js';
+import { readMetrics } from '../../coordinator/run/run-directory.js';
+import { loadModelFromDir } from '../../worker/replica/model-export.js';
 import { alive, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 
 interface Summary {

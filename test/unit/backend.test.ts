@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '../../shared/errors.js';
-import { selectBackend } from '../../worker/backend.js';
+import { selectBackend } from '../../worker/backend/backend.js';
 
 /** Whether @tensorflow/tfjs-node is resolvable here (it is an optional peer, normally absent). */
 function nativeInstalled(): boolean {

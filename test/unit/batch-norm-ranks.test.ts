@@ -7,9 +7,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { resolveJob } from '../../shared/job.js';
 import type { JobInput } from '../../shared/job-schema.js';
-import { selectBackend } from '../../worker/backend.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { Replica } from '../../worker/replica.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { Replica } from '../../worker/replica/replica.js';
 import { relativeDistance, trainWorld, XOR_DATA, xorJob } from '../helpers/memory-world.js';
 
 beforeAll(async () => {

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CheckpointStore } from '../../coordinator/checkpoint-store.js';
+import { CheckpointStore } from '../../coordinator/run/checkpoint-store.js';
 import { sha256Hex } from '../../shared/atomic-file.js';
 import { CheckpointError } from '../../shared/errors.js';
 

@@ -3,8 +3,8 @@
 // before its collective opens is kept, earlier collectives are forgotten, a failure forgets all.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CollectiveError } from '../../shared/errors.js';
-import { collectiveStats } from '../../worker/collective-stats.js';
-import { FrameInbox } from '../../worker/frame-inbox.js';
+import { collectiveStats } from '../../worker/collectives/collective-stats.js';
+import { FrameInbox } from '../../worker/collectives/frame-inbox.js';
 
 /** performance.now() reads `clock.ms`. */
 function fakeClock(): { ms: number } {

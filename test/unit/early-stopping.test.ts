@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { autoDirection, EarlyStopping } from '../../coordinator/early-stopping.js';
+import { autoDirection, EarlyStopping } from '../../coordinator/loop/early-stopping.js';
 import { JobConfigError } from '../../shared/errors.js';
 
 /** Feeds `values` of `monitor` and returns [improved, shouldStop, wait] per validation. */

@@ -9,7 +9,7 @@ import type { StepReport } from '../../proto/generated/ringtrain/v1/StepReport.j
 import { loadDataset } from '../../shared/data/dataset.js';
 import { resolveJob } from '../../shared/job.js';
 import type { JobInput } from '../../shared/job-schema.js';
-import { selectBackend } from '../../worker/backend.js';
+import { selectBackend } from '../../worker/backend/backend.js';
 import { MLP, relativeDistance, TOLERANCE, trainWorld, xorJob } from '../helpers/memory-world.js';
 
 interface Family {

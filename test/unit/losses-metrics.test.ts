@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LossName, MetricName } from '../../shared/job-schema.js';
-import { selectBackend } from '../../worker/backend.js';
-import { CLIP_EPSILON, perSampleLoss } from '../../worker/losses.js';
-import { metricSum, type MetricOptions } from '../../worker/metrics.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { CLIP_EPSILON, perSampleLoss } from '../../worker/replica/losses.js';
+import { metricSum, type MetricOptions } from '../../worker/replica/metrics.js';
 
 function loss(name: LossName, yTrue: number[][], yPred: number[][]): number[] {
   return tf.tidy(() => [...perSampleLoss(name, tf.tensor2d(yTrue), tf.tensor2d(yPred)).dataSync()]);

@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_JOB, resolveJob } from '../../shared/job.js';
 import type { Job, JobInput } from '../../shared/job-schema.js';
-import { selectBackend } from '../../worker/backend.js';
-import { buildModel } from '../../worker/model-builder.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
 
 function jobWith(changes: Partial<JobInput>): Job {
   return resolveJob({ ...structuredClone(DEFAULT_JOB), ...changes }, 'test job');

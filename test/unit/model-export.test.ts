@@ -8,10 +8,10 @@ import { CheckpointError } from '../../shared/errors.js';
 import { DEFAULT_JOB, resolveJob } from '../../shared/job.js';
 import type { Job } from '../../shared/job-schema.js';
 import { Rng } from '../../shared/rng.js';
-import { selectBackend } from '../../worker/backend.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { exportModel, loadModelFromDir } from '../../worker/model-export.js';
-import { Replica } from '../../worker/replica.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { exportModel, loadModelFromDir } from '../../worker/replica/model-export.js';
+import { Replica } from '../../worker/replica/replica.js';
 
 const dirs: string[] = [];
 function tempDir(): string {

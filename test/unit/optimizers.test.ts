@@ -1,7 +1,7 @@
 // Optimizer steps against hand-computed values, state export/import, and input validation.
 import { describe, expect, it } from 'vitest';
 import { optimizerSchema, type OptimizerSpec } from '../../shared/job-schema.js';
-import { createOptimizer, type FlatOptimizer } from '../../worker/optimizers/optimizer.js';
+import { createOptimizer, type FlatOptimizer } from '../../worker/replica/optimizers/optimizer.js';
 
 const LR = 0.1;
 /** Gradients fed at steps 1, 2, 3 to a two-parameter model starting at p = [1, -2]. */

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_JOB, resolveJob } from '../../shared/job.js';
 import type { Job, JobInput, LayerSpec, LossName } from '../../shared/job-schema.js';
 import { Rng } from '../../shared/rng.js';
-import { selectBackend } from '../../worker/backend.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica/replica.js';
 
 type LayerInput = Record<string, unknown> & { type: LayerSpec['type'] };
 

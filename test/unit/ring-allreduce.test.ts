@@ -2,9 +2,9 @@
 // by in-memory links that deliver out of order and after random delays.
 import { describe, expect, it } from 'vitest';
 import { CollectiveError } from '../../shared/errors.js';
-import { decodeFloat32LE, encodeFloat32LE } from '../../worker/float-codec.js';
-import { FrameInbox } from '../../worker/frame-inbox.js';
-import { allReduceBytesPerRank, ringAllReduce, segmentBounds, type RingLink } from '../../worker/ring-allreduce.js';
+import { decodeFloat32LE, encodeFloat32LE } from '../../worker/collectives/float-codec.js';
+import { FrameInbox } from '../../worker/collectives/frame-inbox.js';
+import { allReduceBytesPerRank, ringAllReduce, segmentBounds, type RingLink } from '../../worker/collectives/ring-allreduce.js';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function makeRandom(seed: number): () => number {

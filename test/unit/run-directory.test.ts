@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readMetrics, RunDirectory } from '../../coordinator/run-directory.js';
+import { readMetrics, RunDirectory } from '../../coordinator/run/run-directory.js';
 import { JobConfigError } from '../../shared/errors.js';
 
 const DEAD_PID = 99_999_999;

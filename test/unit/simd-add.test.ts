@@ -1,7 +1,7 @@
 // addFloat32Into must equal the plain float32 loop bit for bit: the ring's ranks stay
 // bit-identical only if every reduction rounds exactly as before.
 import { describe, expect, it } from 'vitest';
-import { addFloat32Into, SIMD_ADD_AVAILABLE } from '../../worker/simd-add.js';
+import { addFloat32Into, SIMD_ADD_AVAILABLE } from '../../worker/collectives/simd-add.js';
 
 function plainSum(target: Float32Array, source: Float32Array): Float32Array {
   const out = target.slice();

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CheckpointError } from '../../shared/errors.js';
 import { optimizerSchema } from '../../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainState } from '../../shared/train-state.js';
-import { createOptimizer } from '../../worker/optimizers/optimizer.js';
+import { createOptimizer } from '../../worker/replica/optimizers/optimizer.js';
 
 function bits(values: Float32Array): number[] {
   return [...new Uint32Array(values.slice().buffer)];

@@ -10,11 +10,11 @@ import { loadDataset } from '../../shared/data/dataset.js';
 import { encodeIndices } from '../../shared/index-codec.js';
 import { resolveJob } from '../../shared/job.js';
 import { decodeTrainState } from '../../shared/train-state.js';
-import { selectBackend } from '../../worker/backend.js';
-import { NO_WAIT, type CollectiveStats } from '../../worker/collective-stats.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica.js';
-import { TrainerReplica } from '../../worker/trainer-replica.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { NO_WAIT, type CollectiveStats } from '../../worker/collectives/collective-stats.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { EVAL_BATCH_SIZE, Replica } from '../../worker/replica/replica.js';
+import { TrainerReplica } from '../../worker/replica/trainer-replica.js';
 
 const job = resolveJob(
   {

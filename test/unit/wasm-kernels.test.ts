@@ -6,12 +6,12 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveJob } from '../../shared/job.js';
 import { Rng } from '../../shared/rng.js';
-import { selectBackend } from '../../worker/backend.js';
-import { buildModel } from '../../worker/model-builder.js';
-import { conv2dBackpropFilterWasm } from '../../worker/kernels/conv2d-backprop-filter.js';
-import { Replica } from '../../worker/replica.js';
-import { swapIsCheaper } from '../../worker/kernels/untransposed-matmul.js';
-import { registerWasmKernels, WASM_KERNELS } from '../../worker/wasm-kernels.js';
+import { selectBackend } from '../../worker/backend/backend.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
+import { conv2dBackpropFilterWasm } from '../../worker/backend/kernels/conv2d-backprop-filter.js';
+import { Replica } from '../../worker/replica/replica.js';
+import { swapIsCheaper } from '../../worker/backend/kernels/untransposed-matmul.js';
+import { registerWasmKernels, WASM_KERNELS } from '../../worker/backend/wasm-kernels.js';
 
 type Shape4 = [number, number, number, number];
 type Backend = 'cpu' | 'wasm';

@@ -10,7 +10,7 @@ import {
   quantizeInPlace,
   RELATIVE_CAST_ERROR,
   type NarrowCodec,
-} from '../../worker/wire-compression.js';
+} from '../../worker/collectives/wire-compression.js';
 
 const CODECS: NarrowCodec[] = ['fp16', 'bf16'];
 

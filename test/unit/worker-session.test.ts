@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { WorkerMessage__Output } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
-import { WorkerSession, type SessionStream } from '../../coordinator/worker-session.js';
+import { WorkerSession, type SessionStream } from '../../coordinator/session/worker-session.js';
 import { componentLogger } from '../../shared/logger.js';
 
 class StreamDouble extends EventEmitter {

@@ -1,0 +1,175 @@
+// Who is in the job: collects joining workers, assigns ranks, forms the ring for a generation,
+// and checks that every rank built the same model on the same data before any data moves.
+import { JoinRejectedError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
+import type { Job } from '../../shared/job-schema.js';
+import type { Logger } from '../../shared/logger.js';
+import type { WorkerSession } from '../session/worker-session.js';
+
+export interface RingMember {
+  session: WorkerSession;
+  rank: number;
+  paramCount: number;
+  backend: string;
+}
+
+export interface Generation {
+  generation: number;
+  members: RingMember[];
+  paramCount: number;
+}
+
+export class Membership {
+  private readonly waiting: WorkerSession[] = [];
+  private wake: (() => void) | undefined;
+  private generationCounter = 0;
+  /** Size of the current ring, so spare joiners beyond `max` are refused. */
+  private ringSize = 0;
+
+  constructor(
+    private readonly job: Job,
+    private readonly jobHash: string,
+    private readonly runId: string,
+    private readonly logger: Logger,
+    private readonly maxWorkers: number,
+  ) {}
+
+  /** Called by the control server for every worker that said Hello. */
+  offer(session: WorkerSession): void {
+    const hello = session.hello;
+    if (this.ringSize + this.live().length >= this.maxWorkers) {
+      this.reject(session, 'JOB_FULL', `the job already has its maximum of ${this.maxWorkers} workers`);
+      return;
+    }
+    if (hello.jobHash !== '' && hello.jobHash !== this.jobHash) {
+      this.reject(
+        session,
+        'JOB_HASH_MISMATCH',
+        `worker job hash ${hello.jobHash} differs from the coordinator's ${this.jobHash}; start both with the same job file`,
+      );
+      return;
+    }
+    this.logger.info({ host: hello.host, pid: hello.pid, gpu: hello.gpuIndex }, 'worker joined');
+    this.waiting.push(session);
+    void session.closed.then(() => {
+      const i = this.waiting.indexOf(session);
+      if (i >= 0) this.waiting.splice(i, 1);
+    });
+    this.wake?.();
+  }
+
+  /** Joined workers not yet in a ring (new or replacement workers). */
+  get joinerCount(): number {
+    return this.live().length;
+  }
+
+  /** Waits (bounded) until `count` workers are waiting to join; returns them (not removed yet). */
+  async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerSession[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.live().length < count) {
+      if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new WorkerFailedError(
+          -1,
+          `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 500));
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return this.live().slice(0, count);
+  }
+
+  /**
+   * Forms generation g+1 from `sessions`: ranks follow rank hints where they are distinct and in
+   * range, else arrival order; each rank learns its neighbours; then all must report Ready with
+   * equal parameter counts and the coordinator's data hash.
+   */
+  async formRing(sessions: WorkerSession[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
+    // A restarted coordinator continues above any generation its rejoining workers knew, so
+    // their ring servers never see a generation number go back.
+    this.generationCounter = Math.max(this.generationCounter, ...sessions.map((s) => s.hello.generation));
+    const generation = ++this.generationCounter;
+    for (const session of sessions) {
+      const i = this.waiting.indexOf(session);
+      if (i >= 0) this.waiting.splice(i, 1);
+    }
+    this.ringSize = sessions.length;
+    const ordered = generation === 1 ? orderByHints(sessions) : sessions;
+    const worldSize = ordered.length;
+    const jobJson = JSON.stringify(this.job);
+    ordered.forEach((session, rank) => {
+      session.rank = rank;
+      const left = ordered[(rank - 1 + worldSize) % worldSize];
+      const right = ordered[(rank + 1) % worldSize];
+      session.send({
+        welcome: {
+          rank,
+          worldSize,
+          generation,
+          jobJson,
+          jobHash: this.jobHash,
+          leftAddress: left?.hello.dataAddress ?? '',
+          rightAddress: right?.hello.dataAddress ?? '',
+          runId: this.runId,
+        },
+      });
+    });
+    const readies = await Promise.all(ordered.map((s) => s.waitReady(readyTimeoutMs)));
+    const members = ordered.map((session, rank) => ({
+      session,
+      rank,
+      paramCount: readies[rank]?.paramCount ?? 0,
+      backend: readies[rank]?.backend ?? '',
+    }));
+    checkAgreement(
+      members,
+      readies.map((r) => r.dataHash),
+      dataHash,
+    );
+    this.logger.info({ generation, worldSize, params: members[0]?.paramCount }, 'ring formed');
+    return { generation, members, paramCount: members[0]?.paramCount ?? 0 };
+  }
+
+  private live(): WorkerSession[] {
+    return this.waiting.filter((s) => !s.isClosed);
+  }
+
+  private reject(session: WorkerSession, code: string, message: string): void {
+    this.logger.warn({ host: session.hello.host, pid: session.hello.pid, code }, message);
+    session.send({ reject: { code, message } });
+    session.shutdown(message);
+  }
+}
+
+function orderByHints(sessions: WorkerSession[]): WorkerSession[] {
+  const hints = sessions.map((s) => s.hello.rankHint);
+  const usable = hints.every((h) => h >= 0 && h < sessions.length) && new Set(hints).size === sessions.length;
+  return usable ? [...sessions].sort((a, b) => a.hello.rankHint - b.hello.rankHint) : [...sessions];
+}
+
+/** Lengths and data are checked across ranks before any data moves. */
+function checkAgreement(members: RingMember[], dataHashes: string[], expectedDataHash: string): void {
+  const first = members[0];
+  if (first === undefined) return;
+  for (const member of members) {
+    if (member.paramCount !== first.paramCount) {
+      throw new JoinRejectedError(
+        'PARAM_MISMATCH',
+        `rank ${member.rank} built ${member.paramCount} parameters but rank 0 built ${first.paramCount}`,
+      );
+    }
+    const hash = dataHashes[member.rank];
+    if (hash !== expectedDataHash) {
+      throw new JoinRejectedError(
+        'DATA_MISMATCH',
+        `rank ${member.rank} (${member.session.hello.host}) loaded data with hash ${hash ?? '?'}, the coordinator has ${expectedDataHash}; every host needs the same data files`,
+      );
+    }
+  }
+}

@@ -1,0 +1,281 @@
+// The training loop, top to bottom: steps, periodic validation, checkpoints, early stopping and
+// hooks. Setup and teardown (server, workers, run directory) live in coordinator.ts.
+import type { Dataset } from '../../shared/data/dataset.js';
+import { TrainingDivergedError, WorkerFailedError } from '../../shared/errors.js';
+import type { Job } from '../../shared/job-schema.js';
+import type { Logger } from '../../shared/logger.js';
+import { learningRateAt } from '../../shared/lr-schedule.js';
+import { batchesPerEpoch, cursorOf, epochOrder, globalBatch } from '../../shared/shard-plan.js';
+import type { CheckpointStore } from '../run/checkpoint-store.js';
+import type { EarlyStopping } from './early-stopping.js';
+import type { EventLog } from '../run/event-log.js';
+import { prefixed, type Evaluator, type SplitMetrics } from './evaluator.js';
+import type { Generation } from './membership.js';
+import type { ProgressReporter } from '../run/progress-reporter.js';
+import type { RunDirectory } from '../run/run-directory.js';
+import { sendStep, settleStep, type StepOutcome, type StepPlan } from './step-driver.js';
+import type { StragglerDetector } from './straggler-detector.js';
+import type { UserHooks } from '../user-hooks.js';
+
+export interface LoopContext {
+  job: Job;
+  dataset: Dataset;
+  generation: Generation;
+  runDir: RunDirectory;
+  checkpoints: CheckpointStore;
+  evaluator: Evaluator;
+  earlyStopping: EarlyStopping | undefined;
+  hooks: UserHooks;
+  reporter: ProgressReporter;
+  logger: Logger;
+  stepTimeoutMs: number;
+  /** Stop after this global step (a run-control flag, not part of the job). */
+  stopAtStep: number | undefined;
+  /** True when the ring should be re-formed at this boundary (new workers waiting). */
+  shouldRegroup: () => boolean;
+  /** Aborted on SIGTERM/SIGINT: checkpoint at the next boundary and stop. */
+  stopSignal: AbortSignal;
+  events: EventLog;
+  stragglers: StragglerDetector;
+  /** Told every completed step's wall time (the liveness monitor scales its patience with it). */
+  onStep: (outcome: StepOutcome) => void;
+  /** Takes a checkpoint of the state after `step` steps (the next step to run). */
+  checkpoint: (nextStep: number, metrics: Record<string, number>) => Promise<void>;
+}
+
+/** Progress of the run; one object lives across regroups so nothing is counted twice or lost. */
+export interface LoopResult {
+  stepsRun: number;
+  epochLossSum: number;
+  epochLossCount: number;
+  consecutiveSkips: number;
+  /** Set when the loop returned early so the coordinator can re-form the ring. */
+  regroupRequested: boolean;
+  /** Set when the loop stopped for a signal (after checkpointing). */
+  preempted: boolean;
+  finalStep: number;
+  trainSamples: number;
+  trainSeconds: number;
+  stoppedEarly: boolean;
+  skippedSteps: number;
+  lastValidation: SplitMetrics | undefined;
+  lastTrainLoss: number | undefined;
+}
+
+export function newLoopResult(startStep: number): LoopResult {
+  return {
+    stepsRun: 0,
+    epochLossSum: 0,
+    epochLossCount: 0,
+    consecutiveSkips: 0,
+    regroupRequested: false,
+    preempted: false,
+    finalStep: startStep,
+    trainSamples: 0,
+    trainSeconds: 0,
+    stoppedEarly: false,
+    skippedSteps: 0,
+    lastValidation: undefined,
+    lastTrainLoss: undefined,
+  };
+}
+
+/** Runs steps [startStep, last) into `result`; returns early for a regroup or a stop signal. */
+export async function trainLoop(ctx: LoopContext, startStep: number, result: LoopResult): Promise<LoopResult> {
+  const { job, dataset } = ctx;
+  const trainCount = dataset.train.count;
+  const batchSize = job.training.batchSize;
+  const perEpoch = batchesPerEpoch(trainCount, batchSize);
+  const totalSteps = perEpoch * job.training.epochs;
+  const lastStep = Math.min(totalSteps, job.training.maxSteps ?? totalSteps, ctx.stopAtStep ?? totalSteps);
+  let order: { epoch: number; indices: Uint32Array } | undefined;
+  result.regroupRequested = false;
+  /** The next step's orders, when they went out early (while the step before still ran). */
+  let sentAhead: { plan: StepPlan } | undefined;
+  let settledMs = 0;
+
+  const planFor = (step: number): StepPlan => {
+    // The epoch's seeded order (independent of world size), the next global batch of it.
+    const { epoch, batchInEpoch } = cursorOf(step, trainCount, batchSize);
+    if (order?.epoch !== epoch) order = { epoch, indices: epochOrder(trainCount, job.seed, epoch) };
+    const wantParamHash =
+      job.consistencyCheckEverySteps > 0 && (step % job.consistencyCheckEverySteps === 0 || step === lastStep - 1);
+    return {
+      step,
+      epoch,
+      batchInEpoch,
+      batch: globalBatch(order.indices, batchSize, batchInEpoch),
+      learningRate: learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps),
+      wantParamHash,
+    };
+  };
+  /** What happens after step `step` besides bookkeeping: nothing may run ahead across these. */
+  const boundaryAfter = (step: number): { epochEnd: boolean; validate: boolean; checkpoint: boolean } => {
+    const epochEnd = cursorOf(step, trainCount, batchSize).batchInEpoch === perEpoch - 1;
+    return {
+      epochEnd,
+      validate: epochEnd || (job.validation.everySteps > 0 && (step + 1) % job.validation.everySteps === 0),
+      checkpoint:
+        (job.checkpoint.everySteps > 0 && (step + 1) % job.checkpoint.everySteps === 0) ||
+        (epochEnd && job.checkpoint.atEpochEnd) ||
+        step + 1 === lastStep,
+    };
+  };
+
+  for (let step = startStep; step < lastStep; step++) {
+    let plan: StepPlan;
+    let startedMs: number;
+    if (sentAhead?.plan.step === step) {
+      // Already running on the workers: boundary checks wait until it is settled.
+      plan = sentAhead.plan;
+      startedMs = settledMs;
+      sentAhead = undefined;
+    } else {
+      // Step boundary: membership changes and stop signals take effect here.
+      if (ctx.stopSignal.aborted) {
+        await ctx.checkpoint(step, { 'train.loss': result.lastTrainLoss ?? Number.NaN });
+        ctx.events.record('preempted', -1, step, `stopped by a signal; checkpointed at step ${step}`);
+        result.preempted = true;
+        return result;
+      }
+      if (step > startStep && ctx.shouldRegroup()) {
+        result.regroupRequested = true;
+        return result;
+      }
+      plan = planFor(step);
+      startedMs = sendStep(ctx.generation, plan);
+    }
+    const boundary = boundaryAfter(step);
+    // Nothing to do between this step and the next: send the next one's orders now, so each
+    // worker starts it the moment it finishes this one instead of idling for a control round trip.
+    if (
+      !boundary.validate &&
+      !boundary.checkpoint &&
+      step + 1 < lastStep &&
+      !ctx.stopSignal.aborted &&
+      !ctx.shouldRegroup()
+    ) {
+      sentAhead = { plan: planFor(step + 1) };
+      try {
+        sendStep(ctx.generation, sentAhead.plan);
+      } catch (error) {
+        // A worker's stream closed: step `step` is still running on the others, so the failure
+        // must surface from settling it (which knows what each rank completed), not from here.
+        // Whoever got the early orders answers them as aborted once the ring breaks.
+        if (!(error instanceof WorkerFailedError)) throw error;
+        ctx.logger.debug({ err: error, step: step + 1 }, 'could not send the next step ahead');
+      }
+    }
+    if (plan.batchInEpoch === 0) {
+      result.epochLossSum = 0;
+      result.epochLossCount = 0;
+    }
+
+    // Execute: workers compute, all-reduce among themselves and apply the same update.
+    const outcome = await settleStep(ctx.generation, plan, ctx.stepTimeoutMs, startedMs);
+    settledMs = performance.now();
+    ctx.onStep(outcome);
+    const { epoch } = plan;
+    recordStep(ctx, outcome, epoch, plan.learningRate, result);
+    if (!outcome.skipped) {
+      result.epochLossSum += outcome.loss * outcome.globalCount;
+      result.epochLossCount += outcome.globalCount;
+    }
+    result.finalStep = step + 1;
+
+    // Periodic validation and checkpoints; epoch-end bookkeeping.
+    const { epochEnd, validate: validateNow } = boundary;
+    const trainLoss = result.epochLossSum / result.epochLossCount;
+    result.lastTrainLoss = trainLoss;
+    let metrics: Record<string, number> = { 'train.loss': trainLoss };
+    if (validateNow) {
+      const validation = await ctx.evaluator.evaluate(ctx.generation, 'validation', dataset.validation.count);
+      result.lastValidation = validation;
+      metrics = { ...metrics, ...prefixed('validation', validation) };
+      ctx.runDir.appendMetrics({ type: 'validation', step: step + 1, epoch, ...metrics, at: new Date().toISOString() });
+      await ctx.hooks.call('onValidationEnd', { step: step + 1, epoch, metrics });
+    }
+    const verdict = validateNow ? ctx.earlyStopping?.update(metrics) : undefined;
+    const checkpointNow = boundary.checkpoint || verdict?.improved === true;
+    if (checkpointNow) await ctx.checkpoint(step + 1, metrics);
+    // The best state exists as a checkpoint (taken just above) before it is marked as the best.
+    if (verdict?.improved === true) await ctx.checkpoints.markBest(step + 1);
+    if (epochEnd) {
+      ctx.reporter.epochEnd({
+        epoch,
+        epochs: job.training.epochs,
+        trainLoss,
+        validation: result.lastValidation,
+        samplesPerSecond: result.trainSamples / result.trainSeconds,
+      });
+      await ctx.hooks.call('onEpochEnd', { epoch, step: step + 1, metrics });
+    }
+    if (verdict?.shouldStop === true) {
+      ctx.reporter.note(
+        `early stopping after step ${step + 1}: ${job.validation.earlyStopping?.monitor ?? '?'} did not improve for ${verdict.wait} validations (best ${verdict.best.toFixed(4)})`,
+      );
+      if (!checkpointNow) await ctx.checkpoint(step + 1, metrics);
+      result.stoppedEarly = true;
+      break;
+    }
+  }
+  return result;
+}
+
+function recordStep(
+  ctx: LoopContext,
+  outcome: StepOutcome,
+  epoch: number,
+  learningRate: number,
+  result: LoopResult,
+): void {
+  result.stepsRun += 1;
+  result.trainSamples += outcome.globalCount;
+  result.trainSeconds += outcome.wallMs / 1000;
+  if (outcome.skipped) {
+    result.skippedSteps += 1;
+    result.consecutiveSkips += 1;
+    ctx.events.record(
+      'skipped-step',
+      -1,
+      outcome.step,
+      `non-finite averaged gradient at step ${outcome.step}; update skipped on every rank (${result.consecutiveSkips} in a row)`,
+    );
+    if (result.consecutiveSkips >= ctx.job.maxConsecutiveSkippedSteps) {
+      throw new TrainingDivergedError(
+        `${result.consecutiveSkips} consecutive steps had non-finite gradients (last: step ${outcome.step}); parameters were left at their last finite values and the last checkpoint is intact. Lower optimizer.learningRate or set optimizer.clipNorm`,
+      );
+    }
+  } else {
+    result.consecutiveSkips = 0;
+  }
+  ctx.runDir.appendMetrics({
+    type: 'step',
+    step: outcome.step,
+    epoch,
+    loss: outcome.loss,
+    learningRate,
+    samples: outcome.globalCount,
+    gradNorm: outcome.gradNorm,
+    skipped: outcome.skipped,
+    wallMs: round(outcome.wallMs),
+    ranks: outcome.ranks.map((r) => ({
+      rank: r.rank,
+      samples: r.localCount,
+      computeMs: round(r.computeMs),
+      allreduceMs: round(r.allreduceMs),
+      allreduceWaitMs: round(r.allreduceWaitMs),
+      optimizerMs: round(r.optimizerMs),
+      idleMs: round(r.idleMs),
+    })),
+  });
+  ctx.reporter.step(outcome);
+  ctx.stragglers.observe(
+    outcome,
+    ctx.generation.members.map((m) => m.session.hello.host),
+  );
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

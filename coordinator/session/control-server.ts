@@ -1,0 +1,104 @@
+// The coordinator's gRPC endpoint: accepts worker control streams, insists on a Hello first,
+// and hands each joined worker to the membership as a WorkerSession.
+import * as grpc from '@grpc/grpc-js';
+import { PortInUseError } from '../../shared/errors.js';
+import { addHealthService } from '../../shared/health.js';
+import type { Logger } from '../../shared/logger.js';
+import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { WorkerSession, type SessionStream } from './worker-session.js';
+
+/** How long a new stream may stay silent before its Hello. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+export class ControlServer {
+  private nextSessionId = 1;
+
+  private constructor(
+    private readonly server: grpc.Server,
+    readonly host: string,
+    readonly port: number,
+  ) {}
+
+  /**
+   * Binds host:port (0 = ephemeral). `onSession` gets every worker that said Hello; it decides
+   * (admit or reject) and owns the session from then on.
+   */
+  static async start(options: {
+    host: string;
+    port: number;
+    logger: Logger;
+    onSession: (session: WorkerSession) => void;
+    configure?: (server: grpc.Server) => void;
+  }): Promise<ControlServer> {
+    const server = new grpc.Server(GRPC_CHANNEL_OPTIONS);
+    // Streams can arrive between bind and construction; they are refused until `ref.server` is set.
+    const ref: { server?: ControlServer } = {};
+    server.addService(loadProto().ringtrain.v1.Control.service, {
+      Session: (stream: SessionStream) => {
+        if (ref.server === undefined) {
+          stream.destroy(new Error('coordinator is starting'));
+          return;
+        }
+        ref.server.accept(stream, options.logger, options.onSession);
+      },
+    });
+    addHealthService(server);
+    options.configure?.(server);
+    const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+        if (error) {
+          reject(
+            /address already in use|EADDRINUSE|No address added/i.test(error.message)
+              ? new PortInUseError(address, { cause: error })
+              : error,
+          );
+        } else {
+          resolve(bound);
+        }
+      });
+    });
+    ref.server = new ControlServer(server, options.host, port);
+    return ref.server;
+  }
+
+  /** Address workers on this machine should dial. */
+  get localAddress(): string {
+    const host = this.host === '0.0.0.0' || this.host === '::' ? '127.0.0.1' : this.host;
+    return `${host}:${this.port}`;
+  }
+
+  private accept(stream: SessionStream, logger: Logger, onSession: (session: WorkerSession) => void): void {
+    const timer = setTimeout(() => {
+      logger.warn({ peer: stream.getPeer() }, 'control stream sent no hello; dropping it');
+      stream.destroy(new Error('no hello'));
+    }, HELLO_TIMEOUT_MS);
+    stream.once('data', (first: { kind?: string; hello?: SessionStreamHello | null }) => {
+      clearTimeout(timer);
+      if (first.kind !== 'hello' || !first.hello) {
+        stream.write({ reject: { code: 'PROTOCOL', message: 'the first message on a control stream must be hello' } });
+        stream.end();
+        return;
+      }
+      const session = new WorkerSession(this.nextSessionId++, first.hello, stream, logger);
+      onSession(session);
+    });
+    stream.on('error', () => clearTimeout(timer));
+  }
+
+  /** Stops accepting and closes every stream (bounded: forces after `graceMs`). */
+  async close(graceMs = 2_000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+type SessionStreamHello = ConstructorParameters<typeof WorkerSession>[1];

@@ -1,0 +1,236 @@
+// The coordinator's end of one worker's control stream: sends orders, matches replies to the
+// code awaiting them, and notices at once when the stream breaks.
+import type * as grpc from '@grpc/grpc-js';
+import type { CoordinatorMessage } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
+import type { EvalReport__Output } from '../../proto/generated/ringtrain/v1/EvalReport.js';
+import type { Hello__Output } from '../../proto/generated/ringtrain/v1/Hello.js';
+import type { Ready__Output } from '../../proto/generated/ringtrain/v1/Ready.js';
+import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
+import type { WorkerMessage__Output } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
+import { WorkerFailedError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { Mailbox } from './mailbox.js';
+
+export type SessionStream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
+
+type Reply =
+  | { kind: 'ready'; ready: Ready__Output }
+  | { kind: 'step'; report: StepReport__Output }
+  | { kind: 'eval'; report: EvalReport__Output }
+  | { kind: 'blob'; data: Buffer }
+  | { kind: 'ack' }
+  | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
+
+/** How a rank's step ended: done (with its report) or aborted (parameters untouched). */
+export type StepResult =
+  { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
+
+/** Bytes per BlobChunk / load_state chunk on the control stream. */
+export const BLOB_CHUNK_BYTES = 1 << 20;
+
+export class WorkerSession {
+  /** Assigned when the worker is admitted; -1 before. */
+  rank = -1;
+  lastHeartbeatMs = Date.now();
+  lastStep = -1;
+  private readonly replies = new Mailbox<Reply>();
+  private readonly blobParts = new Map<number, Buffer[]>();
+  private closeReason: string | undefined;
+  private readonly closedPromise: Promise<string>;
+
+  constructor(
+    readonly id: number,
+    readonly hello: Hello__Output,
+    private readonly stream: SessionStream,
+    private readonly logger: Logger,
+  ) {
+    let markClosed: (reason: string) => void = () => undefined;
+    this.closedPromise = new Promise((resolve) => (markClosed = resolve));
+    const close = (reason: string): void => {
+      if (this.closeReason !== undefined) return;
+      this.closeReason = reason;
+      this.replies.fail(
+        new WorkerFailedError(
+          this.rank,
+          `${reason} (host ${hello.host}, pid ${hello.pid}, last step ${this.lastStep})`,
+        ),
+      );
+      markClosed(reason);
+    };
+    stream.on('data', (message: WorkerMessage__Output) => this.onMessage(message, close));
+    stream.on('end', () => close('control stream ended'));
+    stream.on('error', (error: Error) => close(`control stream error: ${error.message}`));
+    stream.on('cancelled', () => close('control stream cancelled'));
+    stream.on('close', () => close('control stream closed'));
+  }
+
+  /** Resolves with the reason when the stream is gone. */
+  get closed(): Promise<string> {
+    return this.closedPromise;
+  }
+
+  get isClosed(): boolean {
+    return this.closeReason !== undefined;
+  }
+
+  get label(): string {
+    return `rank ${this.rank} (${this.hello.host} pid ${this.hello.pid})`;
+  }
+
+  send(message: CoordinatorMessage): void {
+    if (this.closeReason !== undefined) throw new WorkerFailedError(this.rank, this.closeReason);
+    this.stream.write(message);
+  }
+
+  waitReady(timeoutMs: number): Promise<Ready__Output> {
+    return this.waitFor('ready', timeoutMs, 'to load its data and model').then((r) =>
+      r.kind === 'ready' ? r.ready : unexpected(r),
+    );
+  }
+
+  /**
+   * The answer to step `step` of `generation`. Keyed by both: a rank may still answer an order of
+   * a generation that has since been replaced (one sent ahead before a failure), and that answer
+   * must not stand for the same step number in the new generation.
+   */
+  waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult> {
+    return this.waitFor(stepKey(generation, step), timeoutMs, `to finish step ${step}`).then((r): StepResult => {
+      if (r.kind === 'step') return { kind: 'done', report: r.report };
+      if (r.kind === 'aborted') return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason };
+      return unexpected(r);
+    });
+  }
+
+  waitEval(requestId: number, timeoutMs: number): Promise<EvalReport__Output> {
+    return this.waitFor(`eval:${requestId}`, timeoutMs, 'to evaluate').then((r) =>
+      r.kind === 'eval' ? r.report : unexpected(r),
+    );
+  }
+
+  /** Resolves when the worker acknowledged request `requestId` (e.g. a loaded state). */
+  async waitAck(requestId: number, timeoutMs: number): Promise<void> {
+    await this.waitFor(`ack:${requestId}`, timeoutMs, `to acknowledge request ${requestId}`);
+  }
+
+  /** Asks the worker for a binary object ("state" or "model") and reassembles its chunks. */
+  async fetchBlob(requestId: number, kind: 'state' | 'model', timeoutMs: number): Promise<Buffer> {
+    this.send({ blobRequest: { requestId, kind } });
+    const reply = await this.waitFor(`blob:${requestId}`, timeoutMs, `to send its ${kind}`);
+    return reply.kind === 'blob' ? reply.data : unexpected(reply);
+  }
+
+  /** Sends a training state to the worker in chunks (the worker loads it on the last one). */
+  sendState(requestId: number, state: Uint8Array): void {
+    const total = state.byteLength;
+    for (let offset = 0; offset < total || offset === 0; offset += BLOB_CHUNK_BYTES) {
+      const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
+      this.send({
+        loadState: {
+          requestId,
+          offset,
+          totalBytes: total,
+          data: Buffer.from(state.subarray(offset, end)),
+          last: end >= total,
+        },
+      });
+      if (end >= total) break;
+    }
+  }
+
+  /** Cancels the collective in flight on this worker (a peer was evicted). */
+  abortCollective(generation: number, reason: string): void {
+    if (this.closeReason === undefined) this.stream.write({ abort: { generation, reason } });
+  }
+
+  /** Ends the stream after telling the worker to leave. */
+  shutdown(reason: string): void {
+    if (this.closeReason !== undefined) return;
+    try {
+      this.stream.write({ shutdown: { reason } });
+      this.stream.end();
+    } catch (error) {
+      this.logger.debug({ err: error }, 'shutdown write failed');
+    }
+  }
+
+  /** Forcibly drops the stream (a dead or evicted worker). */
+  abort(reason: string): void {
+    if (this.closeReason === undefined) this.replies.fail(new WorkerFailedError(this.rank, reason));
+    this.stream.destroy(new Error(reason));
+  }
+
+  private waitFor(key: string, timeoutMs: number, doing: string): Promise<Reply> {
+    return this.replies.wait(
+      key,
+      timeoutMs,
+      () =>
+        new WorkerFailedError(
+          this.rank,
+          `timed out after ${timeoutMs} ms waiting for it ${doing} (host ${this.hello.host}, last step ${this.lastStep})`,
+        ),
+    );
+  }
+
+  private onMessage(message: WorkerMessage__Output, close: (reason: string) => void): void {
+    this.lastHeartbeatMs = Date.now();
+    switch (message.kind) {
+      case 'ready':
+        if (message.ready) this.replies.deliver('ready', { kind: 'ready', ready: message.ready });
+        break;
+      case 'stepReport':
+        if (message.stepReport) {
+          this.lastStep = message.stepReport.step;
+          const { generation, step } = message.stepReport;
+          this.replies.deliver(stepKey(generation, step), { kind: 'step', report: message.stepReport });
+        }
+        break;
+      case 'evalReport':
+        if (message.evalReport)
+          this.replies.deliver(`eval:${message.evalReport.requestId}`, { kind: 'eval', report: message.evalReport });
+        break;
+      case 'blobChunk':
+        if (message.blobChunk)
+          this.onBlobChunk(message.blobChunk.requestId, message.blobChunk.data, message.blobChunk.last);
+        break;
+      case 'stepAborted':
+        if (message.stepAborted) {
+          const a = message.stepAborted;
+          this.replies.deliver(stepKey(a.generation, a.step), {
+            kind: 'aborted',
+            step: a.step,
+            completedSteps: a.completedSteps,
+            reason: a.reason,
+          });
+        }
+        break;
+      case 'ack':
+        if (message.ack) this.replies.deliver(`ack:${message.ack.requestId}`, { kind: 'ack' });
+        break;
+      case 'heartbeat':
+        if (message.heartbeat) this.lastStep = Math.max(this.lastStep, message.heartbeat.lastStep);
+        break;
+      case 'failure':
+        close(`worker reported ${message.failure?.code ?? 'a failure'}: ${message.failure?.message ?? ''}`);
+        break;
+      default:
+        this.logger.warn({ kind: message.kind, rank: this.rank }, 'ignoring unexpected control message');
+    }
+  }
+
+  private onBlobChunk(requestId: number, data: Buffer, last: boolean): void {
+    const parts = this.blobParts.get(requestId) ?? [];
+    parts.push(data);
+    this.blobParts.set(requestId, parts);
+    if (!last) return;
+    this.blobParts.delete(requestId);
+    this.replies.deliver(`blob:${requestId}`, { kind: 'blob', data: Buffer.concat(parts) });
+  }
+}
+
+function stepKey(generation: number, step: number): string {
+  return `step:${generation}:${step}`;
+}
+
+function unexpected(reply: Reply): never {
+  throw new Error(`unexpected reply of kind ${reply.kind}`);
+}

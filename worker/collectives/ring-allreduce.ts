@@ -1,0 +1,160 @@
+// Ring all-reduce over an injected link: the pure core of the data plane (no I/O of its own).
+//
+//        ┌──────► rank 1 ──────┐
+//        │                      ▼
+//     rank 0                 rank 2        rank r sends to (r + 1) % N
+//        ▲                      │          and receives from (r − 1 + N) % N
+//        └────── rank 3 ◄───────┘
+//
+// The flat buffer of L floats is cut into N contiguous segments. In round k (0 ≤ k ≤ 2N−3)
+// rank r sends segment (r − k) mod N and receives segment (r − k − 1) mod N:
+//   rounds 0..N−2   reduce-scatter: the received chunk is ADDED into the buffer;
+//   rounds N−1..2N−3 all-gather:   the received chunk is COPIED over the buffer.
+// After reduce-scatter rank r owns the full sum of segment (r + 1) mod N. Each segment is
+// summed along exactly one path and then copied everywhere, so every rank ends bit-identical.
+//
+// Cost: each rank sends (and receives) 2·(N−1)/N·L·4 bytes — bandwidth-optimal, but 2(N−1)
+// latency hops, so tiny buffers are latency-bound.
+//
+// Segments travel as chunks of `chunkElems` floats and are pipelined: chunk c of round k+1
+// leaves as soon as chunk c of round k has arrived and been reduced, not after the whole segment.
+//
+// What a link may rely on: a chunk this rank sent is not written again by it until that chunk's
+// all-gather value arrives, and that value exists only after the right neighbour has read the
+// sent chunk. So a link may send views of the buffer, and may receive all-gather chunks straight
+// into the buffer (`placeAt`), as long as nothing is in flight once the collective returns.
+import { CollectiveError } from '../../shared/errors.js';
+import { addFloat32Into } from './simd-add.js';
+
+export interface RingChunk {
+  round: number;
+  segment: number;
+  /** Index of this chunk within its segment. */
+  chunk: number;
+  /** Element offset of `data` within the flat buffer. */
+  offset: number;
+  data: Float32Array;
+}
+
+export interface RingLink {
+  /** Hands a chunk to the right neighbour; resolves once the transport accepted it (backpressure). `data` is a view of the buffer: see the header for when it is written again. */
+  send(chunk: RingChunk): Promise<void>;
+  /** Resolves with the payload the left neighbour sent for (round, chunk index within that round's segment). */
+  receive(round: number, chunk: number): Promise<Float32Array>;
+  /** Optional: lets the payload of an all-gather (round, chunk) land in `target`, elements [offset, offset + target.length) of the buffer; `receive` may then resolve with `target` itself. */
+  placeAt?(round: number, chunk: number, offset: number, target: Float32Array): void;
+}
+
+export interface SegmentBounds {
+  start: number;
+  end: number;
+}
+
+/** Segment bounds: split L elements into N contiguous segments (sizes differ by at most 1; some may be empty when L < N). */
+export function segmentBounds(length: number, worldSize: number): SegmentBounds[] {
+  const base = Math.floor(length / worldSize);
+  const remainder = length % worldSize;
+  const bounds: SegmentBounds[] = [];
+  let start = 0;
+  for (let segment = 0; segment < worldSize; segment++) {
+    const end = start + base + (segment < remainder ? 1 : 0);
+    bounds.push({ start, end });
+    start = end;
+  }
+  return bounds;
+}
+
+/** Nominal bytes each rank sends for one all-reduce of `length` floats: 2(N−1)/N·L·4. */
+export function allReduceBytesPerRank(length: number, worldSize: number): number {
+  return worldSize <= 1 ? 0 : ((2 * (worldSize - 1)) / worldSize) * length * 4;
+}
+
+/** In-place sum all-reduce of `buffer` over the ring. Every rank ends with bit-identical values. */
+export async function ringAllReduce(
+  buffer: Float32Array,
+  rank: number,
+  worldSize: number,
+  link: RingLink,
+  chunkElems: number,
+): Promise<void> {
+  checkArguments(rank, worldSize, chunkElems);
+  if (worldSize === 1) return;
+  const bounds = segmentBounds(buffer.length, worldSize);
+  const lastRound = 2 * worldSize - 3;
+  const segmentOf = (round: number): SegmentBounds => bounds[mod(rank - round, worldSize)]!;
+  if (link.placeAt !== undefined) {
+    for (let round = worldSize - 1; round <= lastRound; round++) {
+      // Round k receives the segment that round k + 1 sends.
+      const { start, end } = segmentOf(round + 1);
+      for (let chunk = 0, offset = start; offset < end; chunk++, offset += chunkElems) {
+        link.placeAt(round, chunk, offset, buffer.subarray(offset, Math.min(offset + chunkElems, end)));
+      }
+    }
+  }
+
+  for (let round = 0; round <= lastRound; round++) {
+    const segment = mod(rank - round, worldSize);
+    const { start, end } = segmentOf(round);
+    for (let chunk = 0, offset = start; offset < end; chunk++, offset += chunkElems) {
+      const chunkEnd = Math.min(offset + chunkElems, end);
+      // Segment sent in round k is the one received in round k−1: reduce it before forwarding.
+      if (round > 0) await receiveInto(buffer, link, round - 1, chunk, offset, chunkEnd, worldSize);
+      await link.send({ round, segment, chunk, offset, data: buffer.subarray(offset, chunkEnd) });
+    }
+  }
+  // The last round's segment is received but never forwarded.
+  const { start, end } = segmentOf(lastRound + 1);
+  for (let chunk = 0, offset = start; offset < end; chunk++, offset += chunkElems) {
+    await receiveInto(buffer, link, lastRound, chunk, offset, Math.min(offset + chunkElems, end), worldSize);
+  }
+}
+
+async function receiveInto(
+  buffer: Float32Array,
+  link: RingLink,
+  round: number,
+  chunk: number,
+  offset: number,
+  end: number,
+  worldSize: number,
+): Promise<void> {
+  const data = await link.receive(round, chunk);
+  if (data.length !== end - offset) {
+    throw new CollectiveError(
+      `round ${round} chunk ${chunk}: received ${data.length} floats, expected ${end - offset}; buffer lengths differ across ranks`,
+    );
+  }
+  if (round <= worldSize - 2) addInto(buffer, offset, data);
+  else if (!isAt(data, buffer, offset)) buffer.set(data, offset);
+}
+
+/** Whether `data` already is elements [offset, offset + data.length) of `buffer` (a placed receive). */
+function isAt(data: Float32Array, buffer: Float32Array, offset: number): boolean {
+  return data.buffer === buffer.buffer && data.byteOffset === buffer.byteOffset + offset * 4;
+}
+
+/** buffer[offset + i] += data[i]; the only arithmetic of the all-reduce (wasm SIMD, same float32 rounding). */
+function addInto(buffer: Float32Array, offset: number, data: Float32Array): void {
+  addFloat32Into(buffer.subarray(offset, offset + data.length), data);
+}
+
+/** A valid place in a ring of `worldSize`, or a CollectiveError; every transport checks this first. */
+export function assertRingPosition(rank: number, worldSize: number): void {
+  if (!Number.isInteger(worldSize) || worldSize < 1) {
+    throw new CollectiveError(`worldSize must be a positive integer, got ${worldSize}`);
+  }
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new CollectiveError(`rank must be an integer in [0, ${worldSize}), got ${rank}`);
+  }
+}
+
+function checkArguments(rank: number, worldSize: number, chunkElems: number): void {
+  assertRingPosition(rank, worldSize);
+  if (!Number.isInteger(chunkElems) || chunkElems < 1) {
+    throw new CollectiveError(`chunkElems must be a positive integer, got ${chunkElems}`);
+  }
+}
+
+function mod(value: number, modulus: number): number {
+  return ((value % modulus) + modulus) % modulus;
+}

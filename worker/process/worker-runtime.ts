@@ -1,0 +1,208 @@
+// A joined worker's life: generations come and go (a new Welcome re-forms the ring) while the
+// replica and its data stay. Owns the heartbeat timer and the ring collective of the current
+// generation.
+import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
+import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
+import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
+import type { Dataset } from '../../shared/data/dataset.js';
+import { CollectiveError, RingtrainError } from '../../shared/errors.js';
+import type { Job } from '../../shared/job-schema.js';
+import type { Logger } from '../../shared/logger.js';
+import { encodeModelBlob } from '../../shared/model-blob.js';
+import type { ControlConnection } from './control-client.js';
+import { exportModel } from '../replica/model-export.js';
+import type { Replica } from '../replica/replica.js';
+import type { RingCollective } from '../collectives/ring-collective.js';
+import type { RingEndpoint } from '../transport/ring-endpoint.js';
+import type { TrainerReplica } from '../replica/trainer-replica.js';
+
+const BLOB_CHUNK_BYTES = 1 << 20;
+const HEARTBEAT_MS = 1_000;
+
+/**
+ * One worker's life after joining: generations come and go (a new Welcome re-forms the ring),
+ * the replica and its data stay. A failed collective is reported, never fatal: the replica's
+ * state is untouched until an all-reduce completes, so the coordinator can regroup.
+ */
+export class WorkerRuntime {
+  private comm: RingCollective | undefined;
+  private generation = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private connection!: ControlConnection;
+  /** The job hash this replica was built for; a later coordinator must run the same job. */
+  readonly jobHash: string;
+
+  constructor(
+    connection: ControlConnection,
+    private readonly server: RingEndpoint,
+    private readonly job: Job,
+    private readonly dataset: Dataset,
+    private readonly replica: Replica,
+    private readonly trainer: TrainerReplica,
+    private readonly backend: string,
+    private readonly collectiveTimeoutMs: number,
+    private readonly logger: Logger,
+  ) {
+    this.jobHash = connection.welcome.jobHash;
+    this.attach(connection);
+  }
+
+  /** Steps and generation this replica holds, for a Hello to a new coordinator. */
+  get position(): { completedSteps: number; generation: number } {
+    return { completedSteps: this.trainer.completedSteps, generation: this.generation };
+  }
+
+  /** Serves `connection` from now on (the first one, or a restarted coordinator's). */
+  attach(connection: ControlConnection): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.connection = connection;
+    this.heartbeat = setInterval(
+      () => connection.send({ heartbeat: { lastStep: this.trainer.completedSteps - 1 } }),
+      HEARTBEAT_MS,
+    );
+    connection.onInterrupt((reason) => {
+      this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
+      void this.comm?.close();
+    });
+    connection.onAbort((reason) => {
+      this.logger.info({ reason, generation: this.generation }, 'coordinator aborted the collective');
+      void this.comm?.close();
+    });
+  }
+
+  /** Links into the ring of `welcome.generation` and reports ready. */
+  async join(welcome: Welcome__Output): Promise<void> {
+    if (welcome.jobHash !== '' && this.jobHash !== welcome.jobHash) {
+      throw new RingtrainError(
+        `coordinator changed the job (hash ${this.jobHash} -> ${welcome.jobHash}); restart this worker`,
+      );
+    }
+    const previous = this.comm;
+    this.comm = undefined;
+    await previous?.close();
+    this.generation = welcome.generation;
+    this.trainer.rank = welcome.rank;
+    this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
+    this.connection.send({
+      ready: {
+        generation: welcome.generation,
+        paramCount: this.trainer.paramCount,
+        backend: this.backend,
+        dataHash: this.dataset.hash,
+      },
+    });
+  }
+
+  async handle(message: CoordinatorMessage__Output): Promise<void> {
+    switch (message.kind) {
+      case 'welcome':
+        if (message.welcome) await this.join(message.welcome);
+        return;
+      case 'step':
+        if (message.step) await this.step(message.step);
+        return;
+      case 'eval': {
+        const order = message.eval;
+        if (order)
+          this.connection.send({
+            evalReport: { requestId: order.requestId, ...this.trainer.evaluate(order.split, order.sampleIndices) },
+          });
+        return;
+      }
+      case 'blobRequest': {
+        const request = message.blobRequest;
+        if (!request) return;
+        const blob =
+          request.kind === 'model'
+            ? encodeModelBlob(
+                await exportModel(this.replica.model, {
+                  normalization: this.dataset.normalization ?? null,
+                  classNames: this.dataset.classNames ?? null,
+                }),
+              )
+            : this.trainer.exportState();
+        sendBlob(this.connection, request.requestId, blob);
+        this.trainer.markBusyUntilNow();
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private async step(order: StepOrder__Output): Promise<void> {
+    const comm = this.comm;
+    try {
+      if (comm === undefined || order.generation !== this.generation)
+        throw new CollectiveError(
+          `step ${order.step} is for generation ${order.generation}, this rank is in ${this.generation}`,
+        );
+      // The next order is usually queued already (the coordinator sends one ahead): flushed
+      // first, the report reaches the coordinator now rather than after that step's compute,
+      // so the order after that one is not sent late.
+      await this.connection.sendFlushed({
+        stepReport: await this.trainer.step(order, (buffer, step, collective) =>
+          comm.allReduce(buffer, step, collective),
+        ),
+      });
+    } catch (error) {
+      if (!(error instanceof CollectiveError)) throw error;
+      this.logger.warn(
+        { step: order.step, reason: error.message },
+        'step aborted; waiting for the coordinator to regroup',
+      );
+      this.connection.send({
+        stepAborted: {
+          generation: order.generation,
+          step: order.step,
+          completedSteps: this.trainer.completedSteps,
+          reason: error.message,
+        },
+      });
+    }
+  }
+
+  /** Loads a full state (resume, or a survivor's state after a regroup). */
+  importState(bytes: Uint8Array): void {
+    this.trainer.importState(bytes, 'state from coordinator');
+  }
+
+  async close(): Promise<void> {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    await this.comm?.close();
+  }
+}
+
+/** Joins the welcome's generation over the job's `allreduce.transport` (both are served on the one data port). */
+async function joinRing(
+  server: RingEndpoint,
+  welcome: Welcome__Output,
+  job: Job,
+  collectiveTimeoutMs: number,
+  logger: Logger,
+): Promise<RingCollective> {
+  const { rank, worldSize, generation, leftAddress, rightAddress } = welcome;
+  return server.connect(
+    { rank, worldSize, generation, leftAddress, rightAddress },
+    job.allreduce,
+    collectiveTimeoutMs,
+    logger,
+  );
+}
+
+function sendBlob(connection: ControlConnection, requestId: number, blob: Uint8Array): void {
+  const total = blob.byteLength;
+  for (let offset = 0; ; offset += BLOB_CHUNK_BYTES) {
+    const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
+    connection.send({
+      blobChunk: {
+        requestId,
+        offset,
+        totalBytes: total,
+        data: Buffer.from(blob.buffer, blob.byteOffset + offset, end - offset),
+        last: end >= total,
+      },
+    });
+    if (end >= total) return;
+  }
+}

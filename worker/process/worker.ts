@@ -1,0 +1,160 @@
+// A worker process: joins the coordinator, builds its replica, links into the ring, then obeys
+// orders (step, evaluate, send/load state, shut down) until told to leave.
+import * as os from 'node:os';
+import { collectGarbage } from '../../shared/collect-garbage.js';
+import { loadDataset } from '../../shared/data/dataset.js';
+import { JobConfigError, RingtrainError } from '../../shared/errors.js';
+import { formatIssues } from '../../shared/job.js';
+import { jobSchema, type Job } from '../../shared/job-schema.js';
+import { componentLogger, type Logger } from '../../shared/logger.js';
+import { selectBackend } from '../backend/backend.js';
+import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
+import { ControlConnection, DEFAULT_RETRY, type RetryPolicy } from './control-client.js';
+import { buildModel } from '../replica/model-builder.js';
+import { Replica } from '../replica/replica.js';
+import { RingEndpoint } from '../transport/ring-endpoint.js';
+import { TrainerReplica } from '../replica/trainer-replica.js';
+import { WorkerRuntime } from './worker-runtime.js';
+
+export interface WorkerOptions {
+  /** Coordinator host:port. */
+  coordinator: string;
+  /** Address to bind the ring data server on. @default '0.0.0.0' */
+  bindHost: string;
+  /** Host other workers use to reach this one. @default os.hostname() */
+  advertiseHost: string;
+  /** @default 0 (ephemeral) */
+  dataPort: number;
+  rankHint: number;
+  gpuIndex: number;
+  /** Hash of the worker's own job file, checked against the coordinator's; '' = take the coordinator's. */
+  jobHash: string;
+  backendOverride?: string;
+  retry?: RetryPolicy;
+  /** Overrides the job's timeouts.collectiveMs. */
+  collectiveTimeoutMs?: number;
+  /** Aborting makes the worker leave cleanly: runWorker then resolves. */
+  signal?: AbortSignal;
+  /**
+   * After losing the coordinator, keep the replica and try to rejoin a restarted coordinator at
+   * the same address for this long; 0 = exit at once (embedded workers). @default 60000
+   */
+  reconnectMs?: number;
+}
+
+/** Runs until the coordinator says shutdown (resolves) or something breaks (throws). */
+export async function runWorker(options: WorkerOptions): Promise<void> {
+  let logger = componentLogger('worker', { pid: process.pid });
+  const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
+  const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
+    host: os.hostname(),
+    dataAddress: `${options.advertiseHost}:${server.port}`,
+    pid: process.pid,
+    jobHash,
+    gpuIndex: options.gpuIndex,
+    rankHint: options.rankHint,
+    version: '0.1.0',
+    ...position,
+  });
+  let connection: ControlConnection | undefined;
+  let runtime: WorkerRuntime | undefined;
+  try {
+    connection = await ControlConnection.connect(
+      options.coordinator,
+      hello({ completedSteps: 0, generation: 0 }, options.jobHash),
+      options.retry ?? DEFAULT_RETRY,
+      logger,
+    );
+    logger = componentLogger('worker', { rank: connection.welcome.rank, pid: process.pid });
+    const job = parseWireJob(connection.welcome.jobJson);
+    if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
+    const backend = await selectBackend(job.backend, logger);
+    const dataset = loadDataset(job);
+    await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
+    const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
+    runtime = new WorkerRuntime(
+      connection,
+      server,
+      job,
+      dataset,
+      replica,
+      new TrainerReplica(job, dataset, replica),
+      backend.name,
+      options.collectiveTimeoutMs ?? job.timeouts.collectiveMs,
+      logger,
+    );
+    for (;;) {
+      const current = connection;
+      const onSignal = (): void => current.close();
+      options.signal?.addEventListener('abort', onSignal, { once: true });
+      await runtime.join(current.welcome);
+      const ended = await obey(current, runtime, logger, options.signal);
+      options.signal?.removeEventListener('abort', onSignal);
+      if (ended !== 'lost') break;
+      // The coordinator died: keep the replica and rejoin its successor (which may resume from it).
+      const reconnectMs = options.reconnectMs ?? 60_000;
+      if (reconnectMs <= 0) throw new RingtrainError(`lost the coordinator: ${current.ended ?? 'stream ended'}`);
+      current.close();
+      logger.warn({ reconnectMs, ...runtime.position }, 'lost the coordinator; trying to rejoin a restarted one');
+      connection = await ControlConnection.connect(
+        options.coordinator,
+        hello(runtime.position, runtime.jobHash),
+        retryFor(reconnectMs),
+        logger,
+      );
+      runtime.attach(connection);
+    }
+    replica.dispose();
+  } finally {
+    await runtime?.close();
+    connection?.close();
+    await server.close();
+  }
+}
+
+/** Backoff attempts (0.25 s doubling to 5 s) that add up to about `totalMs`. */
+function retryFor(totalMs: number): RetryPolicy {
+  return { attempts: Math.max(2, 5 + Math.ceil(totalMs / 5_000)), initialDelayMs: 250, maxDelayMs: 5_000 };
+}
+
+/** Processes orders one at a time, in order; `shutdown` and a closed stream end the loop. */
+async function obey(
+  connection: ControlConnection,
+  runtime: WorkerRuntime,
+  logger: Logger,
+  signal: AbortSignal | undefined,
+): Promise<'shutdown' | 'signal' | 'lost'> {
+  const stateParts: Buffer[] = [];
+  for (;;) {
+    const message = await connection.next();
+    if (message === undefined && signal?.aborted === true) {
+      logger.info('leaving on a signal');
+      return 'signal';
+    }
+    if (message === undefined) return 'lost';
+    if (message.kind === 'shutdown') {
+      logger.info({ reason: message.shutdown?.reason }, 'coordinator asked this worker to leave');
+      return 'shutdown';
+    }
+    if (message.kind === 'loadState' && message.loadState) {
+      stateParts.push(message.loadState.data);
+      if (message.loadState.last) {
+        runtime.importState(Buffer.concat(stateParts.splice(0)));
+        connection.send({ ack: { requestId: message.loadState.requestId } });
+      }
+      continue;
+    }
+    await runtime.handle(message);
+  }
+}
+
+/** The job arrives as JSON from the coordinator; it is validated like any other input. */
+function parseWireJob(json: string): Job {
+  const parsed = jobSchema.safeParse(JSON.parse(json));
+  if (!parsed.success) throw new JobConfigError('job received from the coordinator', formatIssues(parsed.error.issues));
+  return parsed.data;
+}
+
+function labelScaleOf(normalization: { labelStd?: number } | undefined): { labelScale?: number } {
+  return normalization?.labelStd !== undefined ? { labelScale: normalization.labelStd } : {};
+}

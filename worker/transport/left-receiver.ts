@@ -1,0 +1,208 @@
+// The receiving half of a rank's raw-TCP ring link: this rank dials its LEFT neighbour's data
+// port, sends a HANDSHAKE, and from then on reads DATA frames. Reads go through net.Socket's
+// `onread` straight into the region the FrameReader names next (a header; the collective's own
+// buffer where it placed the frame, see FrameInbox.place; else a pooled payload buffer), so
+// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each
+// frame is checked (generation, sender, length), decoded when compressed, and handed to the
+// collective's FrameInbox. Any violation, REFUSE frame or close is reported once
+// through `onFailure`.
+import * as net from 'node:net';
+import { CollectiveError } from '../../shared/errors.js';
+import type { FrameInbox, FrameKey, Placement } from '../collectives/frame-inbox.js';
+import type { BufferPool } from './buffer-pool.js';
+import { controlFrame, FrameKind, type FrameHeader } from './frame.js';
+import { FrameReader } from './frame-reader.js';
+import { decodeScaled, WIRE_BYTES_PER_ELEMENT } from '../collectives/wire-compression.js';
+
+/** Largest payload one frame may announce; a bigger one is a corrupt stream. */
+const MAX_PAYLOAD_BYTES = 1 << 30;
+const MAX_REFUSAL_BYTES = 64 * 1024;
+
+export interface LeftReceiverOptions {
+  /** host:port of the left neighbour's data port. */
+  address: string;
+  rank: number;
+  leftRank: number;
+  generation: number;
+  pool: BufferPool;
+  inbox: FrameInbox;
+  /** Bound on connecting (with retries while the neighbour comes up). */
+  connectTimeoutMs: number;
+  onFailure(error: CollectiveError): void;
+}
+
+export class LeftReceiver {
+  private socket: net.Socket | undefined;
+  private readonly reader: FrameReader;
+  /** Scale exponents of compressed frames delivered to the inbox, by frame key id. */
+  private readonly exponents = new Map<string, number>();
+  /** The placement the frame being read fills, if any. */
+  private placed: Float32Array | undefined;
+  private done = false;
+
+  private constructor(private readonly options: LeftReceiverOptions) {
+    this.reader = new FrameReader({
+      payloadTarget: (header) => this.payloadTarget(header),
+      frame: (header, payload) => this.onFrame(header, payload),
+    });
+  }
+
+  static async connect(options: LeftReceiverOptions): Promise<LeftReceiver> {
+    const receiver = new LeftReceiver(options);
+    receiver.socket = await receiver.dial();
+    receiver.socket.write(controlFrame(FrameKind.handshake, options.generation, options.rank));
+    return receiver;
+  }
+
+  /** The scale exponent a compressed frame arrived with (once; undefined for float32 frames). */
+  takeScaleExponent(key: FrameKey): number | undefined {
+    const id = keyId(key);
+    const exponent = this.exponents.get(id);
+    this.exponents.delete(id);
+    return exponent;
+  }
+
+  close(): void {
+    this.done = true;
+    this.socket?.destroy();
+  }
+
+  private async dial(): Promise<net.Socket> {
+    const { address, connectTimeoutMs, leftRank } = this.options;
+    const deadline = Date.now() + connectTimeoutMs;
+    // Neighbours start at about the same time: retry quickly while the left one comes up.
+    for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+      try {
+        return await this.connectOnce(Math.max(1, deadline - Date.now()));
+      } catch (cause) {
+        if (Date.now() + delayMs >= deadline) {
+          throw new CollectiveError(
+            `cannot reach left neighbour rank ${leftRank} at ${address} within ${connectTimeoutMs} ms`,
+            { cause },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  private connectOnce(timeoutMs: number): Promise<net.Socket> {
+    const { host, port } = splitAddress(this.options.address);
+    return new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect({
+        host,
+        port,
+        noDelay: true,
+        onread: { buffer: () => this.reader.nextBuffer(), callback: (bytes: number) => this.onBytes(bytes) },
+      });
+      const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
+      socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        socket.on('error', () => undefined); // 'close' follows and reports it
+        socket.once('close', () => this.fail(`closed its ring connection (generation ${this.options.generation})`));
+        resolve(socket);
+      });
+    });
+  }
+
+  /** onread callback: `bytes` landed in the last nextBuffer(). Returning false stops reading. */
+  private onBytes(bytes: number): boolean {
+    if (this.done) return false;
+    try {
+      this.reader.advance(bytes);
+      return true;
+    } catch (error) {
+      this.failWith(error instanceof CollectiveError ? error : new CollectiveError(String(error), { cause: error }));
+      return false;
+    }
+  }
+
+  private payloadTarget(header: FrameHeader): Uint8Array {
+    if (header.kind === FrameKind.refuse && header.payloadBytes <= MAX_REFUSAL_BYTES)
+      return new Uint8Array(header.payloadBytes);
+    const problem = frameProblem(header, this.options.generation, this.options.leftRank);
+    if (problem !== undefined)
+      throw new CollectiveError(`frame from left neighbour rank ${this.options.leftRank} refused: ${problem}`);
+    const placement = header.codec === 'none' ? this.options.inbox.claimPlacement(keyOf(header)) : undefined;
+    if (placement === undefined) return new Uint8Array(this.options.pool.take(header.payloadBytes));
+    this.checkPlacement(header, placement);
+    const { target } = placement;
+    this.placed = target;
+    return new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  }
+
+  /** A placed frame must cover exactly the region this rank expects for it. */
+  private checkPlacement(header: FrameHeader, { offset, target }: Placement): void {
+    if (header.offset === offset && header.length === target.length) return;
+    throw new CollectiveError(
+      `frame step ${header.step} collective ${header.collective} round ${header.round} chunk ${header.chunk} from left neighbour rank ${this.options.leftRank} covers elements [${header.offset}, ${header.offset + header.length}), this rank expects [${offset}, ${offset + target.length}); buffer lengths differ across ranks`,
+    );
+  }
+
+  private onFrame(header: FrameHeader, payload: Uint8Array): void {
+    if (header.kind === FrameKind.refuse) {
+      this.fail(`refused the ring connection: ${Buffer.from(payload).toString('utf8')}`);
+      return;
+    }
+    if (header.kind !== FrameKind.data)
+      throw new CollectiveError(`left neighbour rank ${this.options.leftRank} sent a frame of kind ${header.kind}`);
+    const { pool, inbox } = this.options;
+    const key = keyOf(header);
+    let values: Float32Array;
+    if (header.codec === 'none') values = this.placed ?? new Float32Array(payload.buffer, 0, header.length);
+    else {
+      values = new Float32Array(pool.take(header.length * 4));
+      decodeScaled(new Uint16Array(payload.buffer, 0, header.length), header.codec, header.scaleExponent, values);
+      pool.give(payload.buffer as ArrayBuffer);
+      this.exponents.set(keyId(key), header.scaleExponent);
+    }
+    this.placed = undefined;
+    inbox.deliver(key, values);
+  }
+
+  private fail(why: string): void {
+    this.failWith(new CollectiveError(`left neighbour rank ${this.options.leftRank} ${why}`));
+  }
+
+  private failWith(error: CollectiveError): void {
+    if (this.done) return;
+    this.done = true;
+    this.options.onFailure(error);
+  }
+}
+
+/** Why a frame from the left neighbour cannot be accepted, or undefined. */
+function frameProblem(header: FrameHeader, generation: number, leftRank: number): string | undefined {
+  if (header.kind !== FrameKind.data) return `unexpected frame kind ${header.kind}`;
+  if (header.generation !== generation) return `generation ${header.generation}, expected ${generation}`;
+  if (header.senderRank !== leftRank) return `sender rank ${header.senderRank}, expected ${leftRank}`;
+  if (header.payloadBytes !== header.length * WIRE_BYTES_PER_ELEMENT[header.codec]) {
+    return `length ${header.length} ${header.codec === 'none' ? 'floats' : `${header.codec} values`} but payload of ${header.payloadBytes} bytes`;
+  }
+  if (header.payloadBytes > MAX_PAYLOAD_BYTES)
+    return `payload of ${header.payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
+  return undefined;
+}
+
+function keyOf(header: FrameHeader): FrameKey {
+  return { step: header.step, collective: header.collective, round: header.round, chunk: header.chunk };
+}
+
+function keyId(key: FrameKey): string {
+  return `${key.step}/${key.collective}/${key.round}/${key.chunk}`;
+}
+
+/** "host:port" or "[v6]:port". */
+export function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new CollectiveError(`ring neighbour address "${address}" is not host:port`);
+  }
+  return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port };
+}

@@ -1,0 +1,280 @@
+// A worker's data port for the raw-TCP ring. The RIGHT neighbour connects here and sends a
+// HANDSHAKE; from then on this rank writes its DATA frames into that connection. (The receiver
+// dials because only a client socket can read with `onread` straight into pooled payload
+// buffers; see ring-communicator.ts.)
+// A connection that does not open with the ring magic is not ours and is closed at once.
+// Invariants:
+//   - at most one right connection is attached, only for the current generation and from the
+//     expected right rank; anything else gets a REFUSE frame naming the reason, then is closed;
+//   - a handshake for a newer generation is parked until `expect` reaches that generation;
+//   - once the attached connection closes or the generation is aborted, the generation stays
+//     failed here: it is never resumed, the coordinator opens a new one.
+import * as net from 'node:net';
+import { CollectiveError, PortInUseError } from '../../shared/errors.js';
+import { componentLogger, type Logger } from '../../shared/logger.js';
+import { BufferPool } from './buffer-pool.js';
+import { controlFrame, FRAME_MAGIC, FrameKind } from './frame.js';
+import { FrameReader } from './frame-reader.js';
+
+/** How long a new connection may take to send its first four bytes. */
+const SNIFF_TIMEOUT_MS = 10_000;
+/** How long a refused connection may take to read its REFUSE frame before it is cut. */
+const CLOSE_GRACE_MS = 1_000;
+
+export interface TcpRingServerOptions {
+  host: string;
+  /** 0 = ephemeral. */
+  port: number;
+  logger?: Logger;
+}
+
+interface RightPeer {
+  readonly socket: net.Socket;
+  generation: number;
+  rank: number;
+  state: 'new' | 'parked' | 'attached' | 'done';
+}
+
+export class TcpRingServer {
+  /** Frame storage shared with this rank's TcpRingCommunicator (one thread, no locking). */
+  readonly pool = new BufferPool();
+  private generation = -1;
+  private rightRank = -1;
+  private right: RightPeer | undefined;
+  /** Why the current generation can no longer send, once it cannot. */
+  private failure: Error | undefined;
+  private readonly parked = new Set<RightPeer>();
+  private readonly sockets = new Set<net.Socket>();
+  /** Re-evaluated on every state change; each returns true once it has settled. */
+  private readonly waiters = new Set<() => boolean>();
+  private closed = false;
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly logger: Logger,
+  ) {
+    server.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  /** Listens on host:port. Throws PortInUseError on EADDRINUSE. */
+  static async start(options: TcpRingServerOptions): Promise<TcpRingServer> {
+    const ring = new TcpRingServer(
+      net.createServer({ noDelay: true }),
+      options.logger ?? componentLogger('tcp-ring-server'),
+    );
+    const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
+    await new Promise<void>((resolve, reject) => {
+      ring.server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error),
+      );
+      ring.server.listen(options.port, options.host, () => resolve());
+    });
+    return ring;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    return typeof address === 'object' && address !== null ? address.port : 0;
+  }
+
+  /** Prepare for generation g: only `rightRank` may connect, with a handshake for g; an older attached connection is refused. */
+  expect(generation: number, rightRank: number): void {
+    if (this.closed) throw new CollectiveError('tcp ring server is closed');
+    if (generation < this.generation)
+      throw new CollectiveError(`generation ${generation} is older than the current generation ${this.generation}`);
+    if (generation === this.generation) {
+      if (rightRank !== this.rightRank)
+        throw new CollectiveError(
+          `generation ${generation} already expects right rank ${this.rightRank}, not ${rightRank}`,
+        );
+      return;
+    }
+    if (this.right !== undefined)
+      this.refuse(this.right, `generation ${this.generation} was superseded by generation ${generation}`);
+    this.generation = generation;
+    this.rightRank = rightRank;
+    this.failure = undefined;
+    for (const peer of [...this.parked]) {
+      if (peer.generation <= generation) {
+        this.parked.delete(peer);
+        this.admit(peer);
+      }
+    }
+    this.notify();
+  }
+
+  /** The right neighbour's connection for `generation`, once attached. Rejects when the generation fails or is superseded, or after `timeoutMs`. */
+  waitForRight(generation: number, timeoutMs: number): Promise<net.Socket> {
+    return new Promise<net.Socket>((resolve, reject) => {
+      const settle = (outcome: net.Socket | Error): true => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
+        return true;
+      };
+      const check = (): boolean => {
+        if (this.generation !== generation)
+          return settle(
+            new CollectiveError(`generation ${generation} is not current (this rank is at ${this.generation})`),
+          );
+        if (this.failure !== undefined) return settle(this.failure);
+        return this.right !== undefined && settle(this.right.socket);
+      };
+      const timer = setTimeout(
+        () =>
+          settle(
+            new CollectiveError(
+              `right neighbour rank ${this.rightRank} did not connect within ${timeoutMs} ms (generation ${generation})`,
+            ),
+          ),
+        timeoutMs,
+      );
+      if (!check()) this.waiters.add(check);
+    });
+  }
+
+  /** Fails `generation` (if current): the right neighbour gets a REFUSE frame with the reason, after any frames already queued. */
+  abortGeneration(generation: number, error: Error): void {
+    if (generation !== this.generation) return;
+    this.failure ??= error;
+    // The communicator decides whether its abort is worth a warning; this is its echo.
+    if (this.right !== undefined) this.refuse(this.right, error.message, 'debug');
+    this.notify();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failure ??= new CollectiveError(`tcp ring server on port ${this.port} closed`);
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    this.parked.clear();
+    this.right = undefined;
+    this.pool.clear();
+    this.notify();
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_GRACE_MS);
+      this.server.close(() => resolve());
+    });
+    clearTimeout(timer);
+  }
+
+  /** Reads the first four bytes: the ring magic keeps the connection, anything else is closed. */
+  private onConnection(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    const onReadable = (): void => {
+      const head = socket.read(4) as Buffer | null;
+      if (head === null) return;
+      clearTimeout(timer);
+      socket.off('readable', onReadable);
+      if (head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
+      else socket.destroy();
+    };
+    socket.on('readable', onReadable);
+    socket.once('close', () => clearTimeout(timer));
+    socket.on('error', () => undefined); // 'close' follows and is handled
+  }
+
+  /** A ring connection: exactly one HANDSHAKE frame may arrive on it, nothing after. */
+  private adopt(socket: net.Socket, head: Buffer): void {
+    this.sockets.add(socket);
+    const peer: RightPeer = { socket, generation: -1, rank: -1, state: 'new' };
+    const reader = new FrameReader({
+      payloadTarget: () => {
+        throw new CollectiveError('only a HANDSHAKE (without payload) may be sent to a data port');
+      },
+      frame: (header) => {
+        if (peer.state !== 'new' || header.kind !== FrameKind.handshake)
+          throw new CollectiveError(`unexpected frame kind ${header.kind} from rank ${peer.rank}`);
+        this.onHandshake(peer, header.generation, header.senderRank);
+      },
+    });
+    socket.on('data', (bytes: Buffer) => {
+      try {
+        reader.push(bytes);
+      } catch (error) {
+        this.refuse(peer, error instanceof Error ? error.message : String(error));
+      }
+    });
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.onGone(peer);
+    });
+    socket.resume();
+    reader.push(head);
+  }
+
+  private onHandshake(peer: RightPeer, generation: number, rank: number): void {
+    peer.generation = generation;
+    peer.rank = rank;
+    if (generation > this.generation && !this.closed) {
+      peer.state = 'parked';
+      this.parked.add(peer);
+      this.logger.debug({ generation, rank }, 'parked handshake for a future generation');
+      return;
+    }
+    this.admit(peer);
+  }
+
+  /** Attaches a handshaken connection as the right neighbour's, or refuses it. */
+  private admit(peer: RightPeer): void {
+    const refusal =
+      peer.generation !== this.generation
+        ? `stale generation ${peer.generation}; this rank is at generation ${this.generation}`
+        : peer.rank !== this.rightRank
+          ? `rank ${peer.rank} is not the right neighbour (rank ${this.rightRank}) in generation ${this.generation}`
+          : this.right !== undefined
+            ? `a connection from rank ${this.rightRank} is already attached for generation ${this.generation}`
+            : this.failure !== undefined
+              ? `generation ${this.generation} is already broken: ${this.failure.message}`
+              : undefined;
+    if (refusal !== undefined) {
+      this.refuse(peer, refusal);
+      return;
+    }
+    peer.state = 'attached';
+    peer.socket.setNoDelay(true);
+    this.right = peer;
+    this.logger.debug({ generation: this.generation, rightRank: this.rightRank }, 'right neighbour attached');
+    this.notify();
+  }
+
+  private onGone(peer: RightPeer): void {
+    if (peer.state === 'done') return;
+    this.parked.delete(peer);
+    const wasRight = peer === this.right;
+    peer.state = 'done';
+    if (!wasRight) return;
+    this.right = undefined;
+    this.failure ??= new CollectiveError(
+      `right neighbour rank ${peer.rank} closed its ring connection (generation ${peer.generation})`,
+    );
+    this.notify();
+  }
+
+  /** Tells the peer why (a REFUSE frame), then closes the connection. */
+  private refuse(peer: RightPeer, reason: string, level: 'warn' | 'debug' = 'warn'): void {
+    if (peer.state === 'done') return;
+    if (peer === this.right) {
+      this.right = undefined;
+      this.failure ??= new CollectiveError(reason);
+    }
+    this.parked.delete(peer);
+    peer.state = 'done';
+    this.logger[level]({ rank: peer.rank, generation: peer.generation }, `ring connection refused: ${reason}`);
+    const socket = peer.socket;
+    socket.end(controlFrame(FrameKind.refuse, this.generation, 0, reason));
+    setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const check of [...this.waiters]) check();
+  }
+}
