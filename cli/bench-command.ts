@@ -24,9 +24,7 @@ interface RingFlags {
 function addRingOptions(command: Command): Command {
   return command
     .addOption(
-      new Option('--compression <codec>', 'wire form of ring chunks')
-        .choices([...WIRE_CODECS])
-        .default('none'),
+      new Option('--compression <codec>', 'wire form of ring chunks').choices([...WIRE_CODECS]).default('none'),
     )
     .option('--chunk-bytes <B>', 'ring chunk size, e.g. 256KiB', (v) => parseByteSize(v, '--chunk-bytes'), 256 * 1024)
     .option('--timeout-ms <ms>', 'bound on any one chunk, connect or stall', positiveInt('--timeout-ms'), 120_000);

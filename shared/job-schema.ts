@@ -268,7 +268,9 @@ export const jobSchema = z.strictObject({
        * files naming it keep loading. @default 'tcp'
        */
       transport: z
-        .literal('tcp', { error: 'the only data plane is tcp (the gRPC data plane was removed); drop the key or say tcp' })
+        .literal('tcp', {
+          error: 'the only data plane is tcp (the gRPC data plane was removed); drop the key or say tcp',
+        })
         .default('tcp'),
       /** Wire form of gradient chunks: fp16/bf16 halve the bytes, scaled per chunk so nothing overflows. @default 'none' */
       compression: z.enum(['none', 'fp16', 'bf16']).default('none'),

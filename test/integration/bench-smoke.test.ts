@@ -28,49 +28,46 @@ describe('ringtrain bench allreduce', () => {
   it.each([
     { workers: 2, compression: 'fp16', sizes: [4096, 1048576] },
     { workers: 3, compression: 'none', sizes: [65536] },
-  ])(
-    'measures $workers ranks ($compression) and verifies every size',
-    async ({ workers, compression, sizes }) => {
-      const json = path.join(tempDir('ringtrain-bench-'), 'allreduce.json');
-      const args = [
-        'bench',
-        'allreduce',
-        '--workers',
-        String(workers),
-        '--sizes',
-        sizes.join(','),
-        '--compression',
-        compression,
-        '--iters',
-        '2',
-        '--warmup',
-        '1',
-        '--tcp-bytes',
-        '16MiB',
-        '--tcp-runs',
-        '1',
-        '--json',
-        json,
-      ];
-      const result = await runCli(args);
-      expect(result.code, result.stderr).toBe(0);
-      expect(result.stdout).toMatch(/TCP baseline .*: \d+\.\d+ GB\/s/);
-      expect(result.stdout).toMatch(/busbw\/TCP/);
-      expect(result.stdout).toMatch(/bidirectional TCP .*: \d+\.\d+ GB\/s/);
-      expect(result.stdout).toMatch(/busbw\/bidir/);
-      const rows = readRows<AllreduceRow>(json);
-      expect(rows.map((r) => r.bytes)).toEqual(sizes);
-      for (const row of rows) {
-        expect(row).toMatchObject({ workers, compression, verified: true });
-        expect(row.seconds).toBeGreaterThan(0);
-        expect(row.tcpGBps).toBeGreaterThan(0);
-        expect(row.tcpBidirGBps).toBeGreaterThan(0);
-        expect(row.busbwOverTcpBidir).toBeCloseTo(row.busbwGBps / row.tcpBidirGBps, 6);
-        expect(row.algbwGBps).toBeCloseTo(row.bytes / row.seconds / 1e9, 6);
-        expect(row.busbwGBps).toBeCloseTo((row.algbwGBps * 2 * (workers - 1)) / workers, 6);
-      }
-    },
-  );
+  ])('measures $workers ranks ($compression) and verifies every size', async ({ workers, compression, sizes }) => {
+    const json = path.join(tempDir('ringtrain-bench-'), 'allreduce.json');
+    const args = [
+      'bench',
+      'allreduce',
+      '--workers',
+      String(workers),
+      '--sizes',
+      sizes.join(','),
+      '--compression',
+      compression,
+      '--iters',
+      '2',
+      '--warmup',
+      '1',
+      '--tcp-bytes',
+      '16MiB',
+      '--tcp-runs',
+      '1',
+      '--json',
+      json,
+    ];
+    const result = await runCli(args);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/TCP baseline .*: \d+\.\d+ GB\/s/);
+    expect(result.stdout).toMatch(/busbw\/TCP/);
+    expect(result.stdout).toMatch(/bidirectional TCP .*: \d+\.\d+ GB\/s/);
+    expect(result.stdout).toMatch(/busbw\/bidir/);
+    const rows = readRows<AllreduceRow>(json);
+    expect(rows.map((r) => r.bytes)).toEqual(sizes);
+    for (const row of rows) {
+      expect(row).toMatchObject({ workers, compression, verified: true });
+      expect(row.seconds).toBeGreaterThan(0);
+      expect(row.tcpGBps).toBeGreaterThan(0);
+      expect(row.tcpBidirGBps).toBeGreaterThan(0);
+      expect(row.busbwOverTcpBidir).toBeCloseTo(row.busbwGBps / row.tcpBidirGBps, 6);
+      expect(row.algbwGBps).toBeCloseTo(row.bytes / row.seconds / 1e9, 6);
+      expect(row.busbwGBps).toBeCloseTo((row.algbwGBps * 2 * (workers - 1)) / workers, 6);
+    }
+  });
 
   it('rejects a size that is not whole float32 values, naming the flag', async () => {
     const result = await runCli(['bench', 'allreduce', '--sizes', '4KiB,1001']);

@@ -1,7 +1,13 @@
 // Averaging, global-norm clipping, finiteness checks and the replica hash.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { allFinite, averageWithNorm, clipByGlobalNorm, globalNorm, hashParams } from '../../worker/replica/gradient-ops.js';
+import {
+  allFinite,
+  averageWithNorm,
+  clipByGlobalNorm,
+  globalNorm,
+  hashParams,
+} from '../../worker/replica/gradient-ops.js';
 
 describe('averageWithNorm', () => {
   it('divides every element by the count', () => {

@@ -4,7 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { CollectiveError } from '../../shared/errors.js';
 import { decodeFloat32LE, encodeFloat32LE } from '../../worker/collectives/float-codec.js';
 import { FrameInbox } from '../../worker/collectives/frame-inbox.js';
-import { allReduceBytesPerRank, ringAllReduce, segmentBounds, type RingLink } from '../../worker/collectives/ring-allreduce.js';
+import {
+  allReduceBytesPerRank,
+  ringAllReduce,
+  segmentBounds,
+  type RingLink,
+} from '../../worker/collectives/ring-allreduce.js';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function makeRandom(seed: number): () => number {
