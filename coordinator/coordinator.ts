@@ -258,7 +258,7 @@ class CoordinatorRun {
           this.reporter.note(`worker failure: ${failure.message}; regrouping`);
           // A rank that finished the failed step carries it forward: log it like any other step.
           const finished = failure.outcomes.find((o) => o.kind === 'done');
-          if (finished?.kind === 'done')
+          if (finished?.kind === 'done') {
             this.runDir.appendMetrics({
               type: 'step',
               step: failure.step,
@@ -267,6 +267,14 @@ class CoordinatorRun {
               skipped: finished.report.skipped,
               recoveredFrom: 'rank that completed the step before the failure',
             });
+            // Counted in the epoch's train loss if the ring carries on from that rank's state.
+            result.settledByFailure = {
+              step: failure.step,
+              loss: finished.report.loss,
+              globalCount: finished.report.globalCount,
+              skipped: finished.report.skipped,
+            };
+          }
           ({ generation: this.generation, startStep: step } = await this.regroup(
             generation,
             failure,

@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/logger.js';
 import { learningRateAt } from '../../shared/lr-schedule.js';
 import { batchesPerEpoch, cursorOf, epochOrder, globalBatch } from '../../shared/shard-plan.js';
 import type { CheckpointStore } from '../run/checkpoint-store.js';
-import type { EarlyStopping } from './early-stopping.js';
+import type { EarlyStopping, EarlyStoppingVerdict } from './early-stopping.js';
 import type { EventLog } from '../run/event-log.js';
 import { prefixed, type Evaluator, type SplitMetrics } from './evaluator.js';
 import type { Generation } from './membership.js';
@@ -60,6 +60,26 @@ export interface LoopResult {
   skippedSteps: number;
   lastValidation: SplitMetrics | undefined;
   lastTrainLoss: number | undefined;
+  /**
+   * The work due after a finished step (validation, checkpoint, epoch end) until all of it is
+   * done. A worker failure in the middle of it leaves it set, and the loop re-entered on the new
+   * generation redoes the rest before its first step, so no validation record, early-stopping
+   * input or epoch-end checkpoint is lost to a regroup.
+   */
+  pendingBoundary: PendingBoundary | undefined;
+  /** A step that a rank completed while the ring broke (its report came with the failure). */
+  settledByFailure: { step: number; loss: number; globalCount: number; skipped: boolean } | undefined;
+}
+
+/** What is still due after the step that left `nextStep` steps done. */
+export interface PendingBoundary {
+  nextStep: number;
+  epoch: number;
+  epochEnd: boolean;
+  validate: boolean;
+  checkpoint: boolean;
+  /** Set once the validation ran and was recorded (it is never recorded twice). */
+  validated?: { metrics: Record<string, number>; verdict: EarlyStoppingVerdict | undefined };
 }
 
 export function newLoopResult(startStep: number): LoopResult {
@@ -77,6 +97,8 @@ export function newLoopResult(startStep: number): LoopResult {
     skippedSteps: 0,
     lastValidation: undefined,
     lastTrainLoss: undefined,
+    pendingBoundary: undefined,
+    settledByFailure: undefined,
   };
 }
 
@@ -121,6 +143,27 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
         step + 1 === lastStep,
     };
   };
+
+  // Re-entered after a regroup: finish the boundary the failure interrupted. A step that a
+  // surviving rank completed while the ring broke (startStep one past the last settled step)
+  // still owes its boundary too.
+  const settled = result.settledByFailure;
+  result.settledByFailure = undefined;
+  if (startStep === result.finalStep + 1 && settled?.step === result.finalStep) {
+    if (!settled.skipped) {
+      result.epochLossSum += settled.loss * settled.globalCount;
+      result.epochLossCount += settled.globalCount;
+    }
+    result.finalStep = startStep;
+    result.pendingBoundary = {
+      nextStep: startStep,
+      epoch: cursorOf(startStep - 1, trainCount, batchSize).epoch,
+      ...boundaryAfter(startStep - 1),
+    };
+  }
+  if (result.pendingBoundary !== undefined && result.pendingBoundary.nextStep !== startStep)
+    result.pendingBoundary = undefined; // the ring went back before that step: it runs again
+  if (result.pendingBoundary !== undefined && (await finishBoundary(ctx, result))) return result;
 
   for (let step = startStep; step < lastStep; step++) {
     let plan: StepPlan;
@@ -184,42 +227,57 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
     result.finalStep = step + 1;
 
     // Periodic validation and checkpoints; epoch-end bookkeeping.
-    const { epochEnd, validate: validateNow } = boundary;
-    const trainLoss = result.epochLossSum / result.epochLossCount;
-    result.lastTrainLoss = trainLoss;
-    let metrics: Record<string, number> = { 'train.loss': trainLoss };
-    if (validateNow) {
-      const validation = await ctx.evaluator.evaluate(ctx.generation, 'validation', dataset.validation.count);
-      result.lastValidation = validation;
-      metrics = { ...metrics, ...prefixed('validation', validation) };
-      ctx.runDir.appendMetrics({ type: 'validation', step: step + 1, epoch, ...metrics, at: new Date().toISOString() });
-      await ctx.hooks.call('onValidationEnd', { step: step + 1, epoch, metrics });
-    }
-    const verdict = validateNow ? ctx.earlyStopping?.update(metrics) : undefined;
-    const checkpointNow = boundary.checkpoint || verdict?.improved === true;
-    if (checkpointNow) await ctx.checkpoint(step + 1, metrics);
-    // The best state exists as a checkpoint (taken just above) before it is marked as the best.
-    if (verdict?.improved === true) await ctx.checkpoints.markBest(step + 1);
-    if (epochEnd) {
-      ctx.reporter.epochEnd({
-        epoch,
-        epochs: job.training.epochs,
-        trainLoss,
-        validation: result.lastValidation,
-        samplesPerSecond: result.trainSamples / result.trainSeconds,
-      });
-      await ctx.hooks.call('onEpochEnd', { epoch, step: step + 1, metrics });
-    }
-    if (verdict?.shouldStop === true) {
-      ctx.reporter.note(
-        `early stopping after step ${step + 1}: ${job.validation.earlyStopping?.monitor ?? '?'} did not improve for ${verdict.wait} validations (best ${verdict.best.toFixed(4)})`,
-      );
-      if (!checkpointNow) await ctx.checkpoint(step + 1, metrics);
-      result.stoppedEarly = true;
-      break;
-    }
+    result.pendingBoundary = { nextStep: step + 1, epoch, ...boundary };
+    if (await finishBoundary(ctx, result)) break;
   }
   return result;
+}
+
+/**
+ * Runs the pending boundary: validation (recorded once, fed to early stopping once), checkpoint,
+ * best mark, epoch-end report and hook. Clears it when all is done; returns true when early
+ * stopping ends the run. A worker failure anywhere in here leaves the rest pending.
+ */
+async function finishBoundary(ctx: LoopContext, result: LoopResult): Promise<boolean> {
+  const pending = result.pendingBoundary;
+  if (pending === undefined) return false;
+  const { job } = ctx;
+  const { nextStep, epoch } = pending;
+  const trainLoss = result.epochLossSum / result.epochLossCount;
+  result.lastTrainLoss = trainLoss;
+  let metrics: Record<string, number> = { 'train.loss': trainLoss };
+  if (pending.validate && pending.validated === undefined) {
+    const validation = await ctx.evaluator.evaluate(ctx.generation, 'validation', ctx.dataset.validation.count);
+    result.lastValidation = validation;
+    metrics = { ...metrics, ...prefixed('validation', validation) };
+    ctx.runDir.appendMetrics({ type: 'validation', step: nextStep, epoch, ...metrics, at: new Date().toISOString() });
+    pending.validated = { metrics, verdict: ctx.earlyStopping?.update(metrics) };
+    await ctx.hooks.call('onValidationEnd', { step: nextStep, epoch, metrics });
+  }
+  if (pending.validated !== undefined) metrics = pending.validated.metrics;
+  const verdict = pending.validated?.verdict;
+  const checkpointNow = pending.checkpoint || verdict?.improved === true;
+  if (checkpointNow) await ctx.checkpoint(nextStep, metrics);
+  // The best state exists as a checkpoint (taken just above) before it is marked as the best.
+  if (verdict?.improved === true) await ctx.checkpoints.markBest(nextStep);
+  result.pendingBoundary = undefined;
+  if (pending.epochEnd) {
+    ctx.reporter.epochEnd({
+      epoch,
+      epochs: job.training.epochs,
+      trainLoss,
+      validation: result.lastValidation,
+      samplesPerSecond: result.trainSamples / result.trainSeconds,
+    });
+    await ctx.hooks.call('onEpochEnd', { epoch, step: nextStep, metrics });
+  }
+  if (verdict?.shouldStop !== true) return false;
+  ctx.reporter.note(
+    `early stopping after step ${nextStep}: ${job.validation.earlyStopping?.monitor ?? '?'} did not improve for ${verdict.wait} validations (best ${verdict.best.toFixed(4)})`,
+  );
+  if (!checkpointNow) await ctx.checkpoint(nextStep, metrics);
+  result.stoppedEarly = true;
+  return true;
 }
 
 function recordStep(

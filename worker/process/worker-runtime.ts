@@ -10,6 +10,7 @@ import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
 import { encodeModelBlob } from '../../shared/model-blob.js';
 import type { ControlConnection } from './control-client.js';
+import { dieIfEvalFault } from './eval-fault.js';
 import { exportModel } from '../replica/model-export.js';
 import type { Replica } from '../replica/replica.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
@@ -103,6 +104,7 @@ export class WorkerRuntime {
         return;
       case 'eval': {
         const order = message.eval;
+        if (order) dieIfEvalFault(order.split, this.trainer.completedSteps);
         if (order)
           this.connection.send({
             evalReport: { requestId: order.requestId, ...this.trainer.evaluate(order.split, order.sampleIndices) },
