@@ -2,7 +2,7 @@
 // `ringtrain` command line: train (embedded), coordinator and worker (separate hosts).
 // Errors a user can fix print as one line and a documented exit code; see README "Exit codes".
 import { Command, Option } from 'commander';
-import { describeError, RingtrainError } from '../shared/errors.js';
+import { describeError, RingtrainError, userFacingError } from '../shared/errors.js';
 import { componentLogger } from '../shared/logger.js';
 import { addBenchCommand } from './bench-command.js';
 import { addTrainCommands } from './train-commands.js';
@@ -39,7 +39,8 @@ export function buildProgram(): Command {
 async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
-  } catch (error) {
+  } catch (thrown) {
+    const error = userFacingError(thrown);
     const code = error instanceof RingtrainError ? error.exitCode : 1;
     process.stderr.write(`ringtrain: ${describeError(error)}\n`);
     if (!(error instanceof RingtrainError)) componentLogger('cli').error({ err: error }, 'unexpected error');

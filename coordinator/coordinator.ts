@@ -83,10 +83,18 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
+  let failed = true;
   try {
-    return await run.execute();
+    const summary = await run.execute();
+    failed = false;
+    return summary;
   } finally {
-    await run.close();
+    // Closing flushes metrics.jsonl; after a failure (a full disk, say) that can fail too, and
+    // must not hide the error that ended the run.
+    await run.close().catch((error: unknown) => {
+      if (!failed) throw error;
+      logger.warn({ err: error }, 'could not close the run cleanly after it failed');
+    });
   }
 }
 

@@ -133,6 +133,48 @@ export class TrainingDivergedError extends RingtrainError {
   override readonly exitCode = 12;
 }
 
+/** errno codes that mean "no room to write": a full disk, a quota, a file-size limit (RLIMIT_FSIZE). */
+const STORAGE_FULL_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** The run directory's disk is full, or a quota or file-size limit was reached, while writing `file`. */
+export class StorageFullError extends RingtrainError {
+  override readonly exitCode = 13;
+  constructor(
+    readonly file: string,
+    readonly code: string,
+    readonly runDir: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `cannot write ${file}: no space left (${code}: the disk is full, or a quota or file-size limit was reached); free some space${runDir === undefined ? '' : `, then continue with: ringtrain train --resume ${runDir}`}`,
+      options,
+    );
+  }
+}
+
+/** The errno code when `error` means "no room to write", else undefined. */
+export function storageFullCode(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && STORAGE_FULL_CODES.has(code) ? code : undefined;
+}
+
+/** Rethrows a "no room to write" failure of `file` as StorageFullError, anything else as is. */
+export function rethrowStorageFull(error: unknown, file: string, runDir?: string): never {
+  if (error instanceof StorageFullError) throw error;
+  const code = storageFullCode(error);
+  if (code !== undefined) throw new StorageFullError(file, code, runDir, { cause: error });
+  throw error;
+}
+
+/** The error a user sees for `error`: a write that found no room anywhere becomes StorageFullError. */
+export function userFacingError(error: unknown): unknown {
+  if (error instanceof RingtrainError) return error;
+  const code = storageFullCode(error);
+  if (code === undefined) return error;
+  const file = (error as NodeJS.ErrnoException).path ?? 'a file';
+  return new StorageFullError(file, code, undefined, { cause: error });
+}
+
 /** SIGTERM/SIGINT: the run checkpointed at a step boundary and stopped; `--resume` continues it. */
 export class PreemptedError extends RingtrainError {
   override readonly exitCode = 143;

@@ -9,12 +9,23 @@
 //   and sha256, checked on every load.
 // - A checkpoint of another job (jobHash) is never loaded: resuming with a different job is a
 //   user mistake, so loadLatestValid and load throw CheckpointError instead of skipping it.
+//
+// Pruning policy (so that a run, or a --resume on the same disk, needs room for one new
+// checkpoint, not keep + 1):
+// - Before a checkpoint is written, older ones are pruned to the newest keep - 1, so the disk
+//   never holds more than `keep` while the new one is built.
+// - If the write still finds no room (ENOSPC, EDQUOT, EFBIG), every checkpoint except the newest
+//   verified one and the best is deleted, and the write is tried once more; a second failure is
+//   a StorageFullError (exit 13), and the checkpoints left are intact.
+// - Whatever the pass, the newest verified checkpoint (its files match its manifest; ones this
+//   store wrote count as verified) and the best are never deleted, so a corrupt newer checkpoint
+//   can never make pruning delete the last good state.
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { fsyncDir, isProcessAlive, sha256Hex, writeFileAtomic, writeFileDurable } from '../../shared/atomic-file.js';
-import { CheckpointError, describeError } from '../../shared/errors.js';
+import { CheckpointError, describeError, StorageFullError, storageFullCode } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 const STATE_FILE = 'state.bin';
@@ -83,6 +94,8 @@ export class CheckpointStore {
   private readonly logger: Logger | undefined;
   /** Temp dirs this process is writing right now; prune() must not take them for crash leftovers. */
   private readonly inFlight = new Set<string>();
+  /** Steps this store wrote itself or read back whole: known verified without reading them again. */
+  private readonly verified = new Set<number>();
 
   constructor(
     readonly dir: string,
@@ -95,27 +108,57 @@ export class CheckpointStore {
     this.logger = options.logger;
   }
 
-  /** Writes a checkpoint atomically (replacing one of the same step), then prunes old ones. */
+  /**
+   * Writes a checkpoint atomically (replacing one of the same step), making room first as the
+   * pruning policy above says, then prunes to `keep`.
+   */
   async save(input: CheckpointSaveInput): Promise<CheckpointInfo> {
     const manifest = this.manifestFor(input);
     const final = path.join(this.dir, stepDirName(input.step));
     await fsp.mkdir(this.dir, { recursive: true });
-    const temp = this.tempPath(`step-${input.step}`);
+    await this.pruneQuietly(this.keep - 1);
+    try {
+      await this.write(final, manifest, input.state);
+    } catch (error) {
+      if (storageFullCode(error) === undefined) throw this.writeError(final, error);
+      this.logger?.warn(
+        { component: 'checkpoint-store', step: input.step, code: storageFullCode(error) },
+        'no room for a new checkpoint; keeping only the newest verified one (and the best) and trying again',
+      );
+      await this.pruneQuietly(0);
+      try {
+        await this.write(final, manifest, input.state);
+      } catch (again) {
+        throw this.writeError(final, again);
+      }
+    }
+    this.verified.add(input.step);
+    await this.pruneQuietly(this.keep);
+    return infoFrom(final, manifest);
+  }
+
+  /** Builds the checkpoint under a temp name and renames it into place; the temp never outlives a failure. */
+  private async write(final: string, manifest: Manifest, state: Uint8Array): Promise<void> {
+    const temp = this.tempPath(`step-${manifest.step}`);
     this.inFlight.add(temp);
     try {
       await fsp.mkdir(temp);
-      await writeFileDurable(path.join(temp, STATE_FILE), input.state);
+      await writeFileDurable(path.join(temp, STATE_FILE), state);
       await writeFileDurable(path.join(temp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
       await fsyncDir(temp);
       await this.moveIntoPlace(temp, final);
-    } catch (cause) {
+    } catch (error) {
       await fsp.rm(temp, { recursive: true, force: true });
-      throw new CheckpointError(final, `cannot write: ${describeError(cause)}`, { cause });
+      throw error;
     } finally {
       this.inFlight.delete(temp);
     }
-    await this.pruneQuietly();
-    return infoFrom(final, manifest);
+  }
+
+  private writeError(final: string, cause: unknown): Error {
+    const code = storageFullCode(cause);
+    if (code !== undefined) return new StorageFullError(final, code, path.dirname(this.dir), { cause });
+    return new CheckpointError(final, `cannot write: ${describeError(cause)}`, { cause });
   }
 
   /** Marks a checkpoint as the best (early stopping); it is kept even when older than the last `keep`. Persisted in checkpoints/best.json. */
@@ -135,17 +178,36 @@ export class CheckpointStore {
     }
   }
 
-  /** Deletes all but the newest `keep` (and the best). Also removes stale .tmp-* dirs. */
-  async prune(): Promise<void> {
+  /**
+   * Deletes all but the newest `retain` (default `keep`), the best, and the newest verified
+   * checkpoint. Also removes stale .tmp-* dirs.
+   */
+  async prune(retain = this.keep): Promise<void> {
     const { entries } = await this.scan();
-    const keepSteps = new Set(entries.slice(-this.keep).map((e) => e.info.step));
+    const keepSteps = new Set(retain > 0 ? entries.slice(-retain).map((e) => e.info.step) : []);
     const best = await this.bestStep();
     if (best !== undefined) keepSteps.add(best);
-    for (const { info } of entries) {
-      if (!keepSteps.has(info.step)) await this.removeDir(info.dir);
+    const doomed = entries.filter((e) => !keepSteps.has(e.info.step));
+    if (doomed.length > 0) {
+      const newestVerified = await this.newestVerified(entries);
+      for (const { info } of doomed) if (info.step !== newestVerified) await this.removeDir(info.dir);
     }
     await this.removeStaleTemps();
     await fsyncDir(this.dir);
+  }
+
+  /** Step of the newest checkpoint whose files match its manifest, if any. */
+  private async newestVerified(entries: Entry[]): Promise<number | undefined> {
+    for (const entry of [...entries].reverse()) {
+      if (this.verified.has(entry.info.step)) return entry.info.step;
+      try {
+        await readVerified(entry);
+        return entry.info.step;
+      } catch (error) {
+        if (!(error instanceof CheckpointError)) throw error;
+      }
+    }
+    return undefined;
   }
 
   /** Checkpoints with a valid manifest (of any job), ascending step. Files are not verified here. */
@@ -162,6 +224,7 @@ export class CheckpointStore {
       this.checkJobHash(entry.info);
       try {
         chosen = { info: entry.info, state: await readVerified(entry) };
+        this.verified.add(entry.info.step);
         break;
       } catch (error) {
         if (!(error instanceof CheckpointError)) throw error;
@@ -236,10 +299,10 @@ export class CheckpointStore {
     }
   }
 
-  /** Pruning after a save is housekeeping: a failure is logged, never fatal to training. */
-  private async pruneQuietly(): Promise<void> {
+  /** Pruning around a save is housekeeping: a failure is logged, never fatal to training. */
+  private async pruneQuietly(retain: number): Promise<void> {
     try {
-      await this.prune();
+      await this.prune(retain);
     } catch (error) {
       this.logger?.warn({ err: error, dir: this.dir }, 'could not prune old checkpoints');
     }

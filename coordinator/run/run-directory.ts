@@ -17,7 +17,7 @@ import {
   restoreReplacedDir,
   writeFileAtomic,
 } from '../../shared/atomic-file.js';
-import { JobConfigError, RingtrainError } from '../../shared/errors.js';
+import { JobConfigError, RingtrainError, rethrowStorageFull } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 /** Tries per second-resolution name before giving up on finding a free `-<n>` suffix. */
@@ -48,7 +48,7 @@ export class RunDirectory {
     this.checkpointsDir = path.join(dir, 'checkpoints');
     this.modelDir = path.join(dir, 'model');
     this.metricsFile = path.join(dir, 'metrics.jsonl');
-    this.metrics = new MetricsLog(this.metricsFile);
+    this.metrics = new MetricsLog(this.metricsFile, dir);
   }
 
   /** Creates runs/<YYYYMMDD-HHMMSS>-<name> under `root` (default "runs"; a unique suffix if it exists) or uses `explicitDir` as is (`--out DIR`), and points <root>/latest at it. */
@@ -90,7 +90,8 @@ export class RunDirectory {
 
   /** Replaces job.yaml atomically. */
   async writeJob(yamlText: string): Promise<void> {
-    await writeFileAtomic(path.join(this.path, 'job.yaml'), yamlText);
+    const file = path.join(this.path, 'job.yaml');
+    await writeFileAtomic(file, yamlText).catch((error: unknown) => rethrowStorageFull(error, file));
   }
 
   async readJobText(): Promise<string> {
@@ -108,12 +109,17 @@ export class RunDirectory {
 
   /** Replaces summary.json atomically. */
   async writeSummary(summary: Record<string, unknown>): Promise<void> {
-    await writeFileAtomic(path.join(this.path, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    const file = path.join(this.path, 'summary.json');
+    await writeFileAtomic(file, `${JSON.stringify(summary, null, 2)}\n`).catch((error: unknown) =>
+      rethrowStorageFull(error, file, this.path),
+    );
   }
 
   /** Writes model.json + weights.bin into model/ atomically as a directory: write into model.tmp-*, fsync files, rename to model/ (replace an old one). */
   async writeModel(files: Record<string, Uint8Array | string>): Promise<void> {
-    await replaceDirAtomic(this.modelDir, files);
+    await replaceDirAtomic(this.modelDir, files).catch((error: unknown) =>
+      rethrowStorageFull(error, this.modelDir, this.path),
+    );
   }
 
   /** Flushes and closes metrics.jsonl and fsyncs the run folder. Idempotent. */
@@ -172,34 +178,61 @@ async function pointLatest(root: string, dir: string, logger: Logger | undefined
 /** Step lines written between two fsyncs of metrics.jsonl. */
 const STEP_LINES_PER_FSYNC = 100;
 
-/** Append-only JSON-lines file; opened lazily so a run without metrics has no file. */
+/**
+ * Append-only JSON-lines file; opened lazily so a run without metrics has no file. A line that
+ * cannot be written whole (disk full, quota, file-size limit) is cut off again, so the file
+ * never ends in a torn line while the run goes on, and the failure is a StorageFullError.
+ */
 class MetricsLog {
   private fd: number | undefined;
+  /** Bytes in the file up to the end of the last whole line. */
+  private size = 0;
   private unsyncedLines = 0;
   private closed = false;
 
-  constructor(private readonly file: string) {}
+  constructor(
+    private readonly file: string,
+    private readonly runDir: string,
+  ) {}
 
   append(record: Record<string, unknown>, durable: boolean): void {
     if (this.closed) throw new RingtrainError(`${this.file}: metrics log already closed`);
-    this.fd ??= openForAppend(this.file);
-    writeAll(this.fd, Buffer.from(`${JSON.stringify(record)}\n`, 'utf8'));
+    const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+    try {
+      if (this.fd === undefined) {
+        this.fd = openForAppend(this.file);
+        this.size = fs.fstatSync(this.fd).size;
+      }
+      writeAll(this.fd, line);
+    } catch (error) {
+      if (this.fd !== undefined) fs.ftruncateSync(this.fd, this.size); // needs no free space
+      rethrowStorageFull(error, this.file, this.runDir);
+    }
+    this.size += line.length;
     this.unsyncedLines++;
     if (durable || this.unsyncedLines >= STEP_LINES_PER_FSYNC) this.sync();
   }
 
   close(): void {
     if (this.fd !== undefined) {
-      this.sync();
-      fs.closeSync(this.fd);
+      const fd = this.fd;
       this.fd = undefined;
+      try {
+        this.sync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
     }
     this.closed = true;
   }
 
-  private sync(): void {
-    if (this.fd === undefined || this.unsyncedLines === 0) return;
-    fs.fsyncSync(this.fd);
+  private sync(fd = this.fd): void {
+    if (fd === undefined || this.unsyncedLines === 0) return;
+    try {
+      fs.fsyncSync(fd);
+    } catch (error) {
+      rethrowStorageFull(error, this.file, this.runDir);
+    }
     this.unsyncedLines = 0;
   }
 }

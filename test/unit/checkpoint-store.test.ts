@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CheckpointStore } from '../../coordinator/run/checkpoint-store.js';
+import { CheckpointStore, type CheckpointSaveInput } from '../../coordinator/run/checkpoint-store.js';
 import { sha256Hex } from '../../shared/atomic-file.js';
-import { CheckpointError } from '../../shared/errors.js';
+import { CheckpointError, StorageFullError } from '../../shared/errors.js';
+import { mountTmpfs, tmpfsUnavailable, type Tmpfs } from '../helpers/tmpfs.js';
 
 const HASH = 'aaaaaaaaaaaaaaaa';
 const DEAD_PID = 99_999_999;
@@ -162,5 +163,79 @@ describe('loadLatestValid', () => {
     await expect(other.loadLatestValid()).rejects.toThrow(message);
     await expect(other.loadLatestValid()).rejects.toBeInstanceOf(CheckpointError);
     await expect(other.load(4)).rejects.toThrow(message);
+  });
+});
+
+describe('pruning never costs the newest verified checkpoint', () => {
+  it('keeps an older verified checkpoint when the newest ones are corrupt', async () => {
+    await saveSteps(new CheckpointStore(dir, { keep: 3, jobHash: HASH }), [1, 2]);
+    const bytes = fs.readFileSync(stateFile(2));
+    bytes[0] = (bytes[0] ?? 0) ^ 0xff;
+    fs.writeFileSync(stateFile(2), bytes);
+    const reopened = new CheckpointStore(dir, { keep: 1, jobHash: HASH });
+    await reopened.prune();
+    expect((await reopened.list()).map((c) => c.step)).toEqual([1, 2]);
+    expect((await reopened.loadLatestValid())?.info.step).toBe(1);
+  });
+});
+
+describe.skipIf(tmpfsUnavailable !== undefined)('on a disk with room for two checkpoints (tmpfs)', () => {
+  // Each checkpoint is a 100 KiB state plus a one-page manifest; 300 KiB holds two, not three.
+  const STATE_BYTES = 100 * 1024;
+  let disk: Tmpfs;
+  let ckptDir: string;
+  beforeEach(() => {
+    disk = mountTmpfs(300 * 1024);
+    ckptDir = path.join(disk.dir, 'checkpoints');
+  });
+  afterEach(() => disk.remove());
+
+  const big = (step: number): CheckpointSaveInput => ({
+    step,
+    epoch: 0,
+    batchInEpoch: step,
+    state: new Uint8Array(STATE_BYTES).fill(step),
+  });
+  const steps = async (store: CheckpointStore): Promise<number[]> => (await store.list()).map((c) => c.step);
+
+  it('keep = 3 still saves every checkpoint: the older ones give way, the newest verified stays', async () => {
+    const store = new CheckpointStore(ckptDir, { keep: 3, jobHash: HASH });
+    await store.save(big(1));
+    await store.save(big(2));
+    await store.save(big(3));
+    expect(await steps(store)).toEqual([2, 3]);
+    // A resume on the same disk (a new store) gets past the step where space ran out.
+    const resumed = new CheckpointStore(ckptDir, { keep: 3, jobHash: HASH });
+    expect((await resumed.loadLatestValid())?.info.step).toBe(3);
+    await resumed.save(big(4));
+    expect(await steps(resumed)).toEqual([3, 4]);
+    expect([...(await resumed.load(4)).state.subarray(0, 2)]).toEqual([4, 4]);
+    expect(fs.readdirSync(ckptDir).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('keeps the best checkpoint as well when it makes room', async () => {
+    const store = new CheckpointStore(ckptDir, { keep: 3, jobHash: HASH });
+    await store.save({ ...big(1), state: new Uint8Array(40 * 1024) });
+    await store.markBest(1);
+    await store.save(big(2));
+    await store.save(big(3));
+    await store.save(big(4));
+    expect(await steps(store)).toEqual([1, 3, 4]);
+  });
+
+  it('a checkpoint that cannot fit at all is a StorageFullError (exit 13); the last one stays intact', async () => {
+    const store = new CheckpointStore(ckptDir, { keep: 2, jobHash: HASH });
+    await store.save(big(1));
+    const error = await store.save({ ...big(2), state: new Uint8Array(250 * 1024) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(StorageFullError);
+    expect((error as StorageFullError).exitCode).toBe(13);
+    expect((error as Error).message).toMatch(
+      /^cannot write .*step-000000002: no space left \(ENOSPC: the disk is full, or a quota or file-size limit was reached\); free some space, then continue with: ringtrain train --resume /,
+    );
+    expect(fs.readdirSync(ckptDir)).toEqual(['step-000000001']);
+    expect((await store.loadLatestValid())?.info.step).toBe(1);
   });
 });
