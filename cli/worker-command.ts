@@ -7,6 +7,7 @@ import { LocalWorkers, cliEntry } from '../coordinator/local-workers.js';
 import { runWorker } from '../worker/process/worker.js';
 import { resolveCoordinatorTarget } from '../shared/coordinator-address.js';
 import { RingtrainError } from '../shared/errors.js';
+import { EXIT_WITH_PARENT_FLAG, exitWithParent, parentWatchPreload } from '../shared/parent-watch.js';
 import { jobHash, loadJob } from '../shared/job.js';
 import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
@@ -22,6 +23,7 @@ interface WorkerFlags {
   gpus?: string;
   connectAttempts: number;
   reconnectMs: number;
+  exitWithParent?: boolean;
 }
 
 export function addWorkerCommand(program: Command): void {
@@ -58,7 +60,14 @@ export function addWorkerCommand(program: Command): void {
       nonNegativeInt('--reconnect-ms'),
       60_000,
     )
+    .addOption(
+      new Option(
+        '--exit-with-parent',
+        'exit when stdin closes (set by the coordinator or launcher that spawns this worker)',
+      ).hideHelp(),
+    )
     .action(async (flags: WorkerFlags) => {
+      if (flags.exitWithParent === true) exitWithParent();
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
       const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
       const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
@@ -113,11 +122,16 @@ async function launchLocalWorkers(address: string, count: number, gpus: number[]
       String(flags.connectAttempts),
       '--reconnect-ms',
       String(flags.reconnectMs),
+      EXIT_WITH_PARENT_FLAG,
     ];
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);
-    return spawn(process.execPath, args, { stdio: 'inherit', env: LocalWorkers.workerEnv(gpus[i], process.env) });
+    // stdin is the parent-death pipe (see shared/parent-watch.ts).
+    return spawn(process.execPath, [...parentWatchPreload(), ...args], {
+      stdio: ['pipe', 'inherit', 'inherit'],
+      env: LocalWorkers.workerEnv(gpus[i], process.env),
+    });
   });
   const forward = (signal: NodeJS.Signals): void => children.forEach((c) => c.kill(signal));
   process.on('SIGTERM', forward);

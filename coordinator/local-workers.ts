@@ -1,10 +1,12 @@
 // Embedded mode: the coordinator starts N worker processes on this machine
 // (`node <cli> worker --coordinator 127.0.0.1:P`), one per GPU when GPUs are listed, and makes
-// sure none outlives it.
+// sure none outlives it: an exit handler kills them, and a stdin pipe that closes with this
+// process makes them exit by themselves when it is SIGKILLed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { Logger } from '../shared/logger.js';
+import { EXIT_WITH_PARENT_FLAG, parentWatchPreload } from '../shared/parent-watch.js';
 
 /** glibc's own default (128 KiB), set explicitly so that glibc stops adjusting it (see workerEnv). */
 export const PINNED_MMAP_THRESHOLD = String(128 * 1024);
@@ -75,11 +77,15 @@ export class LocalWorkers {
       String(index),
       '--reconnect-ms',
       '0',
+      EXIT_WITH_PARENT_FLAG,
     ];
-    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, ...args], {
-      stdio: ['ignore', 'inherit', 'inherit'],
+    // The worker's stdin is a pipe this process never writes to: when it dies, even by SIGKILL,
+    // the kernel closes it and the worker exits at once (shared/parent-watch.ts).
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, ...parentWatchPreload(), ...args], {
+      stdio: ['pipe', 'inherit', 'inherit'],
       env: LocalWorkers.workerEnv(gpu, { ...process.env, ...this.options.env }),
     });
+    child.stdin?.on('error', () => undefined); // EPIPE once the worker is gone: nothing to do
     this.children[index] = child;
     child.on('exit', (code, signal) => {
       if (this.stopping || this.children[index] !== child) return;
