@@ -53,28 +53,28 @@ describe.skipIf(tmpfsUnavailable !== undefined)('a full disk (tmpfs, ENOSPC)', (
   it('while appending to metrics.jsonl: exit 13, one line, no torn line, no summary', async () => {
     disk = mountTmpfs(24 * 1024);
     const out = path.join(disk.dir, 'run');
-    const result = await runCli(['train', job, '--out', out]);
+    const result = await runCli(['train', job, '--out', out], { timeoutMs: 300_000 });
     expectStorageFull(result, 'ENOSPC', path.join(out, 'metrics.jsonl'));
     expectWholeLines(out);
     expect(existsSync(path.join(out, 'summary.json'))).toBe(false);
     expect(existsSync(path.join(out, 'model'))).toBe(false);
-  });
+  }, 360_000);
 
   it('while writing the final model: no model or summary looks complete; --resume finishes with room', async () => {
     disk = mountTmpfs(400 * 1024);
     const out = path.join(disk.dir, 'run');
-    const result = await runCli(['train', job, '--out', out]);
+    const result = await runCli(['train', job, '--out', out], { timeoutMs: 300_000 });
     expectStorageFull(result, 'ENOSPC', path.join(out, 'model'));
     expect(readdirSync(out).filter((n) => n.startsWith('model') || n.startsWith('summary'))).toEqual([]);
     expect(readdirSync(path.join(out, 'checkpoints'))).toEqual(['step-000000076']);
     expectWholeLines(out);
     execFileSync('mount', ['-o', 'remount,size=2m', disk.dir]);
-    const resumed = await runCli(['train', '--resume', out]);
+    const resumed = await runCli(['train', '--resume', out], { timeoutMs: 300_000 });
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/resuming at step 76/);
     expect(readdirSync(path.join(out, 'model')).sort()).toEqual(['model.json', 'weights.bin']);
     expect(JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 76 });
-  });
+  }, 360_000); // two runs; a hang-catcher only
 
   it('with room for two checkpoints, keep = 3 still completes: old checkpoints give way first', async () => {
     disk = mountTmpfs(900 * 1024);
@@ -87,11 +87,11 @@ describe.skipIf(tmpfsUnavailable !== undefined)('a full disk (tmpfs, ENOSPC)', (
       }),
       'every-ten.yaml',
     );
-    const result = await runCli(['train', everyTen, '--out', out]);
+    const result = await runCli(['train', everyTen, '--out', out], { timeoutMs: 300_000 });
     expect(result.code, result.stderr).toBe(0);
     expect(readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['step-000000070', 'step-000000076']);
     expect(JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 76 });
-  });
+  }, 360_000);
 });
 
 describe('a file-size limit (RLIMIT_FSIZE, EFBIG)', () => {
@@ -101,12 +101,12 @@ describe('a file-size limit (RLIMIT_FSIZE, EFBIG)', () => {
     // the write that would cross it fails with EFBIG.
     const run = spawnSync('prlimit', ['--fsize=16000', process.execPath, CLI, 'train', job, '--out', out], {
       encoding: 'utf8',
-      timeout: 180_000,
+      timeout: 300_000,
     });
     expect(run.error).toBeUndefined();
     const result: CliResult = { code: run.status, signal: run.signal, stdout: run.stdout, stderr: run.stderr };
     expectStorageFull(result, 'EFBIG', path.join(out, 'metrics.jsonl'));
     expectWholeLines(out);
     expect(existsSync(path.join(out, 'summary.json'))).toBe(false);
-  });
+  }, 360_000);
 });

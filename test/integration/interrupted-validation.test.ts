@@ -63,7 +63,7 @@ beforeAll(async () => {
   const result = await runCli(['train', job, '--workers', '2', '--out', out]);
   expect(result.code, result.stderr).toBe(0);
   baseline = { summary: summaryOf(out), stdout: result.stdout };
-});
+}, 300_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -75,6 +75,7 @@ describe('a worker killed during an epoch-end validation', () => {
     const killAfter = 2 * STEPS_PER_EPOCH; // the validation at the end of epoch 2
     const result = await runCli(['train', job, '--workers', '2', '--out', out], {
       env: { RINGTRAIN_FAULT_KILL_AT_EVAL: `validation@${killAfter}:${token}` },
+      timeoutMs: 300_000,
     });
     expect(result.code, result.stderr).toBe(0);
     // The fault fired: one worker died in that validation, and the run regrouped.
@@ -99,5 +100,5 @@ describe('a worker killed during an epoch-end validation', () => {
     expect(summary.test.accuracy).toBeCloseTo(baseline.summary.test.accuracy, 2);
     expect(summary.test.loss).toBeCloseTo(baseline.summary.test.loss, 3);
     expect(summary.validation.loss).toBeCloseTo(baseline.summary.validation.loss, 3);
-  });
+  }, 360_000); // a hang-catcher only: a regroup and a respawned worker on a loaded machine
 });
