@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
-import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
+import { PreemptedError, rethrowStorageFull, RingtrainError, WorkerFailedError } from '../shared/errors.js';
 import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
@@ -158,10 +158,11 @@ class CoordinatorRun {
   async execute(): Promise<RunSummary> {
     const { job } = this.options;
     // Where to find this coordinator (tests, scripts and operators read it).
+    const addressFile = path.join(this.runDir.path, 'coordinator.json');
     await writeFileAtomic(
-      path.join(this.runDir.path, 'coordinator.json'),
+      addressFile,
       JSON.stringify({ host: this.server.host, port: this.server.port, pid: process.pid, hostname: os.hostname() }),
-    );
+    ).catch((error: unknown) => rethrowStorageFull(error, addressFile));
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
     if (this.workers === undefined)
       this.reporter.note(
