@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
-import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
-import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
+import { JobConfigError, PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
+import { jobHash, jobToYaml, loadJob, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { cursorOf } from '../shared/shard-plan.js';
@@ -450,7 +450,11 @@ class CoordinatorRun {
 }
 
 async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
-  if (options.resumeDir !== undefined) return RunDirectory.open(options.resumeDir);
+  if (options.resumeDir !== undefined) {
+    const runDir = await RunDirectory.open(options.resumeDir);
+    assertSameJob(runDir, options.job);
+    return runDir;
+  }
   const runDir = await RunDirectory.create({
     name: options.job.name,
     ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}),
@@ -458,6 +462,21 @@ async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirecto
   });
   await runDir.writeJob(jobToYaml(options.job));
   return runDir;
+}
+
+/**
+ * A resumed run must be of the job it was started with: checkpoints would refuse another job
+ * anyway (exit 10), but a run that died before its first checkpoint has none to refuse it, and
+ * would silently mix two jobs' steps under the first one's job.yaml.
+ */
+function assertSameJob(runDir: RunDirectory, job: Job): void {
+  const file = path.join(runDir.path, 'job.yaml');
+  const recorded = jobHash(loadJob(file));
+  const current = jobHash(job);
+  if (recorded !== current)
+    throw new JobConfigError(file, [
+      `this run is of a different job (hash ${recorded}, this job ${current}); continue it with its own job, or start a new run in another directory`,
+    ]);
 }
 
 function leader(generation: Generation): Generation['members'][number] {
