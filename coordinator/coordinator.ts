@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
-import { JobConfigError, PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
-import { jobHash, jobToYaml, loadJob, workerBounds } from '../shared/job.js';
+import { PreemptedError, RingtrainError, WorkerFailedError } from '../shared/errors.js';
+import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { cursorOf } from '../shared/shard-plan.js';
@@ -21,7 +21,8 @@ import { LocalWorkers } from './local-workers.js';
 import { Membership, type Generation, type RingMember } from './loop/membership.js';
 import { ProgressReporter } from './run/progress-reporter.js';
 import { regroup, type Regrouped } from './loop/recovery.js';
-import { readMetrics, RunDirectory } from './run/run-directory.js';
+import { openRunDirectory } from './run/open-run.js';
+import { readMetrics, type RunDirectory } from './run/run-directory.js';
 import { asStepFailure, type StepFailedError } from './loop/step-failure.js';
 import { finish, type RunSummary } from './run/run-summary.js';
 
@@ -447,36 +448,6 @@ class CoordinatorRun {
     await this.server.close();
     await this.runDir.close();
   }
-}
-
-async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
-  if (options.resumeDir !== undefined) {
-    const runDir = await RunDirectory.open(options.resumeDir);
-    assertSameJob(runDir, options.job);
-    return runDir;
-  }
-  const runDir = await RunDirectory.create({
-    name: options.job.name,
-    ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}),
-    ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}),
-  });
-  await runDir.writeJob(jobToYaml(options.job));
-  return runDir;
-}
-
-/**
- * A resumed run must be of the job it was started with: checkpoints would refuse another job
- * anyway (exit 10), but a run that died before its first checkpoint has none to refuse it, and
- * would silently mix two jobs' steps under the first one's job.yaml.
- */
-function assertSameJob(runDir: RunDirectory, job: Job): void {
-  const file = path.join(runDir.path, 'job.yaml');
-  const recorded = jobHash(loadJob(file));
-  const current = jobHash(job);
-  if (recorded !== current)
-    throw new JobConfigError(file, [
-      `this run is of a different job (hash ${recorded}, this job ${current}); continue it with its own job, or start a new run in another directory`,
-    ]);
 }
 
 function leader(generation: Generation): Generation['members'][number] {

@@ -26,6 +26,8 @@ const SLOW = { RINGTRAIN_FAULT_SLOW_RANK: '0:150' };
 interface Started {
   child: ChildProcess;
   exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** What it has printed on stderr so far. */
+  stderr: () => string;
 }
 const children: ChildProcess[] = [];
 
@@ -42,7 +44,7 @@ function start(args: string[], env: NodeJS.ProcessEnv = {}): Started {
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
     child.on('exit', (code) => resolve({ code, stdout, stderr })),
   );
-  return { child, exited };
+  return { child, exited, stderr: () => stderr };
 }
 
 /** The one command line a pod spec would hold. */
@@ -80,13 +82,18 @@ async function waitUntil(what: string, condition: () => boolean, timeoutMs = 90_
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** Waits until the coordinator with this pid has written its coordinator.json (it admits workers from then on). */
-function coordinatorUp(out: string, pid: number | undefined): Promise<void> {
+/** Waits until this coordinator has written its coordinator.json (it admits workers from then on). */
+function coordinatorUp(out: string, coordinator: Started): Promise<void> {
   const file = path.join(out, 'coordinator.json');
-  return waitUntil(
-    `coordinator pid ${pid} in ${file}`,
-    () => existsSync(file) && (JSON.parse(readFileSync(file, 'utf8')) as { pid: number }).pid === pid,
-  );
+  return waitUntil(`coordinator pid ${coordinator.child.pid} in ${file}`, () => {
+    if (coordinator.child.exitCode !== null)
+      throw new Error(
+        `the coordinator exited ${coordinator.child.exitCode} before admitting workers: ${coordinator.stderr()}`,
+      );
+    return (
+      existsSync(file) && (JSON.parse(readFileSync(file, 'utf8')) as { pid: number }).pid === coordinator.child.pid
+    );
+  });
 }
 
 function loggedSteps(out: string): number[] {
@@ -115,7 +122,7 @@ function maxDifference(a: Float32Array, b: Float32Array): number {
 /** Starts a run, lets it pass step `killAfterSteps`, and SIGKILLs its coordinator. */
 async function runAndKill(out: string, port: number, reconnectMs: number, killAfterSteps: number) {
   const first = start(coordinatorArgs(out, port));
-  await coordinatorUp(out, first.child.pid);
+  await coordinatorUp(out, first);
   const workers = startWorkers(port, reconnectMs, SLOW);
   await waitUntil(`${killAfterSteps} steps in ${out}`, () => loggedSteps(out).length >= killAfterSteps);
   first.child.kill('SIGKILL');
@@ -150,7 +157,7 @@ describe('ringtrain coordinator --out DIR --resume-if-exists, SIGKILLed and star
     expect(newest).toBeGreaterThanOrEqual(8);
 
     const second = start(coordinatorArgs(out, port));
-    await coordinatorUp(out, second.child.pid);
+    await coordinatorUp(out, second);
     startWorkers(port, 0);
     const result = await second.exited;
     expect(result.code, result.stderr).toBe(0);
@@ -167,7 +174,7 @@ describe('ringtrain coordinator --out DIR --resume-if-exists, SIGKILLed and star
     // Every step is logged; the ones after the checkpoint twice (before the kill and after the resume).
     expect(new Set(loggedSteps(out))).toEqual(new Set(Array.from({ length: TOTAL_STEPS }, (_, i) => i)));
     expect(maxDifference(baseline, finalWeights(out))).toBeLessThan(1e-6);
-  });
+  }, 300_000);
 
   it('takes the newer in-memory state of workers that outlived it and rejoin', async () => {
     const out = path.join(dir, 'from-workers');
@@ -185,5 +192,5 @@ describe('ringtrain coordinator --out DIR --resume-if-exists, SIGKILLed and star
     expect((await Promise.all(workers.map((w) => w.exited))).map((w) => w.code)).toEqual([0, 0]);
     expect(new Set(loggedSteps(out))).toEqual(new Set(Array.from({ length: TOTAL_STEPS }, (_, i) => i)));
     expect(maxDifference(baseline, finalWeights(out))).toBeLessThan(1e-6);
-  });
+  }, 300_000);
 });
