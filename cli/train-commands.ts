@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { runCoordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
-import { RingtrainError } from '../shared/errors.js';
+import { JobConfigError, RingtrainError } from '../shared/errors.js';
 import { loadJob, type JobOverrides } from '../shared/job.js';
 import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
@@ -17,6 +17,7 @@ interface CommonFlags {
   maxSteps?: number;
   out?: string;
   resume?: string;
+  resumeIfExists?: boolean;
   runsDir?: string;
 }
 
@@ -41,7 +42,29 @@ function addCommonOptions(command: Command): Command {
     )
     .option('--out <dir>', 'run directory (default runs/<timestamp>-<name>)')
     .option('--runs-dir <dir>', 'parent of timestamped run directories', 'runs')
-    .option('--resume <dir>', 'continue the run in <dir> from its newest valid checkpoint');
+    .option('--resume <dir>', 'continue the run in <dir> from its newest valid checkpoint')
+    .option(
+      '--resume-if-exists',
+      'with --out DIR: continue the run in DIR if it holds one (a restarted pod), else start it there',
+    );
+}
+
+/**
+ * `--resume-if-exists` turns into `--resume DIR` when `--out DIR` already holds a run (its
+ * job.yaml, written before any step), so one unchanged command line starts a run and, run again
+ * after a crash or a pod restart, continues it.
+ */
+function withAutoResume<T extends CommonFlags>(flags: T): T {
+  if (flags.resumeIfExists !== true) return flags;
+  if (flags.out === undefined)
+    throw new JobConfigError('--resume-if-exists', ['needs --out DIR, the run directory to continue or start']);
+  if (flags.resume !== undefined)
+    throw new JobConfigError('--resume-if-exists', [
+      `conflicts with --resume ${flags.resume}; give --out DIR --resume-if-exists, or --resume DIR alone`,
+    ]);
+  if (!existsSync(path.join(flags.out, 'job.yaml'))) return flags;
+  process.stdout.write(`ringtrain: ${flags.out} holds a run; continuing it (--resume-if-exists)\n`);
+  return { ...flags, resume: flags.out };
 }
 
 /** The job for a command: an explicit file, else the resumed run's job.yaml, else the default. */
@@ -60,7 +83,7 @@ function resolveJobFor(
   if (source === undefined && flags.resume !== undefined) {
     source = path.join(flags.resume, 'job.yaml');
     if (!existsSync(source))
-      throw new RingtrainError(`--resume ${flags.resume}: no job.yaml there; is it a run directory?`);
+      throw new JobConfigError(`--resume ${flags.resume}`, ['no job.yaml there; is it a run directory?']);
   }
   return { job: loadJob(source, overrides), source: source ?? 'default job' };
 }
@@ -114,8 +137,9 @@ export function addTrainCommands(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        flags: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
+        parsed: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
       ) => {
+        const flags = withAutoResume(parsed);
         const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
         if (gpus.length > 0 && flags.workers !== undefined && flags.workers !== gpus.length) {
           throw new RingtrainError(
@@ -153,8 +177,9 @@ export function addTrainCommands(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        flags: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout: number },
+        parsed: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout: number },
       ) => {
+        const flags = withAutoResume(parsed);
         const { job, source } = resolveJobFor(file, flags, flags.expectWorkers);
         await runCoordinator({
           job,

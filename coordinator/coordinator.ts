@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
 import { PreemptedError, rethrowStorageFull, RingtrainError, WorkerFailedError } from '../shared/errors.js';
-import { jobHash, jobToYaml, workerBounds } from '../shared/job.js';
+import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { cursorOf } from '../shared/shard-plan.js';
@@ -21,7 +21,8 @@ import { LocalWorkers } from './local-workers.js';
 import { Membership, type Generation, type RingMember } from './loop/membership.js';
 import { ProgressReporter } from './run/progress-reporter.js';
 import { regroup, type Regrouped } from './loop/recovery.js';
-import { readMetrics, RunDirectory } from './run/run-directory.js';
+import { openRunDirectory } from './run/open-run.js';
+import { readMetrics, type RunDirectory } from './run/run-directory.js';
 import { asStepFailure, type StepFailedError } from './loop/step-failure.js';
 import { finish, type RunSummary } from './run/run-summary.js';
 
@@ -464,17 +465,6 @@ class CoordinatorRun {
     await this.server.close();
     await this.runDir.close();
   }
-}
-
-async function openRunDirectory(options: CoordinatorOptions): Promise<RunDirectory> {
-  if (options.resumeDir !== undefined) return RunDirectory.open(options.resumeDir);
-  const runDir = await RunDirectory.create({
-    name: options.job.name,
-    ...(options.outDir !== undefined ? { explicitDir: options.outDir } : {}),
-    ...(options.runsRoot !== undefined ? { root: options.runsRoot } : {}),
-  });
-  await runDir.writeJob(jobToYaml(options.job));
-  return runDir;
 }
 
 function leader(generation: Generation): Generation['members'][number] {

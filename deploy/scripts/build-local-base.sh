@@ -3,7 +3,8 @@
 # where no registry is reachable:
 #   deploy/scripts/build-local-base.sh [TAG]          (default TAG: ringtrain-base:local)
 # The root filesystem holds node, npm, /bin/sh and the few coreutils the Dockerfile's build stage
-# runs, each with the shared libraries `ldd` reports, plus /etc/passwd with root and uid 1000.
+# runs (and `tar`, which `kubectl cp` and deploy/k8s/fetch need), each with the shared libraries
+# `ldd` reports, plus /etc/passwd with root and uid 1000.
 set -euo pipefail
 
 tag="${1:-ringtrain-base:local}"
@@ -28,7 +29,7 @@ put_binary() {
 
 put_binary "$node_bin" /usr/local/bin/node
 put_binary "$(readlink -f "$(command -v dash || command -v sh)")" /bin/sh
-for tool in env mkdir cp mv rm ls cat chmod ln; do
+for tool in env mkdir cp mv rm ls cat chmod ln tar; do
   put_binary "$(readlink -f "$(command -v "$tool")")" "/usr/bin/$tool"
 done
 

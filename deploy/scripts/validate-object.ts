@@ -7,6 +7,7 @@ import { Job, type IJob } from 'kubernetes-models/batch/v1/Job';
 import { JobTemplateSpec, type IJobTemplateSpec } from 'kubernetes-models/batch/v1/JobTemplateSpec';
 import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { PersistentVolumeClaim, type IPersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
+import { Pod, type IPod } from 'kubernetes-models/v1/Pod';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
 import { z } from 'zod';
 import { jobSetSchema } from './jobset-schema.js';
@@ -21,6 +22,7 @@ const VALIDATORS: Record<string, (object: unknown) => void> = {
   'v1/Service': (object) => new Service(object as IService).validate(),
   'v1/ConfigMap': (object) => new ConfigMap(object as IConfigMap).validate(),
   'v1/PersistentVolumeClaim': (object) => new PersistentVolumeClaim(object as IPersistentVolumeClaim).validate(),
+  'v1/Pod': (object) => new Pod(object as IPod).validate(),
   'jobset.x-k8s.io/v1alpha2/JobSet': validateJobSet,
 };
 

@@ -1,15 +1,23 @@
 // Cluster mode in real containers: the deploy/Dockerfile image, a coordinator and 3 workers on a
-// Docker network, finding each other by name as Kubernetes pods would. Needs a Docker engine;
+// Docker network, finding each other by name as Kubernetes pods would, and a reader container
+// that copies the finished run off the volume as deploy/k8s/fetch does. Needs a Docker engine;
 // builds the image offline from this machine's node (see test/containers/helpers/image.ts).
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IPod } from 'kubernetes-models/v1/Pod';
+import { CheckpointStore } from '../../coordinator/run/checkpoint-store.js';
+import { readYamlDocuments } from '../../deploy/scripts/kustomize-lite.js';
 import { LIVENESS_SERVICE } from '../../shared/health.js';
+import { jobHash, loadJob } from '../../shared/job.js';
 import { CONTROL_PORT, COORDINATOR_ALIAS, DockerCluster } from './helpers/cluster.js';
-import { ringtrainImage } from './helpers/image.js';
+import { REPO_ROOT, ringtrainImage } from './helpers/image.js';
 
 const WORKERS = ['worker-0', 'worker-1', 'worker-2'];
 const LIMIT = 2000;
@@ -133,6 +141,42 @@ describe('ringtrain in containers', () => {
       expect(summary.test?.accuracy).toBeGreaterThan(0.5);
       expect(existsSync(path.join(runDir, 'model', 'model.json'))).toBe(true);
     });
+
+    it("a second container on the run volume, as deploy/k8s/fetch's reader pod, copies out the complete run", async () => {
+      const run = requireCluster(cluster);
+      const reader = readerPodSpec();
+      await run.startReader('runs-reader', reader.command, reader.readOnly);
+      // What `kubectl exec ringtrain-runs-reader -- tar -C /runs -cf - e2e | tar -xf -` does.
+      const archive = run.exec('runs-reader', ['tar', '-C', '/runs', '-cf', '-', 'e2e']);
+      expect(archive.status, archive.stderr).toBe(0);
+      const fetched = mkdtempSync(path.join(tmpdir(), 'ringtrain-fetched-'));
+      try {
+        execFileSync('tar', ['-x', '-C', fetched], { input: archive.stdout });
+        const copy = path.join(fetched, 'e2e');
+        const files = treeOf(copy);
+        expect(files).toEqual(treeOf(path.join(run.runsDir, 'e2e')));
+        const { summary } = readRun(copy);
+        const lastCheckpoint = `checkpoints/step-${String(summary.steps).padStart(9, '0')}`;
+        for (const file of ['job.yaml', 'summary.json', 'metrics.jsonl', 'model/model.json', 'model/weights.bin'])
+          expect(Object.keys(files)).toContain(file);
+        expect(Object.keys(files)).toContain(`${lastCheckpoint}/state.bin`);
+        // Every checkpoint in the copy verifies against its manifest's checksums.
+        const store = new CheckpointStore(path.join(copy, 'checkpoints'), {
+          keep: 3,
+          jobHash: jobHash(loadJob(path.join(copy, 'job.yaml'))),
+        });
+        const newest = await store.loadLatestValid();
+        expect(newest?.warnings).toEqual([]);
+        expect(newest?.info.step).toBe(summary.steps);
+        for (const info of await store.list()) await expect(store.load(info.step)).resolves.toBeDefined();
+      } finally {
+        rmSync(fetched, { recursive: true, force: true });
+      }
+      // The reader cannot change a run.
+      const write = run.exec('runs-reader', ['node', '-e', "require('fs').writeFileSync('/runs/e2e/x', 'x')"]);
+      expect(write.status).not.toBe(0);
+      expect(write.stderr).toMatch(/EROFS/);
+    });
   });
 
   // A killed worker's peers see their ring connections drop; the coordinator regroups the survivors
@@ -187,6 +231,31 @@ describe('a worker cut off the network', () => {
     expect(new Set(steps.map((s) => s.step)).size).toBe(summary.steps);
   });
 });
+
+/** The reader pod's command and whether it mounts /runs read-only, from deploy/k8s/fetch. */
+function readerPodSpec(): { command: string[]; readOnly: boolean } {
+  const [pod] = readYamlDocuments(path.join(REPO_ROOT, 'deploy/k8s/fetch/runs-reader.yaml')) as IPod[];
+  const container = pod?.spec?.containers[0];
+  const mount = container?.volumeMounts?.find((m) => m.mountPath === '/runs');
+  const volume = pod?.spec?.volumes?.find((v) => v.name === mount?.name);
+  if (container?.command === undefined || mount === undefined)
+    throw new Error('runs-reader.yaml: no command or /runs mount');
+  return {
+    command: container.command,
+    readOnly: mount.readOnly === true && volume?.persistentVolumeClaim?.readOnly === true,
+  };
+}
+
+/** Every regular file under `dir` (relative path) with its SHA-256. */
+function treeOf(dir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const full = path.join(entry.parentPath, entry.name);
+    files[path.relative(dir, full)] = createHash('sha256').update(readFileSync(full)).digest('hex');
+  }
+  return files;
+}
 
 function requireCluster(cluster: DockerCluster | undefined): DockerCluster {
   if (cluster === undefined) throw new Error('the cluster did not start (see beforeAll)');

@@ -1,7 +1,7 @@
 // Bad input of every kind gets one clear line naming the problem, a non-zero exit code, and no
 // stack trace.
 import { createServer, type Server } from 'node:net';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, smallMnistJob, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
@@ -153,5 +153,29 @@ describe('bad data and bad peers', () => {
     expectOneLine(worker.stderr, /JOB_HASH_MISMATCH.*differs from the coordinator's/);
     const coord = await coordinator;
     expect(coord.code).not.toBe(0);
+  });
+});
+
+describe('--resume-if-exists', () => {
+  it('without --out names the missing flag', async () => {
+    const job = writeJob(dir, smallMnistJob(), 'auto-job.yaml');
+    const result = await runCli(['coordinator', job, '--port', '0', '--resume-if-exists'], { timeoutMs: 30_000 });
+    expect(result.code).toBe(2);
+    expectOneLine(result.stderr, /^ringtrain: --resume-if-exists: needs --out DIR/);
+  });
+
+  it('refuses a run directory that holds another job, and leaves it as it was', async () => {
+    const run = path.join(dir, 'auto-other');
+    mkdirSync(run);
+    writeJob(run, smallMnistJob({ seed: 8 }), 'job.yaml');
+    const job = writeJob(dir, smallMnistJob(), 'auto-this.yaml');
+    const result = await runCli(['train', job, '--out', run, '--resume-if-exists'], { timeoutMs: 60_000 });
+    expect(result.code).toBe(2);
+    expect(result.stdout).toMatch(/holds a run; continuing it/);
+    expectOneLine(
+      result.stderr,
+      /^ringtrain: .*auto-other\/job\.yaml: this run is of a different job \(hash \w+, this job \w+\)/,
+    );
+    expect(readdirSync(run)).toEqual(['job.yaml']);
   });
 });

@@ -2,6 +2,7 @@
 // API schemas (kubernetes-models; JobSet against deploy/scripts/jobset-schema.ts), every file is
 // used by some kustomization, and each rendered deployment (base, overlays, JobSet) holds the
 // invariants the trainer relies on. Rendering uses deploy/scripts/kustomize-lite.ts.
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,8 @@ import { Job, type IJob } from 'kubernetes-models/batch/v1/Job';
 import type { IJobSpec } from 'kubernetes-models/batch/v1/JobSpec';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPersistentVolumeClaimVolumeSource } from 'kubernetes-models/v1/PersistentVolumeClaimVolumeSource';
+import type { IPod } from 'kubernetes-models/v1/Pod';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
 import { parse as parseYaml } from 'yaml';
@@ -26,6 +29,7 @@ const yamlFiles = readdirSync(K8S_DIR, { recursive: true, encoding: 'utf8' })
 
 /** The parts of one rendered deployment the invariants talk about. */
 interface Deployment {
+  coordinatorJob: IJobSpec;
   workersJob: IJobSpec;
   coordinatorPod: IPodSpec;
   workerPod: IPodSpec;
@@ -67,6 +71,7 @@ function plainDeployment(objects: readonly K8sObject[]): Deployment {
   const headless = services.find((s) => s.spec?.clusterIP === 'None' && selects(s, workersJob.template.metadata));
   const subdomain = workersJob.template.spec?.subdomain;
   return {
+    coordinatorJob,
     workersJob,
     coordinatorPod: must(coordinatorJob.template.spec, 'coordinator pod'),
     workerPod: must(workersJob.template.spec, 'worker pod'),
@@ -89,6 +94,7 @@ function jobSetDeployment(jobSet: JobSetManifest): Deployment {
       : 'dns-off';
   const grpcPort = mainContainer(coordinatorJob.template.spec, 'coordinator').ports?.find((p) => p.name === 'grpc');
   return {
+    coordinatorJob,
     workersJob,
     coordinatorPod: must(coordinatorJob.template.spec, 'coordinator pod'),
     workerPod: must(workersJob.template.spec, 'worker pod'),
@@ -144,6 +150,7 @@ describe.each([
 ])('rendered $dir', ({ dir, workers, gpu }) => {
   const objects = renderKustomization(path.join(K8S_DIR, dir));
   const deployment: Deployment = deploymentOf(objects);
+  const jobSetRendered = objects.some((o) => o.kind === 'JobSet');
   const coordinator = mainContainer(deployment.coordinatorPod, 'coordinator');
   const worker = mainContainer(deployment.workerPod, 'worker');
 
@@ -212,6 +219,43 @@ describe.each([
     expect(coordinator.args?.[1]).toBe('/etc/ringtrain/job.yaml');
   });
 
+  it('keeps one run directory for every coordinator pod and resumes it without edited args', () => {
+    const args = coordinator.args ?? [];
+    expect(args).toContain('--resume-if-exists');
+    expect(args[args.indexOf('--runs-dir') + 1]).toBe('/runs');
+    const out = args[args.indexOf('--out') + 1] ?? '';
+    expect(out).toMatch(/^\/runs\/[^/]+$/);
+    // The name may only use labels the controller gives every pod it starts for this run: a
+    // pod's own name or uid would change with each replacement, and the run would start over.
+    const labels = [...out.matchAll(/\$\((\w+)\)/g)].map(
+      ([, name]) => coordinator.env?.find((e) => e.name === name)?.valueFrom?.fieldRef?.fieldPath,
+    );
+    expect(labels).toEqual(
+      jobSetRendered
+        ? ["metadata.labels['jobset.sigs.k8s.io/jobset-name']"]
+        : ["metadata.labels['batch.kubernetes.io/job-name']", "metadata.labels['batch.kubernetes.io/controller-uid']"],
+    );
+  });
+
+  it('replaces a failed coordinator pod in its Job, and workers wait for it with their replicas', () => {
+    expect(deployment.coordinatorJob.backoffLimit).toBeGreaterThanOrEqual(1);
+    const rules = deployment.coordinatorJob.podFailurePolicy?.rules ?? [];
+    expect(rules.find((r) => r.action === 'Ignore')?.onPodConditions).toEqual([
+      { type: 'DisruptionTarget', status: 'True' },
+    ]);
+    const reconnectMs = Number(worker.args?.[(worker.args.indexOf('--reconnect-ms') ?? -2) + 1]);
+    // Long enough for a replacement pod after a node loss (about 5 min until its pods are evicted).
+    expect(reconnectMs).toBeGreaterThanOrEqual(300_000);
+  });
+
+  it('declares every $(VAR) the args use', () => {
+    for (const container of [coordinator, worker]) {
+      const names = new Set(container.env?.map((e) => e.name));
+      const used = (container.args ?? []).flatMap((arg) => [...arg.matchAll(/\$\((\w+)\)/g)].map((m) => m[1]));
+      expect(used.filter((name) => !names.has(name ?? ''))).toEqual([]);
+    }
+  });
+
   it('runs as a non-root user with a read-only root filesystem', () => {
     for (const [pod, container] of [
       [deployment.coordinatorPod, coordinator],
@@ -226,6 +270,65 @@ describe.each([
     expect(worker.resources?.limits?.['nvidia.com/gpu']).toBe(gpu ? 1 : undefined);
     expect(coordinator.resources?.limits?.['nvidia.com/gpu']).toBeUndefined();
     if (dir !== 'base') expect(worker.image).toBe(`registry.example.com/ringtrain${gpu ? '-gpu' : ''}:0.1.0`);
+  });
+});
+
+describe('rendered fetch (the run-volume reader)', () => {
+  const objects = renderKustomization(path.join(K8S_DIR, 'fetch'));
+  const pod = objects.find((o) => o.kind === 'Pod') as IPod | undefined;
+  const reader = mainContainer(pod?.spec, 'reader');
+  const cpu = renderKustomization(path.join(K8S_DIR, 'overlays/cpu'));
+  const coordinatorPod = deploymentOf(cpu).coordinatorPod;
+
+  it('is one valid Pod, apart from the PVC and every job (deleting it deletes nothing else)', () => {
+    expect(objects.map((o) => o.kind)).toEqual(['Pod']);
+    for (const object of objects) validateObject(object);
+    for (const dir of ['base', 'overlays/cpu', 'overlays/gpu', 'jobset'])
+      expect(renderKustomization(path.join(K8S_DIR, dir)).some((o) => o.kind === 'Pod')).toBe(false);
+  });
+
+  it("mounts the coordinators' run volume read-only at the same path", () => {
+    const claimOf = (spec: IPodSpec | undefined, mountPath: string): IPersistentVolumeClaimVolumeSource | undefined => {
+      const container = spec?.containers[0];
+      const mount = container?.volumeMounts?.find((m) => m.mountPath === mountPath);
+      return spec?.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim;
+    };
+    const written = claimOf(coordinatorPod, '/runs');
+    const read = claimOf(pod?.spec, '/runs');
+    expect(read?.claimName).toBe(written?.claimName);
+    expect(cpu.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === read?.claimName)).toBe(true);
+    expect(read?.readOnly).toBe(true);
+    expect(reader.volumeMounts?.find((m) => m.mountPath === '/runs')?.readOnly).toBe(true);
+  });
+
+  it('runs the deployed image, non-root, and frees the volume by itself after a bounded time', () => {
+    expect(reader.image).toBe(mainContainer(coordinatorPod, 'coordinator').image);
+    expect(pod?.spec?.securityContext?.runAsNonRoot).toBe(true);
+    expect(reader.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(pod?.spec?.activeDeadlineSeconds).toBeGreaterThan(0);
+    expect(pod?.spec?.restartPolicy).toBe('Never');
+  });
+
+  it('replaces the entrypoint with a wait that node runs and SIGTERM ends at once', async () => {
+    const [command, flag, script] = reader.command ?? [];
+    expect([command, flag, reader.args]).toEqual(['node', '-e', undefined]);
+    // The script as written, plus one line that says it got past its own statements.
+    const child = spawn(process.execPath, ['-e', `${script ?? ''}\nconsole.log('waiting');`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const waiting = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        output += d.toString();
+        if (output.includes('waiting')) resolve();
+      }),
+    );
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await Promise.race([waiting, exited]);
+    expect(child.exitCode, output).toBeNull();
+    child.kill('SIGTERM');
+    expect(await exited, output).toBe(0);
   });
 });
 

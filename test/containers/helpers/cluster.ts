@@ -1,8 +1,9 @@
 // A ringtrain cluster in Docker: one coordinator container and N worker containers on a
-// user-defined network (so they find each other by alias), the run directory on a bind mount.
+// user-defined network (so they find each other by alias), the run directory on a bind mount
+// that a reader container can mount too.
 // Ryuk cannot be pulled here (TESTCONTAINERS_RYUK_DISABLED=true), so `close()` removes every
 // container and the network itself; it never throws, so it is safe in afterAll.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -68,6 +69,10 @@ export class DockerCluster {
         String(expectWorkers),
         '--out',
         `/runs/${outName}`,
+        // As in deploy/k8s: a restarted container with this same command continues the run.
+        '--resume-if-exists',
+        '--runs-dir',
+        '/runs',
       ])
       .withWaitStrategy(Wait.forSuccessfulCommand(CONTROL_PORT_OPEN));
     return this.start(COORDINATOR_ALIAS, container);
@@ -85,6 +90,25 @@ export class DockerCluster {
       String(DATA_PORT),
     ]);
     return this.start(alias, container);
+  }
+
+  /**
+   * Starts a second container on the run directory's mount, as deploy/k8s/fetch's reader pod
+   * does after a run: `command` replaces the image's entrypoint, `/runs` is mounted as given.
+   */
+  async startReader(alias: string, command: string[], readOnly: boolean): Promise<StartedTestContainer> {
+    const container = this.container(alias)
+      .withEntrypoint(command)
+      .withBindMounts([{ source: this.runsDir, target: '/runs', mode: readOnly ? 'ro' : 'rw' }]);
+    return this.start(alias, container);
+  }
+
+  /** Runs `command` in a started container, as `kubectl exec` does: its exit status and raw stdout. */
+  exec(alias: string, command: string[]): { status: number; stdout: Buffer; stderr: string } {
+    const result = spawnSync('docker', ['exec', this.require(alias).getId(), ...command], {
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr.toString() };
   }
 
   /** The container's exit code once it stops; after `timeoutMs`, an error carrying its last output. */
