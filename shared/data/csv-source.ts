@@ -65,13 +65,25 @@ function findLabelColumn(header: CsvRow, label: string, file: string): number {
   return index;
 }
 
-/** A finite number, or a DatasetError naming the column. */
+/** Spellings of NaN and infinity that Number() (or a human) reads as a non-finite number. */
+const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
+
+/**
+ * A number finite in float32 (what training computes in), or a DatasetError naming the column.
+ * A finite double such as 1e39 overflows to Infinity in a Float32Array and would poison every
+ * gradient it touches, so it is refused here rather than discovered as skipped steps.
+ */
 function parseNumber(cell: string, column: string, file: string, line: number): number {
   if (cell === '') throw new DatasetError(file, `column "${column}" is empty`, line);
   const value = Number(cell);
-  if (Number.isFinite(value)) return value;
-  if (/^[+-]?(nan|inf|infinity)$/i.test(cell))
-    throw new DatasetError(file, `column "${column}": ${cell} is not a finite number`, line);
+  if (Number.isFinite(Math.fround(value))) return value;
+  if (Number.isFinite(value))
+    throw new DatasetError(
+      file,
+      `column "${column}": ${cell} is outside the float32 range (±3.4e38) that training uses; rescale the column`,
+      line,
+    );
+  if (NON_FINITE.test(cell)) throw new DatasetError(file, `column "${column}": ${cell} is not a finite number`, line);
   throw new DatasetError(file, `column "${column}": "${cell}" is not a number`, line);
 }
 
@@ -87,8 +99,16 @@ function regressionTarget(
 
 /** Distinct labels, sorted (numerically when all are numbers), become class indices. */
 function classTarget(cells: ReadonlyArray<{ cell: string; line: number }>, column: string, file: string): RawTarget {
+  // A missing label is not a class: "NaN" would otherwise become a class called NaN.
   const empty = cells.find(({ cell }) => cell === '');
   if (empty !== undefined) throw new DatasetError(file, `column "${column}" (the label) is empty`, empty.line);
+  const nonFinite = cells.find(({ cell }) => NON_FINITE.test(cell));
+  if (nonFinite !== undefined)
+    throw new DatasetError(
+      file,
+      `column "${column}" (the label) is ${nonFinite.cell}, a missing or non-finite value, not a class`,
+      nonFinite.line,
+    );
   const numeric = cells.every(({ cell }) => Number.isFinite(Number(cell)));
   // Numeric labels are keyed by value, so "1" and "1.0" are one class.
   const keyOf = numeric ? (cell: string): string => String(Number(cell)) : (cell: string): string => cell;

@@ -289,6 +289,9 @@ describe('csv', () => {
     ['nan.csv', 'a,b,y\n1,2,0\n\nNaN,2,1\n', 4, /column "a": NaN is not a finite number/],
     ['inf.csv', 'a,b,y\n1,-Infinity,0\n', 2, /column "b": -Infinity is not a finite number/],
     ['empty-cell.csv', 'a,b,y\n1,,0\n', 2, /column "b" is empty/],
+    // Finite as a double, Infinity as float32: it would poison every gradient it touches.
+    ['float32.csv', 'a,b,y\n1,2,0\n1e39,2,1\n', 3, /column "a": 1e39 is outside the float32 range/],
+    ['float32-label.csv', 'a,b,y\n1,2,0\n1,2,-4e38\n', 3, /column "y": -4e38 is outside the float32 range/],
     ['quote.csv', 'a,b,y\n1,"2,0\n', 2, /unterminated quoted field/],
   ];
   test.each(malformed)('%s is a DatasetError naming the file and line', (name, content, line, reason) => {
@@ -301,6 +304,33 @@ describe('csv', () => {
       reason,
     );
   });
+
+  const badLabels: Array<[string, string, number, RegExp]> = [
+    ['nan-label.csv', 'a,b,y\n1,2,cat\n3,4,NaN\n5,6,dog\n', 3, /column "y" \(the label\) is NaN/],
+    ['nan-numeric-label.csv', 'a,b,y\n1,2,0\n3,4,1\n5,6,nan\n', 4, /column "y" \(the label\) is nan/],
+    ['inf-label.csv', 'a,b,y\n1,2,0\n3,4,-Infinity\n5,6,1\n', 3, /column "y" \(the label\) is -Infinity/],
+    ['empty-label.csv', 'a,b,y\n1,2,cat\n3,4,""\n5,6,dog\n', 3, /column "y" \(the label\) is empty/],
+  ];
+  test.each(badLabels)(
+    'classification: %s is a DatasetError naming the row, not a class',
+    (name, content, line, reason) => {
+      const file = writeFixture(name, content);
+      expectDatasetError(
+        () =>
+          loadDataset(
+            jobFor(
+              { format: 'csv', path: name, label: 'y', task: 'classification' },
+              [2],
+              'categoricalCrossentropy',
+              2,
+            ),
+          ),
+        file,
+        line,
+        reason,
+      );
+    },
+  );
 
   test('a missing file is a DatasetError naming it', () => {
     expectDatasetError(
