@@ -224,6 +224,10 @@ class CoordinatorRun {
         member.session.abort(`no heartbeat for ${Math.round(silentMs / 1000)} s`);
         this.workers?.kill(member.session.hello.pid);
       },
+      (member, busy) =>
+        this.reporter.note(
+          `rank ${member.rank} (${member.session.hello.host} pid ${member.session.hello.pid}) has been busy with ${busy.kind} ${busy.step} for ${Math.round(busy.busyMs / 1000)} s; its heartbeats arrive, so it is slow, not hung`,
+        ),
     );
     let step = startStep;
     try {
@@ -247,7 +251,6 @@ class CoordinatorRun {
               stopAtStep: this.options.stopAtStep,
               events: this.events,
               stragglers: this.stragglers,
-              onStep: (outcome) => monitor.noteStep(outcome.wallMs),
               stopSignal: this.abort.signal,
               shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max,
               checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping),

@@ -36,11 +36,25 @@ export function loadProto(): ProtoGrpcType {
 }
 
 /** Lifts gRPC's 4 MiB default so big state blobs and frames are never refused. */
-export const GRPC_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+const MESSAGE_LIMITS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': 256 * 1024 * 1024,
   'grpc.max_send_message_length': 256 * 1024 * 1024,
+};
+
+/** Channels whose event loop is never blocked for long: keepalive notices a vanished peer in ~15 s. */
+export const GRPC_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  ...MESSAGE_LIMITS,
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_time_between_pings_ms': 5_000,
 };
+
+/**
+ * The control plane's server and the worker's control channel: no keepalive pings. Pings on a
+ * worker's control connection are handled by its compute thread, which cannot answer during a
+ * long synchronous step (and once it can, grpc-js's expired ping timer runs before the ack is
+ * read), so they would cut a healthy worker. Liveness rides on the worker's heartbeat thread
+ * instead, whose own channel uses GRPC_CHANNEL_OPTIONS (see worker/process/heartbeat.ts).
+ */
+export const CONTROL_CHANNEL_OPTIONS: grpc.ChannelOptions = MESSAGE_LIMITS;

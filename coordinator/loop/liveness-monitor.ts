@@ -1,38 +1,44 @@
-// Notices hung workers (SIGSTOP, a cut link): a rank whose control stream has been silent for
-// longer than `hangMs` is reported once. Heartbeats arrive every second from every worker, so
-// silence means the process is not running or cannot reach the coordinator.
+// Notices hung workers (SIGSTOP, a cut link): a rank that has sent nothing for longer than
+// `hangMs` is reported once. Every worker beats once a second from a heartbeat thread beside its
+// compute thread (worker/process/heartbeat.ts), so a long synchronous step does not silence it:
+// silence means the process is not running or cannot reach the coordinator. A rank whose beats
+// say it has been busy with one task for longer than `hangMs` is reported once per task as slow,
+// never evicted for it.
 import type { RingMember } from './membership.js';
+import type { BusyState } from '../session/worker-session.js';
 
 export class LivenessMonitor {
   private readonly timer: NodeJS.Timeout;
   private readonly reported = new Set<number>();
-  private longestStepMs = 0;
+  /** Per session id, the busy task last reported as slow ("step:12"). */
+  private readonly slowReported = new Map<number, string>();
 
   constructor(
     private readonly members: () => RingMember[],
     private readonly hangMs: number,
     private readonly onHang: (member: RingMember, silentMs: number) => void,
+    private readonly onSlow: (member: RingMember, busy: BusyState) => void = () => undefined,
   ) {
     this.timer = setInterval(() => this.check(), Math.min(1_000, Math.max(100, hangMs / 4)));
     this.timer.unref();
   }
 
-  /**
-   * A worker's heartbeat timer cannot fire while TensorFlow.js computes synchronously, so a long
-   * step looks like silence: the threshold is at least 3× the longest step seen so far.
-   */
-  noteStep(wallMs: number): void {
-    this.longestStepMs = Math.max(this.longestStepMs, wallMs);
-  }
-
   private check(): void {
     const now = Date.now();
-    const thresholdMs = Math.max(this.hangMs, 3 * this.longestStepMs);
     for (const member of this.members()) {
-      const silentMs = now - member.session.lastHeartbeatMs;
-      if (silentMs > thresholdMs && !member.session.isClosed && !this.reported.has(member.session.id)) {
-        this.reported.add(member.session.id);
+      const { session } = member;
+      if (session.isClosed || this.reported.has(session.id)) continue;
+      const silentMs = now - session.lastHeartbeatMs;
+      if (silentMs > this.hangMs) {
+        this.reported.add(session.id);
         this.onHang(member, silentMs);
+        continue;
+      }
+      const busy = session.busy;
+      const task = busy === undefined ? '' : `${busy.kind}:${busy.step}`;
+      if (busy !== undefined && busy.busyMs > this.hangMs && this.slowReported.get(session.id) !== task) {
+        this.slowReported.set(session.id, task);
+        this.onSlow(member, busy);
       }
     }
   }

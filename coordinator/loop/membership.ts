@@ -117,6 +117,7 @@ export class Membership {
           leftAddress: left?.hello.dataAddress ?? '',
           rightAddress: right?.hello.dataAddress ?? '',
           runId: this.runId,
+          sessionId: session.id,
         },
       });
     });

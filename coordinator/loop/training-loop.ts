@@ -37,8 +37,6 @@ export interface LoopContext {
   stopSignal: AbortSignal;
   events: EventLog;
   stragglers: StragglerDetector;
-  /** Told every completed step's wall time (the liveness monitor scales its patience with it). */
-  onStep: (outcome: StepOutcome) => void;
   /** Takes a checkpoint of the state after `step` steps (the next step to run). */
   checkpoint: (nextStep: number, metrics: Record<string, number>) => Promise<void>;
 }
@@ -217,7 +215,6 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
     // Execute: workers compute, all-reduce among themselves and apply the same update.
     const outcome = await settleStep(ctx.generation, plan, ctx.stepTimeoutMs, startedMs);
     settledMs = performance.now();
-    ctx.onStep(outcome);
     const { epoch } = plan;
     recordStep(ctx, outcome, epoch, plan.learningRate, result);
     if (!outcome.skipped) {

@@ -1,17 +1,24 @@
 // The coordinator's gRPC endpoint: accepts worker control streams, insists on a Hello first,
-// and hands each joined worker to the membership as a WorkerSession.
+// and hands each joined worker to the membership as a WorkerSession. Also takes each worker's
+// heartbeats (a separate call from the worker's heartbeat thread) to the session they name.
 import * as grpc from '@grpc/grpc-js';
+import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
+import type { HeartbeatsEnd } from '../../proto/generated/ringtrain/v1/HeartbeatsEnd.js';
 import { PortInUseError } from '../../shared/errors.js';
 import { addHealthService } from '../../shared/health.js';
 import type { Logger } from '../../shared/logger.js';
-import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
 import { WorkerSession, type SessionStream } from './worker-session.js';
 
 /** How long a new stream may stay silent before its Hello. */
 const HELLO_TIMEOUT_MS = 10_000;
 
+type HeartbeatsCall = grpc.ServerReadableStream<Heartbeat__Output, HeartbeatsEnd>;
+
 export class ControlServer {
   private nextSessionId = 1;
+  /** Open sessions by id, for heartbeats; a session leaves when its stream closes. */
+  private readonly sessions = new Map<number, WorkerSession>();
 
   private constructor(
     private readonly server: grpc.Server,
@@ -30,7 +37,7 @@ export class ControlServer {
     onSession: (session: WorkerSession) => void;
     configure?: (server: grpc.Server) => void;
   }): Promise<ControlServer> {
-    const server = new grpc.Server(GRPC_CHANNEL_OPTIONS);
+    const server = new grpc.Server(CONTROL_CHANNEL_OPTIONS);
     // Streams can arrive between bind and construction; they are refused until `ref.server` is set.
     const ref: { server?: ControlServer } = {};
     server.addService(loadProto().ringtrain.v1.Control.service, {
@@ -40,6 +47,10 @@ export class ControlServer {
           return;
         }
         ref.server.accept(stream, options.logger, options.onSession);
+      },
+      Heartbeats: (call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>) => {
+        if (ref.server === undefined) callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
+        else ref.server.takeHeartbeats(call, callback);
       },
     });
     addHealthService(server);
@@ -81,9 +92,31 @@ export class ControlServer {
         return;
       }
       const session = new WorkerSession(this.nextSessionId++, first.hello, stream, logger);
+      this.sessions.set(session.id, session);
+      void session.closed.then(() => this.sessions.delete(session.id));
       onSession(session);
     });
     stream.on('error', () => clearTimeout(timer));
+  }
+
+  /**
+   * Beats are credited to the open session they name (id and pid must match); a beat for any
+   * other ends the call, since that worker's session is gone and it must join again.
+   */
+  private takeHeartbeats(call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>): void {
+    let ended = false;
+    const end = (error: grpc.ServiceError | null): void => {
+      if (ended) return;
+      ended = true;
+      callback(error, {});
+    };
+    call.on('data', (beat: Heartbeat__Output) => {
+      const session = this.sessions.get(beat.sessionId);
+      if (session !== undefined && session.hello.pid === beat.pid) session.noteHeartbeat(beat);
+      else end(Object.assign(new Error('no such session'), { code: grpc.status.NOT_FOUND, details: `no open session ${beat.sessionId} for pid ${beat.pid}`, metadata: new grpc.Metadata() }));
+    });
+    call.on('end', () => end(null));
+    call.on('error', () => (ended = true));
   }
 
   /** Stops accepting and closes every stream (bounded: forces after `graceMs`). */

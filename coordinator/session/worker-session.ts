@@ -3,6 +3,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { EvalReport__Output } from '../../proto/generated/ringtrain/v1/EvalReport.js';
+import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
 import type { Hello__Output } from '../../proto/generated/ringtrain/v1/Hello.js';
 import type { Ready__Output } from '../../proto/generated/ringtrain/v1/Ready.js';
 import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
@@ -25,14 +26,26 @@ type Reply =
 export type StepResult =
   { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
 
+/** What a worker's compute thread was busy with at its last heartbeat (see worker/process/heartbeat.ts). */
+export interface BusyState {
+  /** "step", "eval" or "export". */
+  kind: string;
+  step: number;
+  /** How long it had been at it, by the worker's clock. */
+  busyMs: number;
+}
+
 /** Bytes per BlobChunk / load_state chunk on the control stream. */
 export const BLOB_CHUNK_BYTES = 1 << 20;
 
 export class WorkerSession {
   /** Assigned when the worker is admitted; -1 before. */
   rank = -1;
+  /** When anything (a control message or a heartbeat) last came from this worker. */
   lastHeartbeatMs = Date.now();
   lastStep = -1;
+  /** Set while the worker's last heartbeat said its compute thread was busy. */
+  busy: BusyState | undefined;
   private readonly replies = new Mailbox<Reply>();
   private readonly blobParts = new Map<number, Buffer[]>();
   private closeReason: string | undefined;
@@ -159,6 +172,13 @@ export class WorkerSession {
     this.stream.destroy(new Error(reason));
   }
 
+  /** A beat from the worker's heartbeat thread: it is alive, whatever its compute thread is doing. */
+  noteHeartbeat(beat: Heartbeat__Output): void {
+    this.lastHeartbeatMs = Date.now();
+    this.lastStep = Math.max(this.lastStep, beat.lastStep);
+    this.busy = beat.busyWith === '' ? undefined : { kind: beat.busyWith, step: beat.busyStep, busyMs: beat.busyMs };
+  }
+
   private waitFor(key: string, timeoutMs: number, doing: string): Promise<Reply> {
     return this.replies.wait(
       key,
@@ -207,7 +227,7 @@ export class WorkerSession {
         if (message.ack) this.replies.deliver(`ack:${message.ack.requestId}`, { kind: 'ack' });
         break;
       case 'heartbeat':
-        if (message.heartbeat) this.lastStep = Math.max(this.lastStep, message.heartbeat.lastStep);
+        if (message.heartbeat) this.noteHeartbeat(message.heartbeat);
         break;
       case 'failure':
         close(`worker reported ${message.failure?.code ?? 'a failure'}: ${message.failure?.message ?? ''}`);

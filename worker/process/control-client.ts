@@ -8,7 +8,7 @@ import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMes
 import type { ControlClient } from '../../proto/generated/ringtrain/v1/Control.js';
 import { CoordinatorUnreachableError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
 
 export interface RetryPolicy {
   /** @default 10 */
@@ -36,6 +36,8 @@ export class ControlConnection {
   welcome!: Welcome__Output;
 
   private constructor(
+    /** The coordinator's host:port, as dialled. */
+    readonly address: string,
     private readonly client: ControlClient,
     private readonly stream: Stream,
   ) {
@@ -50,22 +52,38 @@ export class ControlConnection {
         this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
       this.wake?.();
     });
-    const end = (reason: string): void => {
-      this.endReason ??= reason;
-      this.interrupt(reason);
-      for (const resolve of this.flushWaiters) resolve();
-      this.flushWaiters.clear();
-      this.wake?.();
-    };
-    stream.on('end', () => end('coordinator closed the control stream'));
-    stream.on('error', (error: Error) => end(`control stream error: ${error.message}`));
-    stream.on('close', () => end('control stream closed'));
+    stream.on('end', () => this.end('coordinator closed the control stream'));
+    stream.on('error', (error: Error) => this.end(`control stream error: ${error.message}`));
+    stream.on('close', () => this.end('control stream closed'));
+  }
+
+  private end(reason: string): void {
+    this.endReason ??= reason;
+    this.interrupt(reason);
+    for (const resolve of this.flushWaiters) resolve();
+    this.flushWaiters.clear();
+    this.wake?.();
+  }
+
+  /**
+   * Gives the session up as lost, as if the stream had ended: the heartbeat thread found the
+   * coordinator unreachable. This channel has no keepalive of its own (see CONTROL_CHANNEL_OPTIONS),
+   * so without this a coordinator that vanished without closing its connection would be waited
+   * for forever. Deferred by a turn of the event loop, so an order already read off the socket
+   * (a shutdown) is queued first and still obeyed.
+   */
+  abandon(reason: string): void {
+    setImmediate(() => {
+      if (this.endReason !== undefined) return;
+      this.end(reason);
+      this.stream.cancel();
+    });
   }
 
   /** Dials `address` until it answers (bounded by `retry`), then joins with `hello`. */
   static async connect(address: string, hello: Hello, retry: RetryPolicy, logger: Logger): Promise<ControlConnection> {
     const Control = loadProto().ringtrain.v1.Control;
-    const client = new Control(address, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+    const client = new Control(address, grpc.credentials.createInsecure(), CONTROL_CHANNEL_OPTIONS);
     let delayMs = retry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -84,7 +102,7 @@ export class ControlConnection {
       }
     }
     // The listener is attached before anything can arrive, so no order is ever dropped.
-    const connection = new ControlConnection(client, client.Session());
+    const connection = new ControlConnection(address, client, client.Session());
     connection.send({ hello });
     const first = await connection.next();
     if (first?.kind === 'reject') {

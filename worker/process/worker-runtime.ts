@@ -1,6 +1,6 @@
 // A joined worker's life: generations come and go (a new Welcome re-forms the ring) while the
-// replica and its data stay. Owns the heartbeat timer and the ring collective of the current
-// generation.
+// replica and its data stay. Owns the heartbeat (a thread, see heartbeat.ts) and the ring
+// collective of the current generation.
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
@@ -11,6 +11,7 @@ import type { Logger } from '../../shared/logger.js';
 import { encodeModelBlob } from '../../shared/model-blob.js';
 import type { ControlConnection } from './control-client.js';
 import { dieIfEvalFault } from './eval-fault.js';
+import { Heartbeat } from './heartbeat.js';
 import { exportModel } from '../replica/model-export.js';
 import type { Replica } from '../replica/replica.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
@@ -18,7 +19,6 @@ import type { RingEndpoint } from '../transport/ring-endpoint.js';
 import type { TrainerReplica } from '../replica/trainer-replica.js';
 
 const BLOB_CHUNK_BYTES = 1 << 20;
-const HEARTBEAT_MS = 1_000;
 
 /**
  * One worker's life after joining: generations come and go (a new Welcome re-forms the ring),
@@ -28,7 +28,7 @@ const HEARTBEAT_MS = 1_000;
 export class WorkerRuntime {
   private comm: RingCollective | undefined;
   private generation = 0;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly heartbeat: Heartbeat;
   private connection!: ControlConnection;
   /** The job hash this replica was built for; a later coordinator must run the same job. */
   readonly jobHash: string;
@@ -45,6 +45,7 @@ export class WorkerRuntime {
     private readonly logger: Logger,
   ) {
     this.jobHash = connection.welcome.jobHash;
+    this.heartbeat = new Heartbeat(logger);
     this.attach(connection);
   }
 
@@ -55,12 +56,12 @@ export class WorkerRuntime {
 
   /** Serves `connection` from now on (the first one, or a restarted coordinator's). */
   attach(connection: ControlConnection): void {
-    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     this.connection = connection;
-    this.heartbeat = setInterval(
-      () => connection.send({ heartbeat: { lastStep: this.trainer.completedSteps - 1 } }),
-      HEARTBEAT_MS,
-    );
+    this.heartbeat.finished(this.trainer.completedSteps - 1);
+    this.heartbeat.start(connection.address, connection.welcome.sessionId, (reason) => {
+      this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
+      connection.abandon(reason);
+    });
     connection.onInterrupt((reason) => {
       this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
       void this.comm?.close();
@@ -104,17 +105,19 @@ export class WorkerRuntime {
         return;
       case 'eval': {
         const order = message.eval;
-        if (order) dieIfEvalFault(order.split, this.trainer.completedSteps);
-        if (order)
-          this.connection.send({
-            evalReport: { requestId: order.requestId, ...this.trainer.evaluate(order.split, order.sampleIndices) },
-          });
+        if (order) {
+          dieIfEvalFault(order.split, this.trainer.completedSteps);
+          const sums = await this.heartbeat.busy('eval', this.trainer.completedSteps, () =>
+            this.trainer.evaluate(order.split, order.sampleIndices),
+          );
+          this.connection.send({ evalReport: { requestId: order.requestId, ...sums } });
+        }
         return;
       }
       case 'blobRequest': {
         const request = message.blobRequest;
         if (!request) return;
-        const blob =
+        const blob = await this.heartbeat.busy('export', this.trainer.completedSteps, async () =>
           request.kind === 'model'
             ? encodeModelBlob(
                 await exportModel(this.replica.model, {
@@ -122,7 +125,8 @@ export class WorkerRuntime {
                   classNames: this.dataset.classNames ?? null,
                 }),
               )
-            : this.trainer.exportState();
+            : this.trainer.exportState(),
+        );
         sendBlob(this.connection, request.requestId, blob);
         this.trainer.markBusyUntilNow();
         return;
@@ -142,11 +146,11 @@ export class WorkerRuntime {
       // The next order is usually queued already (the coordinator sends one ahead): flushed
       // first, the report reaches the coordinator now rather than after that step's compute,
       // so the order after that one is not sent late.
-      await this.connection.sendFlushed({
-        stepReport: await this.trainer.step(order, (buffer, step, collective) =>
-          comm.allReduce(buffer, step, collective),
-        ),
-      });
+      const stepReport = await this.heartbeat.busy('step', order.step, () =>
+        this.trainer.step(order, (buffer, step, collective) => comm.allReduce(buffer, step, collective)),
+      );
+      this.heartbeat.finished(this.trainer.completedSteps - 1);
+      await this.connection.sendFlushed({ stepReport });
     } catch (error) {
       if (!(error instanceof CollectiveError)) throw error;
       this.logger.warn(
@@ -167,10 +171,11 @@ export class WorkerRuntime {
   /** Loads a full state (resume, or a survivor's state after a regroup). */
   importState(bytes: Uint8Array): void {
     this.trainer.importState(bytes, 'state from coordinator');
+    this.heartbeat.finished(this.trainer.completedSteps - 1);
   }
 
   async close(): Promise<void> {
-    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    await this.heartbeat.stop();
     await this.comm?.close();
   }
 }

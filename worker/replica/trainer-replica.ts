@@ -64,7 +64,13 @@ export class TrainerReplica {
    */
   private readonly nanSteps = parseStepSet(process.env['RINGTRAIN_FAULT_NAN_STEPS']);
   /** Fault injection: RINGTRAIN_FAULT_SLOW_RANK="1:40" makes rank 1 compute 40 ms longer each step (a straggler). */
-  private readonly slowdown = parseSlowdown(process.env['RINGTRAIN_FAULT_SLOW_RANK']);
+  private readonly slowdown = parseFaultPair(process.env['RINGTRAIN_FAULT_SLOW_RANK']);
+  /**
+   * Fault injection: RINGTRAIN_FAULT_BLOCK_STEP="2:8000" blocks every rank's thread for 8 s
+   * inside step 2's compute, synchronously, as one huge kernel would: no timer or I/O of this
+   * thread runs meanwhile (a long step, which must not be taken for a hang).
+   */
+  private readonly block = parseFaultPair(process.env['RINGTRAIN_FAULT_BLOCK_STEP']);
   /** This replica's rank in the current generation (set by the runtime on each Welcome). */
   rank = -1;
 
@@ -100,7 +106,8 @@ export class TrainerReplica {
     grad[lossSlot] = local.lossSum;
     grad[lossSlot + 1] = local.count;
     if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
-    if (this.slowdown?.rank === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
+    if (this.slowdown?.at === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
+    if (this.block?.at === order.step) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, this.block.ms);
     const computedMs = performance.now();
 
     // Only the gradient collective is timed as all-reduce (and its wait reported): syncBatchNorm's
@@ -326,7 +333,8 @@ function parseStepSet(text: string | undefined): { has(step: number): boolean } 
   return { has: (step) => steps.has(step) };
 }
 
-function parseSlowdown(text: string | undefined): { rank: number; ms: number } | undefined {
+/** "AT:MS" (a rank or a step, and milliseconds) of a fault-injection variable. */
+function parseFaultPair(text: string | undefined): { at: number; ms: number } | undefined {
   const match = /^(\d+):(\d+)$/.exec(text?.trim() ?? '');
-  return match === null ? undefined : { rank: Number(match[1]), ms: Number(match[2]) };
+  return match === null ? undefined : { at: Number(match[1]), ms: Number(match[2]) };
 }

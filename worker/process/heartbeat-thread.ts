@@ -1,0 +1,37 @@
+// Entry point of the worker's heartbeat thread (started by heartbeat.ts): its own gRPC channel to
+// the coordinator and one Heartbeats call, written to once per interval from this thread's own
+// event loop, so a busy compute thread does not silence it. Reads the compute thread's state
+// from shared memory; posts `{ lost }` to it when the coordinator ends the call or is unreachable.
+import { parentPort, workerData } from 'node:worker_threads';
+import * as grpc from '@grpc/grpc-js';
+import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { BUSY_KINDS, SLOT, type HeartbeatThreadData } from './heartbeat.js';
+
+const data = workerData as HeartbeatThreadData;
+const view = new BigInt64Array(data.state);
+const Control = loadProto().ringtrain.v1.Control;
+// Keepalive on: this thread is never blocked, so an unanswered ping really means a lost coordinator.
+const client = new Control(data.coordinator, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+let timer: NodeJS.Timeout | undefined;
+
+const call = client.Heartbeats((error) => {
+  if (timer !== undefined) clearInterval(timer);
+  parentPort?.postMessage({ lost: error ? `heartbeats ended: ${error.details || error.message}` : 'heartbeats ended' });
+  client.close();
+});
+
+function beat(): void {
+  const busyKind = BUSY_KINDS[Number(Atomics.load(view, SLOT.busyKind))] ?? '';
+  const busySinceMs = Number(Atomics.load(view, SLOT.busySinceMs));
+  call.write({
+    sessionId: data.sessionId,
+    pid: data.pid,
+    lastStep: Number(Atomics.load(view, SLOT.lastStep)),
+    busyWith: busyKind,
+    busyStep: busyKind === '' ? -1 : Number(Atomics.load(view, SLOT.busyStep)),
+    busyMs: busyKind === '' ? 0 : Math.max(0, Date.now() - busySinceMs),
+  });
+}
+
+beat();
+timer = setInterval(beat, data.intervalMs);
