@@ -113,7 +113,14 @@ export class ControlServer {
     call.on('data', (beat: Heartbeat__Output) => {
       const session = this.sessions.get(beat.sessionId);
       if (session !== undefined && session.hello.pid === beat.pid) session.noteHeartbeat(beat);
-      else end(Object.assign(new Error('no such session'), { code: grpc.status.NOT_FOUND, details: `no open session ${beat.sessionId} for pid ${beat.pid}`, metadata: new grpc.Metadata() }));
+      else
+        end(
+          Object.assign(new Error('no such session'), {
+            code: grpc.status.NOT_FOUND,
+            details: `no open session ${beat.sessionId} for pid ${beat.pid}`,
+            metadata: new grpc.Metadata(),
+          }),
+        );
     });
     call.on('end', () => end(null));
     call.on('error', () => (ended = true));

@@ -33,8 +33,7 @@ const job = (workers: unknown): string =>
     `liveness-${Math.random().toString(36).slice(2)}.yaml`,
   );
 
-const summaryOf = (out: string): Summary =>
-  JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary;
+const summaryOf = (out: string): Summary => JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary;
 
 function stepsLogged(out: string): number[] {
   const file = path.join(out, 'metrics.jsonl');
@@ -49,7 +48,7 @@ describe('liveness', () => {
     const out = path.join(dir, 'long-step');
     const result = await runCli(['train', job(2), '--out', out], {
       env: { RINGTRAIN_FAULT_BLOCK_STEP: `2:${4 * HANG_MS}` },
-      timeoutMs: 240_000,
+      timeoutMs: 280_000,
     });
     expect(result.code, result.stderr).toBe(0);
     const summary = summaryOf(out);
@@ -57,8 +56,10 @@ describe('liveness', () => {
     expect(summary.recoveries).toBe(0);
     expect(new Set(stepsLogged(out)).size).toBe(TOTAL_STEPS);
     // The coordinator saw the beats say what took so long.
-    expect(result.stdout).toMatch(/has been busy with step 2 for \d+ s; its heartbeats arrive, so it is slow, not hung/);
-  });
+    expect(result.stdout).toMatch(
+      /has been busy with step 2 for \d+ s; its heartbeats arrive, so it is slow, not hung/,
+    );
+  }, 300_000);
 
   it('a SIGSTOPped worker (all its threads stopped) is still evicted after hangMs', async () => {
     const out = path.join(dir, 'sigstop');
@@ -69,19 +70,24 @@ describe('liveness', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout.resume();
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    for (let i = 0; i < 1200 && stepsLogged(out).length < 5; i++) await new Promise((r) => setTimeout(r, 50));
-    const pids = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .map(Number);
-    expect(pids).toHaveLength(2);
-    process.kill(pids[1] as number, 'SIGSTOP');
-    const code = await exited;
-    expect(code, stderr).toBe(0);
+    let pids: number[] = [];
+    try {
+      for (let i = 0; i < 2400 && stepsLogged(out).length < 5; i++) await new Promise((r) => setTimeout(r, 50));
+      pids = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map(Number);
+      expect(pids).toHaveLength(2);
+      process.kill(pids[1] as number, 'SIGSTOP');
+      expect(await exited, stderr).toBe(0);
+    } finally {
+      // On a failed expectation, leave no process behind (a stopped one included).
+      for (const pid of [...pids, child.pid ?? -1]) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
     const eviction = summaryOf(out).events.find((e) => e.kind === 'eviction');
     expect(eviction?.detail).toMatch(/sent nothing for \d+ s/);
     expect(new Set(stepsLogged(out)).size).toBe(TOTAL_STEPS);
     for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
     expect(pids.filter(alive)).toEqual([]);
-  });
+  }, 300_000);
 });

@@ -12,12 +12,20 @@ const view = new BigInt64Array(data.state);
 const Control = loadProto().ringtrain.v1.Control;
 // Keepalive on: this thread is never blocked, so an unanswered ping really means a lost coordinator.
 const client = new Control(data.coordinator, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
-let timer: NodeJS.Timeout | undefined;
+/**
+ * How long after its call ends this thread waits before telling the compute thread the
+ * coordinator is lost: when the coordinator ended the session itself (shutdown, eviction), the
+ * control stream says so first, and that must win.
+ */
+const LOST_GRACE_MS = 3_000;
 
 const call = client.Heartbeats((error) => {
-  if (timer !== undefined) clearInterval(timer);
-  parentPort?.postMessage({ lost: error ? `heartbeats ended: ${error.details || error.message}` : 'heartbeats ended' });
-  client.close();
+  clearInterval(timer);
+  const lost = error ? `heartbeats ended: ${error.details || error.message}` : 'heartbeats ended';
+  setTimeout(() => {
+    parentPort?.postMessage({ lost });
+    client.close();
+  }, LOST_GRACE_MS);
 });
 
 function beat(): void {
@@ -34,4 +42,5 @@ function beat(): void {
 }
 
 beat();
-timer = setInterval(beat, data.intervalMs);
+// The call's callback, which clears it, can only run after this line (it is asynchronous).
+const timer = setInterval(beat, data.intervalMs);
