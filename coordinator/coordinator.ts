@@ -4,12 +4,13 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
-import { assertBackendInstalled } from '../shared/backend-check.js';
+import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
 import { PreemptedError, rethrowStorageFull, RingtrainError, WorkerFailedError } from '../shared/errors.js';
 import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
+import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { cursorOf } from '../shared/shard-plan.js';
 import { CheckpointStore } from './run/checkpoint-store.js';
 import { ControlServer } from './session/control-server.js';
@@ -66,6 +67,13 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   const dataset = loadDataset(job);
   const hooks = await UserHooks.load(job.hooks);
   if (options.localWorkers > 0) assertBackendInstalled(job.backend);
+  const bounds =
+    options.localWorkers > 0
+      ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers }
+      : workerBounds(job);
+  // A step that cannot fit the backend's memory is a configuration error, not a worker crash.
+  // RINGTRAIN_MEMORY_CHECK=off skips it, for a model the estimate judges wrongly (and for drills).
+  if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off') assertFitsMemory(job, bounds.min, expectedBackend(job.backend));
   const admit: { membership?: Membership } = {};
   const server = await ControlServer.start({
     host: options.host,
@@ -77,10 +85,6 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
     await server.close();
     throw error;
   });
-  const bounds =
-    options.localWorkers > 0
-      ? { min: Math.min(workerBounds(job).min, options.localWorkers), max: options.localWorkers }
-      : workerBounds(job);
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
@@ -329,6 +333,7 @@ class CoordinatorRun {
         const cursor = cursorOf(step, this.dataset.train.count, this.options.job.training.batchSize);
         await this.checkpoints.save({ step, ...cursor, state });
       },
+      hasCheckpoint: async () => (await this.checkpoints.list()).length > 0,
     });
   }
 

@@ -86,6 +86,54 @@ export class PortInUseError extends RingtrainError {
   }
 }
 
+/**
+ * The model and batch need more memory than the backend can ever give one worker (the wasm
+ * heap's fixed 4 GiB): refused before any worker starts. A configuration error, so exit code 2.
+ */
+export class ModelTooLargeError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly estimatedBytes: number,
+    readonly limitBytes: number,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(detail, options);
+  }
+}
+
+/**
+ * A worker's backend ran out of memory during a step (on wasm: "memory access out of bounds" or a
+ * RangeError when its heap cannot grow). The worker reports it and stops: the coordinator's
+ * exit code for a failed worker, 8.
+ */
+export class OutOfMemoryError extends RingtrainError {
+  override readonly exitCode = 8;
+}
+
+/** WebAssembly.RuntimeError (a trap), which this project's TypeScript libs do not declare. */
+const WASM_RUNTIME_ERROR = (globalThis as unknown as { WebAssembly: { RuntimeError: new () => Error } }).WebAssembly
+  .RuntimeError;
+
+/**
+ * `error` as an OutOfMemoryError when it is the backend running out of memory during `doing`
+ * ("step 0"), else undefined. On wasm every WebAssembly.RuntimeError counts: an allocation the
+ * 4 GiB heap cannot hold surfaces as "memory access out of bounds" (or, for one tensor over
+ * 4 GiB, whose size wraps in 32 bits, as "table index is out of bounds"), never as a clear error.
+ */
+export function outOfMemoryFrom(error: unknown, doing: string, backend: string): OutOfMemoryError | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  const wasmTrap = error instanceof WASM_RUNTIME_ERROR && backend === 'wasm';
+  const allocation =
+    error instanceof RangeError && /allocation failed|invalid array length|out of memory|memory access/i.test(message);
+  if (!wasmTrap && !allocation && !/out of memory|\bOOM\b/i.test(message)) return undefined;
+  const limit = backend === 'wasm' ? ` (the wasm heap is limited to 4 GiB)` : '';
+  return new OutOfMemoryError(
+    `out of memory in ${doing} on the ${backend} backend${limit}: ${message}; use a smaller model or training.batchSize, more workers, or backend: tensorflow`,
+    { cause: error },
+  );
+}
+
 /** A worker failed or left during training. */
 export class WorkerFailedError extends RingtrainError {
   override readonly exitCode = 8;

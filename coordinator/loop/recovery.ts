@@ -30,6 +30,8 @@ export interface RegroupContext {
   abort: AbortSignal;
   /** Persists `state` as a checkpoint before giving up (so nothing is lost). */
   saveBeforeFailing: (state: Uint8Array, step: number) => Promise<void>;
+  /** Whether the run has a checkpoint to resume from (advice is given only then). */
+  hasCheckpoint: () => Promise<boolean>;
 }
 
 export interface Regrouped {
@@ -45,8 +47,16 @@ export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
     (best, s) => (best === undefined || s.completedSteps > best.completedSteps ? s : best),
     undefined,
   );
-  if (source === undefined)
-    throw new WorkerFailedError(-1, 'every worker failed; resume from the last checkpoint with --resume');
+  if (source === undefined) {
+    // Advise --resume only when there is something to resume: a run whose every worker died
+    // before its first checkpoint (out of memory at step 0, say) must be fixed and restarted.
+    const advice = (await ctx.hasCheckpoint())
+      ? 'resume from the last checkpoint with --resume'
+      : 'no checkpoint was written, so there is nothing to resume: fix the cause and start the run again';
+    const failed = ctx.failure?.outcomes.find((o) => o.kind === 'failed');
+    const cause = failed?.kind === 'failed' ? ` (rank ${failed.member.rank}: ${failed.reason})` : '';
+    throw new WorkerFailedError(-1, `every worker failed${cause}; ${advice}`);
+  }
   const state = await source.member.session.fetchBlob(requestIds++, 'state', ctx.readyTimeoutMs);
   const startStep = source.completedSteps;
   const joiners = await gatherJoiners(ctx, survivors.length, state, startStep);

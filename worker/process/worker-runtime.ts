@@ -5,7 +5,7 @@ import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
 import type { Dataset } from '../../shared/data/dataset.js';
-import { CollectiveError, RingtrainError } from '../../shared/errors.js';
+import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
 import { encodeModelBlob } from '../../shared/model-blob.js';
@@ -107,9 +107,11 @@ export class WorkerRuntime {
         const order = message.eval;
         if (order) {
           dieIfEvalFault(order.split, this.trainer.completedSteps);
-          const sums = await this.heartbeat.busy('eval', this.trainer.completedSteps, () =>
-            this.trainer.evaluate(order.split, order.sampleIndices),
-          );
+          const sums = await this.heartbeat
+            .busy('eval', this.trainer.completedSteps, () => this.trainer.evaluate(order.split, order.sampleIndices))
+            .catch(async (error: unknown) => {
+              throw await this.reportOutOfMemory(error, `evaluating ${order.split}`);
+            });
           this.connection.send({ evalReport: { requestId: order.requestId, ...sums } });
         }
         return;
@@ -152,7 +154,7 @@ export class WorkerRuntime {
       this.heartbeat.finished(this.trainer.completedSteps - 1);
       await this.connection.sendFlushed({ stepReport });
     } catch (error) {
-      if (!(error instanceof CollectiveError)) throw error;
+      if (!(error instanceof CollectiveError)) throw await this.reportOutOfMemory(error, `step ${order.step}`);
       this.logger.warn(
         { step: order.step, reason: error.message },
         'step aborted; waiting for the coordinator to regroup',
@@ -166,6 +168,18 @@ export class WorkerRuntime {
         },
       });
     }
+  }
+
+  /**
+   * An out-of-memory failure is told to the coordinator in one line (its session then fails with
+   * it, instead of "control stream ended") and returned as an OutOfMemoryError; others as they are.
+   */
+  private async reportOutOfMemory(error: unknown, doing: string): Promise<unknown> {
+    const oom = outOfMemoryFrom(error, doing, this.backend);
+    if (oom === undefined) return error;
+    this.logger.error({ doing, backend: this.backend }, oom.message);
+    await this.connection.sendFlushed({ failure: { code: 'OUT_OF_MEMORY', message: oom.message } });
+    return oom;
   }
 
   /** Loads a full state (resume, or a survivor's state after a regroup). */
