@@ -101,10 +101,13 @@ export class ControlServer {
 
   /**
    * Beats are credited to the open session they name (id and pid must match); a beat for any
-   * other ends the call, since that worker's session is gone and it must join again.
+   * other ends the call, since that worker's session is gone and it must join again. The call
+   * ends with its session, so no heartbeat call outlives the control stream it speaks for (and
+   * none holds up the server's shutdown).
    */
   private takeHeartbeats(call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>): void {
     let ended = false;
+    let bound: WorkerSession | undefined;
     const end = (error: grpc.ServiceError | null): void => {
       if (ended) return;
       ended = true;
@@ -112,8 +115,11 @@ export class ControlServer {
     };
     call.on('data', (beat: Heartbeat__Output) => {
       const session = this.sessions.get(beat.sessionId);
-      if (session !== undefined && session.hello.pid === beat.pid) session.noteHeartbeat(beat);
-      else
+      if (session !== undefined && session.hello.pid === beat.pid && (bound ?? session) === session) {
+        if (bound === undefined) void session.closed.then(() => end(null));
+        bound = session;
+        session.noteHeartbeat(beat);
+      } else
         end(
           Object.assign(new Error('no such session'), {
             code: grpc.status.NOT_FOUND,

@@ -19,7 +19,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // 800 train samples, batch 32: 25 steps.
 const TOTAL_STEPS = 25;
-const HANG_MS = 2000;
+const HANG_MS = 3000;
 const job = (workers: unknown): string =>
   writeJob(
     dir,

@@ -28,17 +28,25 @@ const call = client.Heartbeats((error) => {
   }, LOST_GRACE_MS);
 });
 
+let first = true;
+
 function beat(): void {
   const busyKind = BUSY_KINDS[Number(Atomics.load(view, SLOT.busyKind))] ?? '';
   const busySinceMs = Number(Atomics.load(view, SLOT.busySinceMs));
-  call.write({
-    sessionId: data.sessionId,
-    pid: data.pid,
-    lastStep: Number(Atomics.load(view, SLOT.lastStep)),
-    busyWith: busyKind,
-    busyStep: busyKind === '' ? -1 : Number(Atomics.load(view, SLOT.busyStep)),
-    busyMs: busyKind === '' ? 0 : Math.max(0, Date.now() - busySinceMs),
-  });
+  call.write(
+    {
+      sessionId: data.sessionId,
+      pid: data.pid,
+      lastStep: Number(Atomics.load(view, SLOT.lastStep)),
+      busyWith: busyKind,
+      busyStep: busyKind === '' ? -1 : Number(Atomics.load(view, SLOT.busyStep)),
+      busyMs: busyKind === '' ? 0 : Math.max(0, Date.now() - busySinceMs),
+    },
+    () => {
+      if (first) parentPort?.postMessage({ beating: true });
+      first = false;
+    },
+  );
 }
 
 beat();

@@ -45,13 +45,13 @@ export class Heartbeat {
    * the coordinator ends the beats or cannot be reached (its keepalive failed): the control
    * session is then gone too, even if this thread has not noticed yet.
    */
-  start(coordinator: string, sessionId: number, onLost: (reason: string) => void): void {
+  start(coordinator: string, sessionId: number, onLost: (reason: string) => void): Promise<void> {
     void this.stop();
     if (!existsSync(THREAD_URL)) {
       // Only the built worker (dist) has the thread's .js; a source checkout run by a test
       // runner has none. Say so: a long step will then look like a hang.
       this.logger.warn({ file: THREAD_URL.pathname }, 'heartbeat thread not built; no heartbeats');
-      return;
+      return Promise.resolve();
     }
     const workerData: HeartbeatThreadData = {
       coordinator,
@@ -62,11 +62,21 @@ export class Heartbeat {
     };
     const thread = new Worker(THREAD_URL, { workerData });
     thread.unref();
-    thread.on('message', (message: { lost?: string }) => {
-      if (message.lost !== undefined && this.thread === thread) onLost(message.lost);
-    });
-    thread.on('error', (error) => this.logger.warn({ err: error.message }, 'heartbeat thread failed'));
     this.thread = thread;
+    // Settles once the first beat is on its way (or the thread is gone): starting a thread and
+    // loading gRPC into it takes a while on a busy machine, and a worker that reports Ready
+    // before its heartbeat runs could be silent for longer than hangMs in its first step.
+    return new Promise<void>((resolve) => {
+      thread.on('message', (message: { beating?: boolean; lost?: string }) => {
+        resolve();
+        if (message.lost !== undefined && this.thread === thread) onLost(message.lost);
+      });
+      thread.on('error', (error) => {
+        this.logger.warn({ err: error.message }, 'heartbeat thread failed');
+        resolve();
+      });
+      thread.on('exit', () => resolve());
+    });
   }
 
   /** The replica has finished step `step` (its last finished step). */

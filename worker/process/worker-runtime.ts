@@ -29,6 +29,8 @@ export class WorkerRuntime {
   private comm: RingCollective | undefined;
   private generation = 0;
   private readonly heartbeat: Heartbeat;
+  /** Settles when the heartbeat of the current connection beats (Ready waits for it). */
+  private heartbeatStarted: Promise<void> = Promise.resolve();
   private connection!: ControlConnection;
   /** The job hash this replica was built for; a later coordinator must run the same job. */
   readonly jobHash: string;
@@ -58,7 +60,7 @@ export class WorkerRuntime {
   attach(connection: ControlConnection): void {
     this.connection = connection;
     this.heartbeat.finished(this.trainer.completedSteps - 1);
-    this.heartbeat.start(connection.address, connection.welcome.sessionId, (reason) => {
+    this.heartbeatStarted = this.heartbeat.start(connection.address, connection.welcome.sessionId, (reason) => {
       this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
       connection.abandon(reason);
     });
@@ -85,6 +87,7 @@ export class WorkerRuntime {
     this.generation = welcome.generation;
     this.trainer.rank = welcome.rank;
     this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
+    await this.heartbeatStarted;
     this.connection.send({
       ready: {
         generation: welcome.generation,
