@@ -60,7 +60,9 @@ export class Heartbeat {
       intervalMs: HEARTBEAT_INTERVAL_MS,
       state: this.state,
     };
-    const thread = new Worker(THREAD_URL, { workerData });
+    // No inherited Node flags: a preload meant for the process (shared/parent-watch.ts, which
+    // exits when stdin ends) must not run in this thread, whose stdin is empty.
+    const thread = new Worker(THREAD_URL, { workerData, execArgv: [], argv: [] });
     thread.unref();
     this.thread = thread;
     // Settles once the first beat is on its way (or the thread is gone): starting a thread and
