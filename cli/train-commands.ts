@@ -5,9 +5,10 @@ import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { runCoordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
-import { JobConfigError, RingtrainError } from '../shared/errors.js';
+import { FlagError, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { loadJob, type JobOverrides } from '../shared/job.js';
-import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { RUN_DEFAULTS } from '../shared/run-defaults.js';
+import { detectGpus, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
 interface CommonFlags {
   epochs?: number;
@@ -57,11 +58,12 @@ function addCommonOptions(command: Command): Command {
 function withAutoResume<T extends CommonFlags>(flags: T): T {
   if (flags.resumeIfExists !== true) return flags;
   if (flags.out === undefined)
-    throw new JobConfigError('--resume-if-exists', ['needs --out DIR, the run directory to continue or start']);
+    throw new FlagError('--resume-if-exists', 'needs --out DIR, the run directory to continue or start');
   if (flags.resume !== undefined)
-    throw new JobConfigError('--resume-if-exists', [
+    throw new FlagError(
+      '--resume-if-exists',
       `conflicts with --resume ${flags.resume}; give --out DIR --resume-if-exists, or --resume DIR alone`,
-    ]);
+    );
   if (!existsSync(path.join(flags.out, 'job.yaml'))) return flags;
   process.stdout.write(`ringtrain: ${flags.out} holds a run; continuing it (--resume-if-exists)\n`);
   return { ...flags, resume: flags.out };
@@ -83,7 +85,7 @@ function resolveJobFor(
   if (source === undefined && flags.resume !== undefined) {
     source = path.join(flags.resume, 'job.yaml');
     if (!existsSync(source))
-      throw new JobConfigError(`--resume ${flags.resume}`, ['no job.yaml there; is it a run directory?']);
+      throw new FlagError(`--resume ${flags.resume}`, 'no job.yaml there; is it a run directory?');
   }
   return { job: loadJob(source, overrides), source: source ?? 'default job' };
 }
@@ -97,29 +99,28 @@ function baseOptions(flags: CommonFlags): Pick<CoordinatorOptions, 'outDir' | 'r
   };
 }
 
-/** Seconds the coordinator has after SIGTERM to checkpoint and exit (Kubernetes' grace is 30 s). */
-const STOP_GRACE_MS = 25_000;
-
 /**
- * SIGINT/SIGTERM: checkpoint at the next step boundary and exit 143 (130 for SIGINT). If that
- * takes longer than the grace period, or a second signal comes, exit at once (workers are killed
- * by the exit handler; the previous checkpoint is intact).
+ * SIGINT/SIGTERM: checkpoint at the next step boundary and exit 143 (130 for SIGINT); before
+ * training started, stop at once with the same code. If that takes longer than the grace period
+ * (RUN_DEFAULTS.stopGraceMs; Kubernetes gives 30 s), or a second signal comes, exit at once
+ * (workers are killed by the exit handler; the previous checkpoint is intact).
  */
 function stopSignal(): AbortSignal {
   const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    const code = signal === 'SIGINT' ? 130 : 143;
+  const graceMs = RUN_DEFAULTS.stopGraceMs;
+  const onSignal = (signal: StopSignal): void => {
+    const code = signalExitCode(signal);
     if (controller.signal.aborted) process.exit(code);
     setTimeout(() => {
       process.stderr.write(
-        `ringtrain: no step boundary within ${STOP_GRACE_MS / 1000} s of ${signal}; exiting without a new checkpoint\n`,
+        `ringtrain: no step boundary within ${graceMs / 1000} s of ${signal}; exiting without a new checkpoint\n`,
       );
       process.exit(code);
-    }, STOP_GRACE_MS).unref();
-    controller.abort(new RingtrainError(`stopped by ${signal}`));
+    }, graceMs).unref();
+    controller.abort(new StoppedBySignalError(signal));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   return controller.signal;
 }
 
@@ -140,10 +141,11 @@ export function addTrainCommands(program: Command): void {
         parsed: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
       ) => {
         const flags = withAutoResume(parsed);
-        const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
+        const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
         if (gpus.length > 0 && flags.workers !== undefined && flags.workers !== gpus.length) {
-          throw new RingtrainError(
-            `--workers ${flags.workers} disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
+          throw new FlagError(
+            `--workers ${flags.workers}`,
+            `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
           );
         }
         const { job, source } = resolveJobFor(file, flags, gpus.length > 0 ? gpus.length : flags.workers);
@@ -173,11 +175,15 @@ export function addTrainCommands(program: Command): void {
       'workers to wait for before training (overrides workers:)',
       positiveInt('--expect-workers'),
     )
-    .option('--join-timeout <seconds>', 'how long to wait for workers to join', positiveInt('--join-timeout'), 600)
+    .option(
+      '--join-timeout <seconds>',
+      `how long to wait for workers to join (default: ${RUN_DEFAULTS.joinTimeoutMs / 1000})`,
+      positiveInt('--join-timeout'),
+    )
     .action(
       async (
         file: string | undefined,
-        parsed: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout: number },
+        parsed: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout?: number },
       ) => {
         const flags = withAutoResume(parsed);
         const { job, source } = resolveJobFor(file, flags, flags.expectWorkers);
@@ -188,7 +194,7 @@ export function addTrainCommands(program: Command): void {
           port: flags.port,
           localWorkers: 0,
           gpus: [],
-          joinTimeoutMs: flags.joinTimeout * 1000,
+          ...(flags.joinTimeout !== undefined ? { joinTimeoutMs: flags.joinTimeout * 1000 } : {}),
           signal: stopSignal(),
           ...baseOptions(flags),
         });

@@ -1,15 +1,15 @@
 // `ringtrain worker`: one worker process, or (with --local-workers / --gpus) a small launcher that
 // starts one worker per GPU on this host, like torchrun's processes-per-node.
-import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import { type Command, Option } from 'commander';
-import { LocalWorkers, cliEntry } from '../coordinator/local-workers.js';
+import { spawnWorkerProcess } from '../coordinator/local-workers.js';
 import { runWorker } from '../worker/process/worker.js';
 import { resolveCoordinatorTarget } from '../shared/coordinator-address.js';
-import { RingtrainError } from '../shared/errors.js';
-import { EXIT_WITH_PARENT_FLAG, exitWithParent, parentWatchPreload } from '../shared/parent-watch.js';
+import { FlagError, RingtrainError } from '../shared/errors.js';
+import { exitWithParent } from '../shared/parent-watch.js';
 import { jobHash, loadJob } from '../shared/job.js';
-import { detectGpuCount, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { RUN_DEFAULTS, withRunDefaults } from '../shared/run-defaults.js';
+import { detectGpus, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
 
 interface WorkerFlags {
   coordinator?: string;
@@ -21,8 +21,8 @@ interface WorkerFlags {
   backend?: string;
   localWorkers?: number;
   gpus?: string;
-  connectAttempts: number;
-  reconnectMs: number;
+  connectAttempts?: number;
+  reconnectMs?: number;
   exitWithParent?: boolean;
 }
 
@@ -50,15 +50,13 @@ export function addWorkerCommand(program: Command): void {
     .option('--gpus <list>', 'one worker process per GPU: all, a count, or indices like 0,2')
     .option(
       '--connect-attempts <N>',
-      'attempts to reach the coordinator (exponential backoff, 0.25 s to 5 s)',
+      `attempts to reach the coordinator, with backoff from ${RUN_DEFAULTS.connectInitialDelayMs / 1000} s to ${RUN_DEFAULTS.connectMaxDelayMs / 1000} s (default: ${RUN_DEFAULTS.connectAttempts})`,
       positiveInt('--connect-attempts'),
-      10,
     )
     .option(
       '--reconnect-ms <ms>',
-      "after losing the coordinator, keep this worker's state and try to rejoin a restarted one for this long (0 = exit)",
+      `after losing the coordinator, keep this worker's state and try to rejoin a restarted one for this long; 0 = exit (default: ${RUN_DEFAULTS.reconnectMs})`,
       nonNegativeInt('--reconnect-ms'),
-      60_000,
     )
     .addOption(
       new Option(
@@ -66,14 +64,16 @@ export function addWorkerCommand(program: Command): void {
         'exit when stdin closes (set by the coordinator or launcher that spawns this worker)',
       ).hideHelp(),
     )
-    .action(async (flags: WorkerFlags) => {
+    .action(async (given: WorkerFlags) => {
+      const flags = withRunDefaults(given);
       if (flags.exitWithParent === true) exitWithParent();
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
-      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpuCount);
+      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
       const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
       if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
-        throw new RingtrainError(
-          `--local-workers ${flags.localWorkers} disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs)`,
+        throw new FlagError(
+          `--local-workers ${flags.localWorkers}`,
+          `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
         );
       }
       if (processes > 1 || gpus.length > 0) {
@@ -89,7 +89,11 @@ export function addWorkerCommand(program: Command): void {
         gpuIndex: visibleGpu(process.env),
         jobHash: flags.job === undefined ? '' : jobHash(loadJob(flags.job)),
         ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
-        retry: { attempts: flags.connectAttempts, initialDelayMs: 250, maxDelayMs: 5_000 },
+        retry: {
+          attempts: flags.connectAttempts,
+          initialDelayMs: flags.connectInitialDelayMs,
+          maxDelayMs: flags.connectMaxDelayMs,
+        },
         signal: leaveSignal(),
         reconnectMs: flags.reconnectMs,
       });
@@ -109,11 +113,14 @@ function leaveSignal(): AbortSignal {
 }
 
 /** Starts one child `ringtrain worker` per GPU (or N plain ones) and waits for all of them. */
-async function launchLocalWorkers(address: string, count: number, gpus: number[], flags: WorkerFlags): Promise<void> {
+async function launchLocalWorkers(
+  address: string,
+  count: number,
+  gpus: number[],
+  flags: WorkerFlags & { connectAttempts: number; reconnectMs: number },
+): Promise<void> {
   const children = Array.from({ length: count }, (_, i) => {
     const args = [
-      cliEntry(),
-      'worker',
       '--coordinator',
       address,
       '--bind',
@@ -122,16 +129,11 @@ async function launchLocalWorkers(address: string, count: number, gpus: number[]
       String(flags.connectAttempts),
       '--reconnect-ms',
       String(flags.reconnectMs),
-      EXIT_WITH_PARENT_FLAG,
     ];
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);
-    // stdin is the parent-death pipe (see shared/parent-watch.ts).
-    return spawn(process.execPath, [...parentWatchPreload(), ...args], {
-      stdio: ['pipe', 'inherit', 'inherit'],
-      env: LocalWorkers.workerEnv(gpus[i], process.env),
-    });
+    return spawnWorkerProcess({ args, gpu: gpus[i], env: process.env });
   });
   const forward = (signal: NodeJS.Signals): void => children.forEach((c) => c.kill(signal));
   process.on('SIGTERM', forward);

@@ -6,11 +6,19 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
-import { PreemptedError, rethrowStorageFull, RingtrainError, WorkerFailedError } from '../shared/errors.js';
+import {
+  PreemptedError,
+  rethrowStorageFull,
+  RingtrainError,
+  StoppedBySignalError,
+  WorkerFailedError,
+  type StopSignal,
+} from '../shared/errors.js';
 import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { assertFitsMemory } from '../shared/memory-estimate.js';
+import { withRunDefaults } from '../shared/run-defaults.js';
 import { cursorOf } from '../shared/shard-plan.js';
 import { CheckpointStore } from './run/checkpoint-store.js';
 import { ControlServer } from './session/control-server.js';
@@ -50,16 +58,20 @@ export interface CoordinatorOptions {
   runsRoot?: string;
   /** Stop this run after global step K, checkpointing there (not part of the job: --resume goes on). */
   stopAtStep?: number;
-  /** @default 120000 */
+  /** How long workers have to join and report Ready. @default RUN_DEFAULTS.joinTimeoutMs (600 s) */
   joinTimeoutMs?: number;
-  /** @default 300000 */
+  /** @default RUN_DEFAULTS.stepTimeoutMs (300 s) */
   stepTimeoutMs?: number;
   reporter?: ProgressReporter;
   /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM). */
   signal?: AbortSignal;
 }
 
-export async function runCoordinator(options: CoordinatorOptions): Promise<RunSummary> {
+/** CoordinatorOptions after `withRunDefaults`: every timeout is a number. */
+type ResolvedOptions = ReturnType<typeof withRunDefaults<CoordinatorOptions>>;
+
+export async function runCoordinator(given: CoordinatorOptions): Promise<RunSummary> {
+  const options = withRunDefaults(given);
   const { job } = options;
   const logger = componentLogger('coordinator');
   // Validate everything local before any process starts: dataset, hooks, then the port, and only
@@ -119,7 +131,7 @@ class CoordinatorRun {
   private readonly killOnExit = (): void => this.workers?.killAllNow();
 
   constructor(
-    private readonly options: CoordinatorOptions,
+    private readonly options: ResolvedOptions,
     private readonly dataset: Dataset,
     private readonly hooks: UserHooks,
     private readonly server: ControlServer,
@@ -157,7 +169,9 @@ class CoordinatorRun {
           })
         : undefined;
     process.once('exit', this.killOnExit);
-    options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
+    // A signal that came during setup (loading data, binding) stops the run as soon as it starts.
+    if (options.signal?.aborted === true) this.abort.abort(options.signal.reason);
+    else options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
   }
 
   async execute(): Promise<RunSummary> {
@@ -175,7 +189,7 @@ class CoordinatorRun {
       );
     this.workers?.start();
     try {
-      const joinTimeoutMs = this.options.joinTimeoutMs ?? 120_000;
+      const { joinTimeoutMs } = this.options;
       const sessions = await raceAbort(
         this.membership.waitForWorkers(this.bounds.max, joinTimeoutMs, this.abort.signal),
         this.abort.signal,
@@ -198,7 +212,7 @@ class CoordinatorRun {
         runDir: this.runDir.path,
       });
       const loop = await this.trainElastic(startStep, earlyStopping);
-      if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path);
+      if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
       const summary = await this.finish(loop, startStep);
       for (const member of this.generation.members) member.session.shutdown('training complete');
       return summary;
@@ -212,7 +226,7 @@ class CoordinatorRun {
   /** The training loop, re-entered after every regroup (failure or growth). */
   private async trainElastic(startStep: number, earlyStopping: EarlyStopping | undefined): Promise<LoopResult> {
     const { job } = this.options;
-    const stepTimeoutMs = this.options.stepTimeoutMs ?? 300_000;
+    const { stepTimeoutMs } = this.options;
     const evaluator = new Evaluator(stepTimeoutMs);
     const result = newLoopResult(startStep);
     const monitor = new LivenessMonitor(
@@ -321,7 +335,7 @@ class CoordinatorRun {
       boundaryStep,
       bounds: this.bounds,
       dataHash: this.dataset.hash,
-      readyTimeoutMs: this.options.joinTimeoutMs ?? 120_000,
+      readyTimeoutMs: this.options.joinTimeoutMs,
       replacementMs:
         this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
           ? Math.min(5_000, this.options.job.timeouts.replacementMs)
@@ -344,11 +358,7 @@ class CoordinatorRun {
     metrics: Record<string, number>,
     earlyStopping: EarlyStopping | undefined,
   ): Promise<void> {
-    const state = await leader(generation).session.fetchBlob(
-      this.requestId++,
-      'state',
-      this.options.stepTimeoutMs ?? 300_000,
-    );
+    const state = await leader(generation).session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs);
     const cursor = cursorOf(nextStep, this.dataset.train.count, this.options.job.training.batchSize);
     const finite = Object.fromEntries(Object.entries(metrics).filter(([, v]) => Number.isFinite(v)));
     const info = await this.checkpoints.save({
@@ -365,8 +375,9 @@ class CoordinatorRun {
   private onLocalWorkerExit(index: number, code: number | null, signal: NodeJS.Signals | null): void {
     const how = `exited (code ${code ?? '-'}, signal ${signal ?? '-'})`;
     if (!this.ringFormed) {
+      const worker = { rank: -1, host: os.hostname(), pid: this.workers?.pids[index] ?? -1 };
       this.abort.abort(
-        new WorkerFailedError(index, `local worker ${index} ${how} before training started; see its error above`),
+        new WorkerFailedError(worker, `local worker ${index} ${how} before training started; see its error above`),
       );
       return;
     }
@@ -402,7 +413,7 @@ class CoordinatorRun {
     const checkpointStep = latest?.info.step ?? 0;
     if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
       const step = veteran.session.hello.completedSteps;
-      const state = await veteran.session.fetchBlob(this.requestId++, 'state', 120_000);
+      const state = await veteran.session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs);
       await this.broadcastState(generation, state, veteran);
       this.events.record(
         'recovery',
@@ -448,19 +459,19 @@ class CoordinatorRun {
     const requestId = this.requestId++;
     const targets = generation.members.filter((m) => m !== except);
     for (const member of targets) member.session.sendState(requestId, state);
-    await Promise.all(targets.map((m) => m.session.waitAck(requestId, 120_000)));
+    await Promise.all(targets.map((m) => m.session.waitAck(requestId, this.options.stepTimeoutMs)));
   }
 
   private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {
     const generation = this.generation;
     if (generation === undefined) throw new RingtrainError('no ring');
-    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs ?? 300_000), this.runDir, loop, {
+    return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs), this.runDir, loop, {
       job: this.options.job,
       hash: this.hash,
       reporter: this.reporter,
       hooks: this.hooks,
       requestId: this.requestId++,
-      stepTimeoutMs: this.options.stepTimeoutMs ?? 300_000,
+      stepTimeoutMs: this.options.stepTimeoutMs,
       startStep,
       events: this.events,
       stragglers: this.stragglers.reports,
@@ -489,4 +500,9 @@ async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** The signal that stopped the run (SIGTERM unless the stop came from a SIGINT). */
+function stopSignalOf(signal: AbortSignal): StopSignal {
+  return signal.reason instanceof StoppedBySignalError ? signal.reason.signal : 'SIGTERM';
 }

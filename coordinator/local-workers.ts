@@ -1,7 +1,9 @@
-// Embedded mode: the coordinator starts N worker processes on this machine
-// (`node <cli> worker --coordinator 127.0.0.1:P`), one per GPU when GPUs are listed, and makes
-// sure none outlives it: an exit handler kills them, and a stdin pipe that closes with this
-// process makes them exit by themselves when it is SIGKILLed.
+// Worker processes started on this machine: by the coordinator in embedded mode (`train`), and by
+// `ringtrain worker --local-workers/--gpus` (one per GPU, like torchrun). Both start them through
+// `spawnWorkerProcess`, so every local worker runs with the same Node flags and environment.
+// None outlives what started it: a stdin pipe that closes with the parent makes a worker exit by
+// itself when the parent dies, even by SIGKILL (shared/parent-watch.ts); in embedded mode
+// `LocalWorkers` also kills them in an exit handler.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
@@ -37,6 +39,36 @@ export function cliEntry(): string {
   return path.resolve(here, '../cli/main.js');
 }
 
+export interface WorkerProcessOptions {
+  /** Arguments after `ringtrain worker` (--coordinator, --host, ...). */
+  args: readonly string[];
+  /** The one GPU this worker may use; undefined = no pinning. */
+  gpu: number | undefined;
+  /** Environment to start from (the caller's, plus any extras). */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Node's argv for one `ringtrain worker` process: the worker Node flags, the parent-watch
+ * preload, the CLI, its arguments, and the flag that makes it exit with its parent.
+ */
+export function workerProcessArgv(args: readonly string[]): string[] {
+  return [...WORKER_NODE_FLAGS, ...parentWatchPreload(), cliEntry(), 'worker', ...args, EXIT_WITH_PARENT_FLAG];
+}
+
+/**
+ * Starts one `ringtrain worker` process on this machine: the one way local workers are started.
+ * Its stdin is a pipe the parent never writes to; its output goes to the parent's.
+ */
+export function spawnWorkerProcess(options: WorkerProcessOptions): ChildProcess {
+  const child = spawn(process.execPath, workerProcessArgv(options.args), {
+    stdio: ['pipe', 'inherit', 'inherit'],
+    env: LocalWorkers.workerEnv(options.gpu, options.env),
+  });
+  child.stdin?.on('error', () => undefined); // EPIPE once the worker is gone: nothing to do
+  return child;
+}
+
 export class LocalWorkers {
   private readonly children: ChildProcess[] = [];
   private stopping = false;
@@ -65,27 +97,20 @@ export class LocalWorkers {
   }
 
   private spawnOne(index: number): void {
-    const gpu = this.options.gpus[index];
-    const args = [
-      cliEntry(),
-      'worker',
-      '--coordinator',
-      this.options.coordinatorAddress,
-      '--host',
-      '127.0.0.1',
-      '--rank-hint',
-      String(index),
-      '--reconnect-ms',
-      '0',
-      EXIT_WITH_PARENT_FLAG,
-    ];
-    // The worker's stdin is a pipe this process never writes to: when it dies, even by SIGKILL,
-    // the kernel closes it and the worker exits at once (shared/parent-watch.ts).
-    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, ...parentWatchPreload(), ...args], {
-      stdio: ['pipe', 'inherit', 'inherit'],
-      env: LocalWorkers.workerEnv(gpu, { ...process.env, ...this.options.env }),
+    const child = spawnWorkerProcess({
+      args: [
+        '--coordinator',
+        this.options.coordinatorAddress,
+        '--host',
+        '127.0.0.1',
+        '--rank-hint',
+        String(index),
+        '--reconnect-ms',
+        '0',
+      ],
+      gpu: this.options.gpus[index],
+      env: { ...process.env, ...this.options.env },
     });
-    child.stdin?.on('error', () => undefined); // EPIPE once the worker is gone: nothing to do
     this.children[index] = child;
     child.on('exit', (code, signal) => {
       if (this.stopping || this.children[index] !== child) return;

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { isDirectorySyncRefused, isNotFound, isPermissionRefused } from './errors.js';
 
 /** Marker between a target's base name and the writer's pid in temp names. */
 const TEMP_MARKER = '.tmp-';
@@ -63,7 +64,7 @@ export async function fsyncDir(dir: string): Promise<void> {
     handle = await fsp.open(dir, 'r');
     await handle.sync();
   } catch (error) {
-    if (!isRefusedDirSync(error)) throw error;
+    if (!isDirectorySyncRefused(error)) throw error;
   } finally {
     await handle?.close();
   }
@@ -75,7 +76,7 @@ export function fsyncDirSync(dir: string): void {
     fd = fs.openSync(dir, 'r');
     fs.fsyncSync(fd);
   } catch (error) {
-    if (!isRefusedDirSync(error)) throw error;
+    if (!isDirectorySyncRefused(error)) throw error;
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
@@ -104,7 +105,7 @@ export async function removeStaleTemps(file: string): Promise<string[]> {
   try {
     names = await fsp.readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (isNotFound(error)) return [];
     throw error;
   }
   const removed: string[] = [];
@@ -126,7 +127,7 @@ export function isProcessAlive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    return isPermissionRefused(error);
   }
 }
 
@@ -175,7 +176,7 @@ export async function restoreReplacedDir(dir: string): Promise<void> {
   try {
     names = await fsp.readdir(parent);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if (isNotFound(error)) return;
     throw error;
   }
   for (const name of names.filter((n) => n.startsWith(oldPrefix)).sort()) {
@@ -193,7 +194,7 @@ async function renameIfExists(from: string, to: string): Promise<boolean> {
     await fsp.rename(from, to);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (isNotFound(error)) return false;
     throw error;
   }
 }
@@ -207,9 +208,4 @@ function checkPlainName(name: string): string {
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
-}
-
-function isRefusedDirSync(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'EINVAL' || code === 'EPERM' || code === 'EISDIR' || code === 'EBADF';
 }

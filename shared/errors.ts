@@ -134,15 +134,51 @@ export function outOfMemoryFrom(error: unknown, doing: string, backend: string):
   );
 }
 
+/** Who a worker is, for messages: its rank once it has one, always its host and pid. */
+export interface WorkerIdentity {
+  /** -1 before the worker is ranked. */
+  rank: number;
+  host: string;
+  pid: number;
+  /** Its ring data address (host:port), which tells apart workers not yet ranked. */
+  dataAddress?: string;
+}
+
+/**
+ * A worker named for a person: `worker rank 1 (host-b, pid 4242)`, or, before it has a rank,
+ * `worker on host-b (pid 4242, data address host-b:36111)`. Never "rank -1".
+ */
+export function describeWorker(worker: WorkerIdentity | number): string {
+  if (typeof worker === 'number') return worker >= 0 ? `worker rank ${worker}` : 'a worker';
+  if (worker.rank >= 0) return `worker rank ${worker.rank} (${worker.host}, pid ${worker.pid})`;
+  const address =
+    worker.dataAddress === undefined || worker.dataAddress === '' ? '' : `, data address ${worker.dataAddress}`;
+  return `worker on ${worker.host} (pid ${worker.pid}${address})`;
+}
+
 /** A worker failed or left during training. */
 export class WorkerFailedError extends RingtrainError {
-  override readonly exitCode = 8;
+  override readonly exitCode: number = 8;
+  /** The worker's rank; -1 before it had one. */
+  readonly rank: number;
   constructor(
-    readonly rank: number,
-    reason: string,
+    readonly worker: WorkerIdentity | number,
+    readonly reason: string,
     options?: { cause?: unknown },
   ) {
-    super(`worker rank ${rank} failed: ${reason}`, options);
+    super(`${describeWorker(worker)} failed: ${reason}`, options);
+    this.rank = typeof worker === 'number' ? worker : worker.rank;
+  }
+}
+
+/**
+ * Too few workers to go on: fewer joined than needed, or too many failed to continue. Not one
+ * worker's failure, so the message names the count, not a rank.
+ */
+export class NotEnoughWorkersError extends WorkerFailedError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(-1, reason, options);
+    this.message = `not enough workers: ${reason}`;
   }
 }
 
@@ -202,7 +238,7 @@ export class StorageFullError extends RingtrainError {
 
 /** The errno code when `error` means "no room to write", else undefined. */
 export function storageFullCode(error: unknown): string | undefined {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = errnoCode(error);
   return code !== undefined && STORAGE_FULL_CODES.has(code) ? code : undefined;
 }
 
@@ -223,14 +259,56 @@ export function userFacingError(error: unknown): unknown {
   return new StorageFullError(file, code, undefined, { cause: error });
 }
 
+/** Exit code of a process stopped by `signal`, as shells report it (128 + signal number). */
+export function signalExitCode(signal: StopSignal): number {
+  return signal === 'SIGINT' ? 130 : 143;
+}
+
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/** SIGTERM/SIGINT before any step ran (e.g. while waiting for workers): nothing to checkpoint. */
+export class StoppedBySignalError extends RingtrainError {
+  override readonly exitCode: number;
+  constructor(readonly signal: StopSignal) {
+    super(`stopped by ${signal} before training started; nothing was trained, so nothing was checkpointed`);
+    this.exitCode = signalExitCode(signal);
+  }
+}
+
 /** SIGTERM/SIGINT: the run checkpointed at a step boundary and stopped; `--resume` continues it. */
 export class PreemptedError extends RingtrainError {
-  override readonly exitCode = 143;
+  override readonly exitCode: number;
   constructor(
     readonly step: number,
     readonly runDir: string,
+    readonly signal: StopSignal = 'SIGTERM',
   ) {
-    super(`stopped by a signal after step ${step}; checkpointed, continue with: ringtrain train --resume ${runDir}`);
+    super(`stopped by ${signal} after step ${step}; checkpointed, continue with: ringtrain train --resume ${runDir}`);
+    this.exitCode = signalExitCode(signal);
+  }
+}
+
+/** A command-line flag or argument is malformed or impossible here (exit 2, like a bad job file). */
+export class FlagError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly flag: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${flag}: ${reason}`, options);
+  }
+}
+
+/** An imported optimizer state (checkpoint or peer) does not fit this job's optimizer. */
+export class OptimizerStateError extends RingtrainError {
+  override readonly exitCode = 10;
+  constructor(
+    readonly optimizer: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`optimizer state does not fit this job's "${optimizer}" optimizer: ${reason}`, options);
   }
 }
 
@@ -238,4 +316,62 @@ export class PreemptedError extends RingtrainError {
 export function describeError(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+// ---------------------------------------------------------------- errno and message parsing
+// Every test of an error's code or wording lives here, so that the rest of the code asks a
+// question ("is the address in use?") rather than parsing Node's or gRPC's errors itself.
+
+/** The errno-style code of a Node error (`ENOENT`, `EADDRINUSE`, `ERR_MODULE_NOT_FOUND`), if any. */
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** True when `error` is a missing file or directory. */
+export function isNotFound(error: unknown): boolean {
+  return errnoCode(error) === 'ENOENT';
+}
+
+/** True when `error` says a path exists already (a lost race for a name). */
+export function isAlreadyExists(error: unknown): boolean {
+  return errnoCode(error) === 'EEXIST';
+}
+
+/** True when `error` is a refused permission (EPERM), e.g. a rename onto a busy file on some filesystems. */
+export function isPermissionRefused(error: unknown): boolean {
+  return errnoCode(error) === 'EPERM';
+}
+
+/** True when fsync of a directory is refused: some filesystems do not support it, which is harmless. */
+export function isDirectorySyncRefused(error: unknown): boolean {
+  const code = errnoCode(error);
+  return code === 'EINVAL' || code === 'EPERM' || code === 'EISDIR' || code === 'EBADF';
+}
+
+/**
+ * True when binding failed because the address is taken. Node sockets say EADDRINUSE; grpc-js
+ * reports it only in its message ("No address added out of total 1 resolved").
+ */
+export function isAddressInUse(error: unknown): boolean {
+  if (errnoCode(error) === 'EADDRINUSE') return true;
+  return error instanceof Error && /address already in use|EADDRINUSE|No address added/i.test(error.message);
+}
+
+/** True when an import of `specifier` failed because the package is not installed. */
+export function isModuleNotFound(error: unknown, specifier: string): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = errnoCode(error);
+  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return error.message.includes(specifier);
+  // Vitest/Vite resolve bare specifiers themselves and word the same failure differently.
+  return (
+    /cannot find (package|module)|failed to (load|resolve)/i.test(error.message) && error.message.includes(specifier)
+  );
+}
+
+/** Why a file could not be read, in words: "file not found" or "cannot read file (EACCES)". */
+export function describeReadFailure(error: unknown): string {
+  if (isNotFound(error)) return 'file not found';
+  return `cannot read file (${errnoCode(error) ?? describeError(error)})`;
 }

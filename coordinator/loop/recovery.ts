@@ -6,7 +6,7 @@
 //      whole state, and one that finished the failed step holds its correct result);
 //   4. form generation g+1 and broadcast that state to every other rank;
 //   5. continue with the same global batches and sample order from that step.
-import { RingtrainError, WorkerFailedError } from '../../shared/errors.js';
+import { NotEnoughWorkersError, RingtrainError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EventLog } from '../run/event-log.js';
 import type { Generation, Membership, RingMember } from './membership.js';
@@ -53,9 +53,8 @@ export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
     const advice = (await ctx.hasCheckpoint())
       ? 'resume from the last checkpoint with --resume'
       : 'no checkpoint was written, so there is nothing to resume: fix the cause and start the run again';
-    const failed = ctx.failure?.outcomes.find((o) => o.kind === 'failed');
-    const cause = failed?.kind === 'failed' ? ` (rank ${failed.member.rank}: ${failed.reason})` : '';
-    throw new WorkerFailedError(-1, `every worker failed${cause}; ${advice}`);
+    const cause = ctx.failure === undefined ? '' : ` (${ctx.failure.message})`;
+    throw new NotEnoughWorkersError(`every worker failed${cause}; ${advice}`);
   }
   const state = await source.member.session.fetchBlob(requestIds++, 'state', ctx.readyTimeoutMs);
   const startStep = source.completedSteps;
@@ -124,9 +123,8 @@ async function gatherJoiners(
       await ctx.membership.waitForWorkers(needed, ctx.replacementMs, ctx.abort);
     } catch {
       await ctx.saveBeforeFailing(state, step);
-      throw new WorkerFailedError(
-        -1,
-        `only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`,
+      throw new NotEnoughWorkersError(
+        `only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume${ctx.failure === undefined ? '' : `; the failure: ${ctx.failure.message}`}`,
       );
     }
   }

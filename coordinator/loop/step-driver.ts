@@ -2,7 +2,7 @@
 // (sendStep) and gathers and checks the reports (settleStep). The training loop may send a step's
 // orders while the previous step still runs, so each worker finds its next order queued when it
 // finishes. The coordinator is not on the data path: gradients move only between workers.
-import { TrainingDivergedError } from '../../shared/errors.js';
+import { TrainingDivergedError, WorkerFailedError } from '../../shared/errors.js';
 import { encodeIndices } from '../../shared/index-codec.js';
 import { shardFor } from '../../shared/shard-plan.js';
 import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
@@ -122,7 +122,9 @@ async function gatherReports(generation: Generation, step: number, timeoutMs: nu
           ? { member, kind: 'done', completedSteps: step + 1, report: result.report }
           : { member, kind: 'aborted', completedSteps: result.completedSteps, reason: result.reason };
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
+        // A session's own failure already names the worker; keep only why, the outcome names it.
+        const reason =
+          error instanceof WorkerFailedError ? error.reason : error instanceof Error ? error.message : String(error);
         abortOthers(`rank ${member.rank} failed: ${reason}`);
         return { member, kind: 'failed', completedSteps: member.session.lastStep + 1, reason };
       }

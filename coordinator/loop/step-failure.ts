@@ -1,7 +1,7 @@
 // What a failed step leaves behind: per rank, whether it finished the step, aborted it with its
 // state untouched, or is gone. Recovery reads this to pick the most advanced consistent state.
 import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
-import { WorkerFailedError } from '../../shared/errors.js';
+import { describeWorker, WorkerFailedError } from '../../shared/errors.js';
 import type { Generation, RingMember } from './membership.js';
 
 export type RankOutcome =
@@ -16,10 +16,12 @@ export class StepFailedError extends WorkerFailedError {
   ) {
     const failed = outcomes.filter((o) => o.kind === 'failed');
     const first = failed[0] ?? outcomes.find((o) => o.kind === 'aborted');
-    super(
-      first?.member.rank ?? -1,
-      `step ${step}: ${failed.map((f) => `rank ${f.member.rank} (${f.member.session.hello.host} pid ${f.member.session.hello.pid}): ${f.reason}`).join('; ') || (first?.kind === 'aborted' ? first.reason : 'collective aborted')}`,
-    );
+    const why = failed.length === 1 ? (failed[0]?.reason ?? '') : first?.kind === 'aborted' ? first.reason : '';
+    super(first?.member.session.identity ?? -1, `at step ${step}: ${why || 'collective aborted'}`);
+    // Several at once: name each, so the message does not blame only the first.
+    if (failed.length > 1)
+      this.message = `${failed.length} workers failed at step ${step}: ${failed.map((f) => `${describeWorker(f.member.session.identity)}: ${f.reason}`).join('; ')}`;
+    else this.message = this.message.replace(' failed: at step', ' failed at step');
   }
 
   /** Ranks whose control stream is still open. */
@@ -42,7 +44,7 @@ export function asStepFailure(
     boundaryStep,
     generation.members.map((member) =>
       member.session.isClosed
-        ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.message }
+        ? { member, kind: 'failed' as const, completedSteps: boundaryStep, reason: error.reason }
         : { member, kind: 'aborted' as const, completedSteps: boundaryStep, reason: 'peer failed outside a step' },
     ),
   );

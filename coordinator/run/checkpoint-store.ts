@@ -25,7 +25,14 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { fsyncDir, isProcessAlive, sha256Hex, writeFileAtomic, writeFileDurable } from '../../shared/atomic-file.js';
-import { CheckpointError, describeError, StorageFullError, storageFullCode } from '../../shared/errors.js';
+import {
+  CheckpointError,
+  describeError,
+  errnoCode,
+  isNotFound,
+  StorageFullError,
+  storageFullCode,
+} from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 const STATE_FILE = 'state.bin';
@@ -273,7 +280,7 @@ export class CheckpointStore {
     try {
       await fsp.rename(final, aside);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if (!isNotFound(error)) throw error;
       hadOld = false;
     }
     await fsp.rename(temp, final);
@@ -333,10 +340,11 @@ export class CheckpointStore {
     try {
       text = await fsp.readFile(file, 'utf8');
     } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code;
       throw new CheckpointError(
         file,
-        code === 'ENOENT' ? 'missing (not a complete checkpoint)' : `unreadable (${code ?? describeError(cause)})`,
+        isNotFound(cause)
+          ? 'missing (not a complete checkpoint)'
+          : `unreadable (${errnoCode(cause) ?? describeError(cause)})`,
         { cause },
       );
     }
@@ -394,7 +402,7 @@ async function readChecked(file: string, expected: { bytes: number; sha256: stri
   try {
     data = await fsp.readFile(file);
   } catch (cause) {
-    throw new CheckpointError(file, `unreadable (${(cause as NodeJS.ErrnoException).code ?? describeError(cause)})`, {
+    throw new CheckpointError(file, `unreadable (${errnoCode(cause) ?? describeError(cause)})`, {
       cause,
     });
   }
@@ -427,7 +435,7 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   try {
     return await fsp.readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (isNotFound(error)) return [];
     throw error;
   }
 }

@@ -17,7 +17,13 @@ import {
   restoreReplacedDir,
   writeFileAtomic,
 } from '../../shared/atomic-file.js';
-import { JobConfigError, RingtrainError, rethrowStorageFull } from '../../shared/errors.js';
+import {
+  isAlreadyExists,
+  isNotFound,
+  JobConfigError,
+  RingtrainError,
+  rethrowStorageFull,
+} from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 /** Tries per second-resolution name before giving up on finding a free `-<n>` suffix. */
@@ -144,7 +150,7 @@ async function claimFreshDir(root: string, base: string): Promise<string> {
       await fsp.mkdir(dir);
       return dir;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (!isAlreadyExists(error)) throw error;
     }
   }
   throw new JobConfigError(root, [`no free run directory name for ${base} after ${MAX_NAME_ATTEMPTS} tries`]);
@@ -280,7 +286,7 @@ export function readMetrics(file: string): Array<Record<string, unknown>> {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (isNotFound(error)) return [];
     throw error;
   }
   const lines = text.split('\n');

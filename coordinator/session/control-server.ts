@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
 import type { HeartbeatsEnd } from '../../proto/generated/ringtrain/v1/HeartbeatsEnd.js';
-import { PortInUseError } from '../../shared/errors.js';
+import { isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { addHealthService } from '../../shared/health.js';
 import type { Logger } from '../../shared/logger.js';
 import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
@@ -59,11 +59,7 @@ export class ControlServer {
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
         if (error) {
-          reject(
-            /address already in use|EADDRINUSE|No address added/i.test(error.message)
-              ? new PortInUseError(address, { cause: error })
-              : error,
-          );
+          reject(isAddressInUse(error) ? new PortInUseError(address, { cause: error }) : error);
         } else {
           resolve(bound);
         }

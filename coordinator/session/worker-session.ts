@@ -8,7 +8,7 @@ import type { Hello__Output } from '../../proto/generated/ringtrain/v1/Hello.js'
 import type { Ready__Output } from '../../proto/generated/ringtrain/v1/Ready.js';
 import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
 import type { WorkerMessage__Output } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
-import { WorkerFailedError } from '../../shared/errors.js';
+import { WorkerFailedError, type WorkerIdentity } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { Mailbox } from './mailbox.js';
 
@@ -62,12 +62,7 @@ export class WorkerSession {
     const close = (reason: string): void => {
       if (this.closeReason !== undefined) return;
       this.closeReason = reason;
-      this.replies.fail(
-        new WorkerFailedError(
-          this.rank,
-          `${reason} (host ${hello.host}, pid ${hello.pid}, last step ${this.lastStep})`,
-        ),
-      );
+      this.replies.fail(new WorkerFailedError(this.identity, `${reason}${this.progress}`));
       markClosed(reason);
     };
     stream.on('data', (message: WorkerMessage__Output) => this.onMessage(message, close));
@@ -86,12 +81,23 @@ export class WorkerSession {
     return this.closeReason !== undefined;
   }
 
+  /** Who this worker is, for messages: rank (once it has one), host, pid and data address. */
+  get identity(): WorkerIdentity {
+    const { host, pid, dataAddress } = this.hello;
+    return { rank: this.rank, host, pid, dataAddress };
+  }
+
+  /** " (last finished step N)" once it has finished one, for failure messages. */
+  private get progress(): string {
+    return this.lastStep >= 0 ? ` (last finished step ${this.lastStep})` : '';
+  }
+
   get label(): string {
     return `rank ${this.rank} (${this.hello.host} pid ${this.hello.pid})`;
   }
 
   send(message: CoordinatorMessage): void {
-    if (this.closeReason !== undefined) throw new WorkerFailedError(this.rank, this.closeReason);
+    if (this.closeReason !== undefined) throw new WorkerFailedError(this.identity, this.closeReason);
     this.stream.write(message);
   }
 
@@ -166,9 +172,17 @@ export class WorkerSession {
     }
   }
 
+  private endStream(): void {
+    try {
+      this.stream.end();
+    } catch (error) {
+      this.logger.debug({ err: error }, 'ending the stream failed');
+    }
+  }
+
   /** Forcibly drops the stream (a dead or evicted worker). */
   abort(reason: string): void {
-    if (this.closeReason === undefined) this.replies.fail(new WorkerFailedError(this.rank, reason));
+    if (this.closeReason === undefined) this.replies.fail(new WorkerFailedError(this.identity, reason));
     this.stream.destroy(new Error(reason));
   }
 
@@ -184,10 +198,7 @@ export class WorkerSession {
       key,
       timeoutMs,
       () =>
-        new WorkerFailedError(
-          this.rank,
-          `timed out after ${timeoutMs} ms waiting for it ${doing} (host ${this.hello.host}, last step ${this.lastStep})`,
-        ),
+        new WorkerFailedError(this.identity, `timed out after ${timeoutMs} ms waiting for it ${doing}${this.progress}`),
     );
   }
 
@@ -230,7 +241,10 @@ export class WorkerSession {
         if (message.heartbeat) this.noteHeartbeat(message.heartbeat);
         break;
       case 'failure':
-        close(`worker reported ${message.failure?.code ?? 'a failure'}: ${message.failure?.message ?? ''}`);
+        // The worker's own reason, sent just before it exits: the stream's end that follows says
+        // less. Ending our side tells the worker its message arrived, so it can exit now.
+        close(message.failure?.message ?? 'it reported a failure');
+        this.endStream();
         break;
       default:
         this.logger.warn({ kind: message.kind, rank: this.rank }, 'ignoring unexpected control message');

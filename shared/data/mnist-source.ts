@@ -9,7 +9,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { DatasetError } from '../errors.js';
+import { DatasetError, errnoCode } from '../errors.js';
 import type { RawSamples } from './raw-samples.js';
 
 export const MNIST_PIXELS = 28 * 28;
@@ -223,7 +223,7 @@ const ascii = (bytes: Uint8Array, start: number, end: number): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
 
 function describeCause(cause: unknown): string {
-  const code = (cause as NodeJS.ErrnoException | null)?.code;
+  const code = errnoCode(cause);
   if (code !== undefined) return code;
   return cause instanceof Error ? cause.message : String(cause);
 }

@@ -7,7 +7,7 @@
 // same engine our umbrella import uses, even if npm installed a second copy of tfjs-core.
 // Only matching versions are supported by TensorFlow.js, so a mismatch is logged.
 import * as tf from '@tensorflow/tfjs';
-import { BackendUnavailableError } from '../../shared/errors.js';
+import { BackendUnavailableError, isModuleNotFound } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { registerWasmKernels, type WasmKernelOptions } from './wasm-kernels.js';
 
@@ -182,16 +182,6 @@ async function importOptional(specifier: string): Promise<ImportOutcome> {
       return { loaded: false, missing: true, reason: `${specifier} is not installed` };
     return { loaded: false, missing: false, reason: `${specifier} failed to load: ${messageOf(cause)}` };
   }
-}
-
-function isModuleNotFound(error: unknown, specifier: string): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return error.message.includes(specifier);
-  // Vitest/Vite resolve bare specifiers themselves and word the same failure differently.
-  return (
-    /cannot find (package|module)|failed to (load|resolve)/i.test(error.message) && error.message.includes(specifier)
-  );
 }
 
 function messageOf(error: unknown): string {

@@ -8,18 +8,23 @@ import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMes
 import type { ControlClient } from '../../proto/generated/ringtrain/v1/Control.js';
 import { CoordinatorUnreachableError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { withRunDefaults } from '../../shared/run-defaults.js';
 import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
 
 export interface RetryPolicy {
-  /** @default 10 */
+  /** @default RUN_DEFAULTS.connectAttempts */
   attempts: number;
-  /** @default 250 */
+  /** @default RUN_DEFAULTS.connectInitialDelayMs */
   initialDelayMs: number;
-  /** @default 5000 */
+  /** @default RUN_DEFAULTS.connectMaxDelayMs */
   maxDelayMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 10, initialDelayMs: 250, maxDelayMs: 5_000 };
+/** The policy of a worker given no --connect-attempts: the run defaults. */
+export function defaultRetry(): RetryPolicy {
+  const { connectAttempts, connectInitialDelayMs, connectMaxDelayMs } = withRunDefaults({});
+  return { attempts: connectAttempts, initialDelayMs: connectInitialDelayMs, maxDelayMs: connectMaxDelayMs };
+}
 
 type Stream = grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>;
 
@@ -31,6 +36,9 @@ export class ControlConnection {
   private abortHandler: ((reason: string) => void) | undefined;
   /** sendFlushed calls still waiting for their write to complete. */
   private readonly flushWaiters = new Set<() => void>();
+  /** Resolves once the stream has ended, for whatever reason. */
+  private readonly finished: Promise<void>;
+  private markFinished: () => void = () => undefined;
 
   /** Set once the coordinator has welcomed this worker. */
   welcome!: Welcome__Output;
@@ -52,6 +60,7 @@ export class ControlConnection {
         this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
       this.wake?.();
     });
+    this.finished = new Promise((resolve) => (this.markFinished = resolve));
     stream.on('end', () => this.end('coordinator closed the control stream'));
     stream.on('error', (error: Error) => this.end(`control stream error: ${error.message}`));
     stream.on('close', () => this.end('control stream closed'));
@@ -59,6 +68,7 @@ export class ControlConnection {
 
   private end(reason: string): void {
     this.endReason ??= reason;
+    this.markFinished();
     this.interrupt(reason);
     for (const resolve of this.flushWaiters) resolve();
     this.flushWaiters.clear();
@@ -92,11 +102,19 @@ export class ControlConnection {
         );
         break;
       } catch (cause) {
-        if (attempt >= retry.attempts) {
+        // Warn (the default level shows it) on every attempt: a worker that is quietly retrying
+        // a wrong address looks exactly like one that hangs.
+        const last = attempt >= retry.attempts;
+        logger.warn(
+          { address, attempt, attempts: retry.attempts, ...(last ? {} : { retryInMs: delayMs }) },
+          last
+            ? `coordinator at ${address} not reachable (attempt ${attempt} of ${retry.attempts}); giving up`
+            : `coordinator at ${address} not reachable (attempt ${attempt} of ${retry.attempts}); retrying in ${delayMs} ms`,
+        );
+        if (last) {
           client.close();
           throw new CoordinatorUnreachableError(address, attempt, { cause });
         }
-        logger.info({ address, attempt, retryInMs: delayMs }, 'coordinator not reachable yet; retrying');
         await new Promise((r) => setTimeout(r, delayMs));
         delayMs = Math.min(retry.maxDelayMs, delayMs * 2);
       }
@@ -154,6 +172,21 @@ export class ControlConnection {
         resolve();
       });
     });
+  }
+
+  /**
+   * Sends a last message (a WorkerFailure), half-closes, and waits until the coordinator has
+   * closed its side too, at most `timeoutMs`. A write's callback only means gRPC took the message:
+   * a process that exits right after it can lose the message in a socket buffer.
+   */
+  async sendLast(message: WorkerMessage, timeoutMs: number): Promise<void> {
+    if (this.endReason === undefined) {
+      this.stream.write(message);
+      this.stream.end();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Next order from the coordinator, or undefined once the stream has ended. */

@@ -3,13 +3,15 @@
 import * as os from 'node:os';
 import { collectGarbage } from '../../shared/collect-garbage.js';
 import { loadDataset } from '../../shared/data/dataset.js';
-import { JobConfigError, RingtrainError } from '../../shared/errors.js';
+import { describeError, JobConfigError, RingtrainError } from '../../shared/errors.js';
 import { formatIssues } from '../../shared/job.js';
 import { jobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
+import { withRunDefaults } from '../../shared/run-defaults.js';
+import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
 import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
-import { ControlConnection, DEFAULT_RETRY, type RetryPolicy } from './control-client.js';
+import { ControlConnection, defaultRetry, type RetryPolicy } from './control-client.js';
 import { buildModel } from '../replica/model-builder.js';
 import { Replica } from '../replica/replica.js';
 import { RingEndpoint } from '../transport/ring-endpoint.js';
@@ -37,13 +39,17 @@ export interface WorkerOptions {
   signal?: AbortSignal;
   /**
    * After losing the coordinator, keep the replica and try to rejoin a restarted coordinator at
-   * the same address for this long; 0 = exit at once (embedded workers). @default 60000
+   * the same address for this long; 0 = exit at once (embedded workers). @default RUN_DEFAULTS.reconnectMs
    */
   reconnectMs?: number;
 }
 
+/** How long a failing worker waits for its WorkerFailure to leave before exiting anyway. */
+const FAILURE_SEND_MS = 2_000;
+
 /** Runs until the coordinator says shutdown (resolves) or something breaks (throws). */
-export async function runWorker(options: WorkerOptions): Promise<void> {
+export async function runWorker(given: WorkerOptions): Promise<void> {
+  const options = withRunDefaults(given);
   let logger = componentLogger('worker', { pid: process.pid });
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
   const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
@@ -53,7 +59,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     jobHash,
     gpuIndex: options.gpuIndex,
     rankHint: options.rankHint,
-    version: '0.1.0',
+    version: ringtrainVersion(),
     ...position,
   });
   let connection: ControlConnection | undefined;
@@ -62,7 +68,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     connection = await ControlConnection.connect(
       options.coordinator,
       hello({ completedSteps: 0, generation: 0 }, options.jobHash),
-      options.retry ?? DEFAULT_RETRY,
+      options.retry ?? defaultRetry(),
       logger,
     );
     logger = componentLogger('worker', { rank: connection.welcome.rank, pid: process.pid });
@@ -92,7 +98,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       options.signal?.removeEventListener('abort', onSignal);
       if (ended !== 'lost') break;
       // The coordinator died: keep the replica and rejoin its successor (which may resume from it).
-      const reconnectMs = options.reconnectMs ?? 60_000;
+      const { reconnectMs } = options;
       if (reconnectMs <= 0) throw new RingtrainError(`lost the coordinator: ${current.ended ?? 'stream ended'}`);
       current.close();
       logger.warn({ reconnectMs, ...runtime.position }, 'lost the coordinator; trying to rejoin a restarted one');
@@ -105,6 +111,11 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       runtime.attach(connection);
     }
     replica.dispose();
+  } catch (error) {
+    // Tell the coordinator why before going: otherwise all it sees is the stream ending.
+    // Bounded: a coordinator that stopped reading must not keep this worker from exiting.
+    await connection?.sendLast({ failure: { code: errorCode(error), message: describeError(error) } }, FAILURE_SEND_MS);
+    throw error;
   } finally {
     await runtime?.close();
     connection?.close();
@@ -112,9 +123,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   }
 }
 
-/** Backoff attempts (0.25 s doubling to 5 s) that add up to about `totalMs`. */
+/** Backoff attempts (the default backoff) that add up to about `totalMs`. */
 function retryFor(totalMs: number): RetryPolicy {
-  return { attempts: Math.max(2, 5 + Math.ceil(totalMs / 5_000)), initialDelayMs: 250, maxDelayMs: 5_000 };
+  const policy = defaultRetry();
+  return { ...policy, attempts: Math.max(2, 5 + Math.ceil(totalMs / policy.maxDelayMs)) };
 }
 
 /** Processes orders one at a time, in order; `shutdown` and a closed stream end the loop. */
@@ -146,6 +158,11 @@ async function obey(
     }
     await runtime.handle(message);
   }
+}
+
+/** A short code for a WorkerFailure: the error's class name (`DatasetError`, `RangeError`, ...). */
+function errorCode(error: unknown): string {
+  return error instanceof Error ? error.name : 'Error';
 }
 
 /** The job arrives as JSON from the coordinator; it is validated like any other input. */

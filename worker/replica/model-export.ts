@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { CheckpointError } from '../../shared/errors.js';
+import { CheckpointError, errnoCode } from '../../shared/errors.js';
 
 /** model.json as written: metadata values may be anything JSON can hold, null included. */
 type ExportedModelJson = Omit<tf.io.ModelJSON, 'userDefinedMetadata'> & {
@@ -82,8 +82,9 @@ async function readOrThrow(file: string, dir: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new CheckpointError(dir, `cannot read ${path.basename(file)} (${code ?? String(cause)})`, { cause });
+    throw new CheckpointError(dir, `cannot read ${path.basename(file)} (${errnoCode(cause) ?? String(cause)})`, {
+      cause,
+    });
   }
 }
 

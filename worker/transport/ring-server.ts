@@ -10,7 +10,7 @@
 //   - once the attached connection closes or the generation is aborted, the generation stays
 //     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
-import { CollectiveError, PortInUseError } from '../../shared/errors.js';
+import { CollectiveError, isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
 import { BufferPool } from './buffer-pool.js';
 import { controlFrame, FRAME_MAGIC, FrameKind } from './frame.js';
@@ -65,7 +65,7 @@ export class TcpRingServer {
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
       ring.server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(error.code === 'EADDRINUSE' ? new PortInUseError(address, { cause: error }) : error),
+        reject(isAddressInUse(error) ? new PortInUseError(address, { cause: error }) : error),
       );
       ring.server.listen(options.port, options.host, () => resolve());
     });

@@ -1,6 +1,7 @@
 // The contract every optimizer on flat Float32Array buffers meets, plus the checks they share.
 // Invariant: an optimizer's result depends only on (its state, params, grad, learningRate) and
 // is computed by a fixed-order loop, so every rank stays bit-identical to every other.
+import { OptimizerStateError } from '../../../shared/errors.js';
 import type { OptimizerState } from '../../../shared/train-state.js';
 
 export type { OptimizerState } from '../../../shared/train-state.js';
@@ -40,18 +41,18 @@ export function checkApplyArgs(
 
 /** Validates an imported state against what this optimizer holds, then copies the slots in. */
 export function importSlots(type: OptimizerType, slots: Record<string, Float32Array>, state: OptimizerState): void {
-  if (state.type !== type) throw new Error(`optimizer state is for "${state.type}", this optimizer is "${type}"`);
+  if (state.type !== type) throw new OptimizerStateError(type, `the state is for "${state.type}"`);
   if (!Number.isInteger(state.step) || state.step < 0)
-    throw new Error(`optimizer state step must be a non-negative integer, got ${state.step}`);
+    throw new OptimizerStateError(type, `its step must be a non-negative integer, got ${state.step}`);
   const expected = Object.keys(slots).sort();
   const got = Object.keys(state.slots).sort();
   if (expected.join(',') !== got.join(',')) {
-    throw new Error(`optimizer state for "${type}" has slots [${got.join(', ')}], expected [${expected.join(', ')}]`);
+    throw new OptimizerStateError(type, `the state has slots [${got.join(', ')}], expected [${expected.join(', ')}]`);
   }
   for (const [name, own] of Object.entries(slots)) {
     const incoming = state.slots[name];
     if (incoming === undefined || incoming.length !== own.length) {
-      throw new Error(`optimizer state slot "${name}" has length ${incoming?.length ?? 0}, expected ${own.length}`);
+      throw new OptimizerStateError(type, `slot "${name}" has length ${incoming?.length ?? 0}, expected ${own.length}`);
     }
   }
   for (const [name, own] of Object.entries(slots)) own.set(state.slots[name] as Float32Array);
