@@ -99,3 +99,19 @@ export async function waitForCoordinatorPort(runDir: string): Promise<number> {
   }
   throw new Error(`coordinator did not write ${file}`);
 }
+
+/**
+ * A folder holding a stand-in `nvidia-smi` whose `-L` lists `count` GPUs, to put first on PATH:
+ * GPU placement is then tested the same on machines with and without GPUs.
+ */
+export function fakeNvidiaSmi(parent: string, count: number): string {
+  const dir = mkdtempSync(path.join(parent, `nvidia-smi-${count}-`));
+  const lines = Array.from({ length: count }, (_, i) => `GPU ${i}: Test GPU (UUID: GPU-${i})`).join('\n');
+  writeFileSync(path.join(dir, 'nvidia-smi'), `#!/bin/sh\nprintf '%s\\n' '${lines}'\n`, { mode: 0o755 });
+  return dir;
+}
+
+/** Environment whose PATH finds `binDir` first. */
+export function envWithPath(binDir: string): NodeJS.ProcessEnv {
+  return { PATH: `${binDir}${path.delimiter}${process.env['PATH'] ?? ''}` };
+}

@@ -2,7 +2,15 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, smallMnistJob, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
+import {
+  envWithPath,
+  fakeNvidiaSmi,
+  runCli,
+  smallMnistJob,
+  tempDir,
+  waitForCoordinatorPort,
+  writeJob,
+} from '../helpers/cli.js';
 
 const dir = tempDir('ringtrain-hooks-');
 
@@ -95,7 +103,10 @@ describe('--gpus', () => {
   it('starts one worker per listed GPU with CUDA_VISIBLE_DEVICES set to it', async () => {
     const job = writeJob(dir, smallMnistJob({ data: { format: 'mnist', limit: 300 } }), 'gpus-job.yaml');
     const out = path.join(dir, 'gpus-run');
-    const result = await runCli(['train', job, '--gpus', '0,2', '--out', out]);
+    // GPUs 0..3 as far as nvidia-smi says; the workers train on the job's cpu backend.
+    const result = await runCli(['train', job, '--gpus', '0,2', '--out', out], {
+      env: envWithPath(fakeNvidiaSmi(dir, 4)),
+    });
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as {
       worldSize: number;
@@ -132,15 +143,10 @@ describe('worker --gpus (one process per GPU on a host, like torchrun)', () => {
       out,
     ]);
     const port = await waitForCoordinatorPort(out);
-    const launcher = await runCli([
-      'worker',
-      '--coordinator',
-      `127.0.0.1:${port}`,
-      '--host',
-      '127.0.0.1',
-      '--gpus',
-      '1,3',
-    ]);
+    const launcher = await runCli(
+      ['worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--gpus', '1,3'],
+      { env: envWithPath(fakeNvidiaSmi(dir, 4)) },
+    );
     expect(launcher.code, launcher.stderr).toBe(0);
     expect((await coordinator).code).toBe(0);
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as {

@@ -1,6 +1,12 @@
 // The environment embedded-mode workers start with (see LocalWorkers.workerEnv).
 import { describe, expect, it } from 'vitest';
-import { LocalWorkers, PINNED_MMAP_THRESHOLD, WORKER_NODE_FLAGS } from '../../coordinator/local-workers.js';
+import {
+  cliEntry,
+  LocalWorkers,
+  PINNED_MMAP_THRESHOLD,
+  WORKER_NODE_FLAGS,
+  workerProcessArgv,
+} from '../../coordinator/local-workers.js';
 
 describe('WORKER_NODE_FLAGS', () => {
   it('are flags this Node accepts, in NODE_OPTIONS too (the container images set them there)', () => {
@@ -27,5 +33,14 @@ describe('LocalWorkers.workerEnv', () => {
     expect(env['CUDA_VISIBLE_DEVICES']).toBe('2');
     expect(env['RINGTRAIN_GPU_INDEX']).toBe('2');
     expect(env['MALLOC_MMAP_THRESHOLD_']).toBe(PINNED_MMAP_THRESHOLD);
+  });
+});
+
+describe('workerProcessArgv (the one way local workers start)', () => {
+  it('runs every worker with the worker Node flags, then `<cli> worker <args>`', () => {
+    const argv = workerProcessArgv(['--coordinator', '127.0.0.1:7070']);
+    expect(argv.slice(0, WORKER_NODE_FLAGS.length)).toEqual([...WORKER_NODE_FLAGS]);
+    expect(argv.slice(WORKER_NODE_FLAGS.length)).toEqual([cliEntry(), 'worker', '--coordinator', '127.0.0.1:7070']);
+    expect(argv).toContain('--max-semi-space-size=2');
   });
 });

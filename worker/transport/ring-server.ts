@@ -56,7 +56,7 @@ export class TcpRingServer {
     server.on('connection', (socket) => this.onConnection(socket));
   }
 
-  /** Listens on host:port. Throws PortInUseError on EADDRINUSE. */
+  /** Listens on host:port. Throws PortInUseError when the port is taken. */
   static async start(options: TcpRingServerOptions): Promise<TcpRingServer> {
     const ring = new TcpRingServer(
       net.createServer({ noDelay: true }),
@@ -64,7 +64,7 @@ export class TcpRingServer {
     );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
-      ring.server.once('error', (error: NodeJS.ErrnoException) =>
+      ring.server.once('error', (error: Error) =>
         reject(isAddressInUse(error) ? new PortInUseError(address, { cause: error }) : error),
       );
       ring.server.listen(options.port, options.host, () => resolve());
