@@ -7,7 +7,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   envWithPath,
   fakeNvidiaSmi,
-  REPO_ROOT,
   runCli,
   smallMnistJob,
   tempDir,
@@ -241,13 +240,6 @@ describe('the command-line contract', () => {
     expectOneLine(result.stderr, /^ringtrain: /);
     expect(result.stderr).toMatch(message);
     expect(existsSync(out)).toBe(false);
-  });
-
-  it('--version prints the version of package.json', async () => {
-    const result = await runCli(['--version'], { timeoutMs: 30_000 });
-    const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
-    expect(result.code).toBe(0);
-    expect(result.stdout.trim()).toBe(pkg.version);
   });
 
   it('--gpus all with no GPU is one line and exit 2, not a stack', async () => {
