@@ -158,7 +158,7 @@ describe('the coordinator', () => {
     const result = await run.done;
     expect(result.code).toBe(143);
     expect(result.stderr).toMatch(
-      /stopped by a signal after step (\d+); checkpointed, continue with: ringtrain train --resume/,
+      /stopped by SIGTERM after step (\d+); checkpointed, continue with: ringtrain train --resume/,
     );
     const step = Number(/after step (\d+)/.exec(result.stderr)?.[1]);
     expect(readdirSync(path.join(out, 'checkpoints'))).toContain(`step-${String(step).padStart(9, '0')}`);
