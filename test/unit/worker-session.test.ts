@@ -53,3 +53,38 @@ describe('WorkerSession.waitStep', () => {
     await expect(session.waitStep(3, 11, 5_000)).resolves.toMatchObject({ kind: 'done' });
   });
 });
+
+describe('a WorkerFailure from the worker', () => {
+  const failure = (message: string): WorkerMessage__Output =>
+    ({ kind: 'failure', failure: { code: 'BackendUnavailableError', message } }) as unknown as WorkerMessage__Output;
+
+  function openUnranked(): { session: WorkerSession; stream: StreamDouble; ended: () => boolean } {
+    const stream = new StreamDouble();
+    let ended = false;
+    stream.on('end', () => (ended = true));
+    const hello = { host: 'host-b', pid: 42, dataAddress: 'host-b:36111' } as unknown as ConstructorParameters<
+      typeof WorkerSession
+    >[1];
+    const session = new WorkerSession(2, hello, stream as unknown as SessionStream, componentLogger('test'));
+    return { session, stream, ended: () => ended };
+  }
+
+  it('fails what waits on the worker with its own reason, naming an unranked worker by host, pid and address', async () => {
+    const { session, stream, ended } = openUnranked();
+    const ready = session.waitReady(5_000);
+    stream.emit('data', failure('backend "tensorflow" is unavailable'));
+    await expect(ready).rejects.toThrow(
+      /^worker on host-b \(pid 42, data address host-b:36111\) failed: backend "tensorflow" is unavailable$/,
+    );
+    // Our side is ended, which tells the worker that its reason arrived and it may exit.
+    expect(ended()).toBe(true);
+  });
+
+  it('names a ranked worker by rank', async () => {
+    const { session, stream } = openUnranked();
+    session.rank = 1;
+    const step = session.waitStep(1, 0, 5_000);
+    stream.emit('data', failure('memory access out of bounds'));
+    await expect(step).rejects.toThrow(/^worker rank 1 \(host-b, pid 42\) failed: memory access out of bounds$/);
+  });
+});
