@@ -124,7 +124,7 @@ async function gatherJoiners(
     } catch {
       await ctx.saveBeforeFailing(state, step);
       throw new NotEnoughWorkersError(
-        `only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume${ctx.failure === undefined ? '' : `; the failure: ${ctx.failure.message}`}`,
+        `${ctx.failure === undefined ? '' : `${ctx.failure.message}; `}only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`,
       );
     }
   }

@@ -312,6 +312,9 @@ describe('below workers.min', () => {
     expect(line).toMatch(
       /^ringtrain: .*only 1 workers left, below workers.min = 2, and no replacement joined within 2 s; the state at step (\d+) was checkpointed, continue with --resume$/,
     );
+    // The exit-8 line names the worker that failed, never "rank -1".
+    expect(line).toMatch(/^ringtrain: not enough workers: worker rank \d \([^,]+, pid \d+\) failed at step \d+: /);
+    expect(line).not.toMatch(/rank -1/);
     const step = Number(/state at step (\d+)/.exec(line)?.[1]);
     expect(readdirSync(path.join(out, 'checkpoints'))).toContain(`step-${String(step).padStart(9, '0')}`);
     await expectNoLeftovers(pids);
