@@ -112,8 +112,8 @@ export class WorkerRuntime {
           dieIfEvalFault(order.split, this.trainer.completedSteps);
           const sums = await this.heartbeat
             .busy('eval', this.trainer.completedSteps, () => this.trainer.evaluate(order.split, order.sampleIndices))
-            .catch(async (error: unknown) => {
-              throw await this.reportOutOfMemory(error, `evaluating ${order.split}`);
+            .catch((error: unknown) => {
+              throw this.reportOutOfMemory(error, `evaluating ${order.split}`);
             });
           this.connection.send({ evalReport: { requestId: order.requestId, ...sums } });
         }
@@ -157,7 +157,7 @@ export class WorkerRuntime {
       this.heartbeat.finished(this.trainer.completedSteps - 1);
       await this.connection.sendFlushed({ stepReport });
     } catch (error) {
-      if (!(error instanceof CollectiveError)) throw await this.reportOutOfMemory(error, `step ${order.step}`);
+      if (!(error instanceof CollectiveError)) throw this.reportOutOfMemory(error, `step ${order.step}`);
       this.logger.warn(
         { step: order.step, reason: error.message },
         'step aborted; waiting for the coordinator to regroup',
@@ -174,14 +174,14 @@ export class WorkerRuntime {
   }
 
   /**
-   * An out-of-memory failure is told to the coordinator in one line (its session then fails with
-   * it, instead of "control stream ended") and returned as an OutOfMemoryError; others as they are.
+   * An out-of-memory failure as an OutOfMemoryError (others as they are). runWorker sends the
+   * coordinator every fatal error as a WorkerFailure before exiting, so its session fails with
+   * this one line instead of "control stream ended".
    */
-  private async reportOutOfMemory(error: unknown, doing: string): Promise<unknown> {
+  private reportOutOfMemory(error: unknown, doing: string): unknown {
     const oom = outOfMemoryFrom(error, doing, this.backend);
     if (oom === undefined) return error;
     this.logger.error({ doing, backend: this.backend }, oom.message);
-    await this.connection.sendFlushed({ failure: { code: 'OUT_OF_MEMORY', message: oom.message } });
     return oom;
   }
 
