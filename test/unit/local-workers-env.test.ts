@@ -7,6 +7,7 @@ import {
   WORKER_NODE_FLAGS,
   workerProcessArgv,
 } from '../../coordinator/local-workers.js';
+import { EXIT_WITH_PARENT_FLAG, parentWatchPreload } from '../../shared/parent-watch.js';
 
 describe('WORKER_NODE_FLAGS', () => {
   it('are flags this Node accepts, in NODE_OPTIONS too (the container images set them there)', () => {
@@ -37,10 +38,18 @@ describe('LocalWorkers.workerEnv', () => {
 });
 
 describe('workerProcessArgv (the one way local workers start)', () => {
-  it('runs every worker with the worker Node flags, then `<cli> worker <args>`', () => {
+  it('runs every worker with the worker Node flags and the parent watch, then `<cli> worker <args>`', () => {
     const argv = workerProcessArgv(['--coordinator', '127.0.0.1:7070']);
+    const preload = parentWatchPreload();
     expect(argv.slice(0, WORKER_NODE_FLAGS.length)).toEqual([...WORKER_NODE_FLAGS]);
-    expect(argv.slice(WORKER_NODE_FLAGS.length)).toEqual([cliEntry(), 'worker', '--coordinator', '127.0.0.1:7070']);
+    expect(argv.slice(WORKER_NODE_FLAGS.length)).toEqual([
+      ...preload,
+      cliEntry(),
+      'worker',
+      '--coordinator',
+      '127.0.0.1:7070',
+      EXIT_WITH_PARENT_FLAG,
+    ]);
     expect(argv).toContain('--max-semi-space-size=2');
   });
 });
