@@ -184,7 +184,7 @@ describe.each(CONV_CASES)(
 
     it('Conv2DBackpropFilter (ours)', async () => {
       const dW = (): tf.Tensor =>
-        tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor());
+        tf.grad((f) => conv(tf.tensor4d(xValues, xShape), f as tf.Tensor4D))(tf.tensor4d(fValues, fShape), dyFor());
       const [wasm, cpu] = [await on('wasm', dW), await on('cpu', dW)];
       expect(tf.util.sizeFromShape(fShape)).toBe(cpu.length);
       expectCloseArrays(wasm, cpu);
@@ -203,7 +203,7 @@ describe.each(CONV_CASES)(
         return values;
       };
       const cpu = await on('cpu', () =>
-        tf.grad((f: tf.Tensor4D) => conv(tf.tensor4d(xValues, xShape), f))(tf.tensor4d(fValues, fShape), dyFor()),
+        tf.grad((f) => conv(tf.tensor4d(xValues, xShape), f as tf.Tensor4D))(tf.tensor4d(fValues, fShape), dyFor()),
       );
       const before = tf.memory().numTensors;
       expectCloseArrays(await dW(), cpu);
@@ -212,7 +212,7 @@ describe.each(CONV_CASES)(
 
     it('Conv2DBackpropInput (tfjs-backend-wasm)', async () => {
       const dx = (): tf.Tensor =>
-        tf.grad((x: tf.Tensor4D) => conv(x, tf.tensor4d(fValues, fShape)))(tf.tensor4d(xValues, xShape), dyFor());
+        tf.grad((x) => conv(x as tf.Tensor4D, tf.tensor4d(fValues, fShape)))(tf.tensor4d(xValues, xShape), dyFor());
       expectCloseArrays(await on('wasm', dx), await on('cpu', dx));
     });
   },
@@ -237,7 +237,7 @@ describe.each([
       const x = tf.tensor4d(xValues, xShape);
       const outShape = tf.maxPool(x, pool, strides, pad).shape;
       const dy = tf.tensor4d(randomArray(size(outShape), 5), outShape);
-      return tf.grad((input: tf.Tensor4D) => tf.maxPool(input, pool, strides, pad))(x, dy);
+      return tf.grad((input) => tf.maxPool(input as tf.Tensor4D, pool, strides, pad))(x, dy);
     };
     expectCloseArrays(await on('wasm', dx), await on('cpu', dx), 0);
   });
