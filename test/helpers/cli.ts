@@ -1,6 +1,7 @@
-// Runs the built CLI (dist/cli/main.js) as a real child process, bounded in time.
+// Runs the built CLI (dist/cli/main.js) as a real child process, bounded in time, and makes the
+// temp folders tests work in (removed after each test file).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,16 +17,30 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(
-  args: string[],
-  options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<CliResult> {
+export interface RunOptions {
+  cwd?: string;
+  /** Only catches a hang: far above what the run takes on a loaded machine. @default 300_000 */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Aborting sends the process SIGTERM (for a process the test ends itself, once it has seen what it needed). */
+  signal?: AbortSignal;
+}
+
+export function runCli(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return runNode([CLI, ...args], options);
+}
+
+/** Runs `node <args>` (a script and its arguments) as a child process, bounded in time. */
+export function runNode(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  const timeoutMs = options.timeoutMs ?? 300_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? REPO_ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.signal ? { signal: options.signal } : {}),
     });
+    child.on('error', () => undefined); // an abort; 'exit' reports how the process ended
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -34,10 +49,10 @@ export function runCli(
       child.kill('SIGKILL');
       reject(
         new Error(
-          `ringtrain ${args.join(' ')} did not finish within ${options.timeoutMs ?? 180_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+          `node ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
         ),
       );
-    }, options.timeoutMs ?? 180_000);
+    }, timeoutMs);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
@@ -45,8 +60,20 @@ export function runCli(
   });
 }
 
+/** Folders made by tempDir() in this test file, removed by removeTempDirs() after it (see temp-dirs-setup.ts). */
+const tempDirs: string[] = [];
+
 export function tempDir(prefix = 'ringtrain-test-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** Removes every folder tempDir() made; RINGTRAIN_KEEP_TEST_DIRS=1 keeps them for a post-mortem. */
+export function removeTempDirs(): void {
+  if (process.env['RINGTRAIN_KEEP_TEST_DIRS'] === '1') return;
+  // Retries: a process of the test may still be closing a file in there as the test ends.
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
 }
 
 /** Writes a job object as YAML into `dir` and returns its path. */
@@ -90,10 +117,10 @@ export function smallMnistJob(overrides: Record<string, unknown> = {}): Record<s
   };
 }
 
-/** Waits (bounded, 30 s) for the coordinator to record its listening port in <run>/coordinator.json. */
+/** Waits (bounded, 120 s: a coordinator starts slowly on a busy machine) for it to record its listening port in <run>/coordinator.json. */
 export async function waitForCoordinatorPort(runDir: string): Promise<number> {
   const file = path.join(runDir, 'coordinator.json');
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < 1200; i++) {
     if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { port: number }).port;
     await new Promise((r) => setTimeout(r, 100));
   }
