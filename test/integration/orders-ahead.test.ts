@@ -1,7 +1,8 @@
 // The coordinator's lookahead, seen from a worker: between boundaries step s+1's order arrives
 // while step s is still running (before its report), and never across a boundary, where the
 // validation order comes first. A scripted worker speaks the real gRPC control protocol to a real
-// coordinator process and holds every report back for a while, as a slow step would.
+// coordinator process and holds each step's report back until the next step's order arrives (or,
+// where none comes ahead, as at a boundary, until a generous bound), as a slow step would.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -33,8 +34,12 @@ const JOB = {
   backend: 'cpu',
   checkpoint: { everySteps: 0, atEpochEnd: false, keep: 1 },
 };
-/** How long the scripted worker sits on each step before reporting it. */
-const STEP_MS = 500;
+/**
+ * The longest the scripted worker holds a report while no next order has come. Only the steps with
+ * nothing ahead of them (the epoch-end step 2) wait it out; it is far above the time the
+ * coordinator takes to send an order it has ready, so a lookahead order is never missed.
+ */
+const HOLD_BOUND_MS = 10_000;
 
 let coordinator: ChildProcess | undefined;
 let client: grpc.Client | undefined;
@@ -62,11 +67,26 @@ describe('orders sent one step ahead', () => {
     const events: string[] = [];
     let sawStep4 = (): void => undefined;
     const step4 = new Promise<void>((resolve) => (sawStep4 = resolve));
+    /** Resolves when order `step` has arrived, or after HOLD_BOUND_MS. */
+    const waiters = new Map<number, () => void>();
+    const orderOrBound = (step: number): Promise<void> =>
+      events.includes(`order ${step}`)
+        ? Promise.resolve()
+        : new Promise((resolve) => {
+            const timer = setTimeout(resolve, HOLD_BOUND_MS);
+            waiters.set(step, () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
 
     // Orders are handled one at a time, in arrival order, like a real worker; arrivals are logged at once.
     let handling = Promise.resolve();
     stream.on('data', (message: CoordinatorMessage__Output) => {
-      if (message.kind === 'step' && message.step) events.push(`order ${message.step.step}`);
+      if (message.kind === 'step' && message.step) {
+        events.push(`order ${message.step.step}`);
+        waiters.get(message.step.step)?.();
+      }
       if (message.kind === 'eval' && message.eval) events.push(`eval ${message.eval.split}`);
       handling = handling.then(() => handle(message));
     });
@@ -86,7 +106,7 @@ describe('orders sent one step ahead', () => {
       } else if (message.kind === 'step' && message.step) {
         const order = message.step;
         if (order.step === 4) sawStep4();
-        await new Promise((resolve) => setTimeout(resolve, STEP_MS));
+        await orderOrBound(order.step + 1);
         events.push(`report ${order.step}`);
         send({
           stepReport: {
@@ -95,7 +115,7 @@ describe('orders sent one step ahead', () => {
             loss: 0.5,
             localCount: order.globalBatchSize,
             globalCount: order.globalBatchSize,
-            timings: { computeMs: STEP_MS },
+            timings: { computeMs: 1 },
             skipped: false,
             paramHash: order.wantParamHash ? 'scripted' : '',
             gradNorm: 1,
@@ -127,7 +147,7 @@ describe('orders sent one step ahead', () => {
     await Promise.race([
       step4,
       new Promise((_, reject) =>
-        setTimeout(() => reject(new Error(`no order for step 4; saw ${events.join(', ')}`)), 30_000),
+        setTimeout(() => reject(new Error(`no order for step 4; saw ${events.join(', ')}`)), 120_000),
       ),
     ]);
 
