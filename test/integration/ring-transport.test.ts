@@ -15,6 +15,8 @@ import {
   type FrameHeader,
 } from '../../worker/transport/frame.js';
 import { FrameReader } from '../../worker/transport/frame-reader.js';
+import type { CollectiveStats } from '../../worker/collectives/collective-stats.js';
+import type { FrameInbox } from '../../worker/collectives/frame-inbox.js';
 import type { RingCollective } from '../../worker/collectives/ring-collective.js';
 import { RingEndpoint } from '../../worker/transport/ring-endpoint.js';
 import { TcpRingCommunicator, TcpRingServer } from '../../worker/transport/ring-communicator.js';
@@ -212,33 +214,65 @@ describe('ring all-reduce over raw TCP', () => {
   });
 });
 
-/** Every rank all-reduces `length` floats at `step`; rank `late` starts `delayMs` after the others. Each rank's reported wait. */
+/** Whether the left neighbour's first frame of collective (step, 0) has reached `comm` (its inbox is private: peeked at). */
+function hasArrival(comm: TcpRingCommunicator, step: number): boolean {
+  return (comm as unknown as { inbox: FrameInbox }).inbox.firstArrivalMs(step, 0) !== undefined;
+}
+
+/** Resolves once `condition` holds; polls, bounded by TIMEOUT_MS. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (const deadline = performance.now() + TIMEOUT_MS; !condition();) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * Every rank all-reduces `length` floats at `step`, rank `late` last: the others start first (its
+ * right neighbour first of all), and `late` only once every rank not fed by it holds its left
+ * neighbour's first frame, and `delayMs` after that. Returns each rank's reported wait and
+ * `lateByMs`, how long after its right neighbour entered the collective `late` did.
+ */
 async function waitsWithLateRank(ring: Ring, length: number, step: number, late: number, delayMs: number) {
-  return Promise.all(
-    ring.comms.map(async (comm, rank) => {
-      if (rank === late) await new Promise((resolve) => setTimeout(resolve, delayMs));
-      return (await comm.allReduce(new Float32Array(length).fill(rank), step)).waitMs;
-    }),
+  const worldSize = ring.comms.length;
+  const right = (late + 1) % worldSize;
+  const early = [right, ...ring.comms.keys()].filter((rank, i, all) => rank !== late && all.indexOf(rank) === i);
+  const results = new Array<Promise<CollectiveStats>>(worldSize);
+  const allReduce = (rank: number) => ring.comms[rank]!.allReduce(new Float32Array(length).fill(rank), step);
+  const rightStartedMs = performance.now();
+  for (const rank of early) results[rank] = allReduce(rank);
+  await until(
+    () => ring.comms.every((comm, rank) => rank === right || hasArrival(comm, step)),
+    'the first frames from the ranks that started',
   );
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+  const lateStartedMs = performance.now();
+  results[late] = allReduce(late);
+  const waits = (await Promise.all(results)).map((stats) => stats.waitMs);
+  return { waits, lateByMs: lateStartedMs - rightStartedMs };
 }
 
 describe('wait for peers', () => {
+  // Decided by causality, not by a machine's speed: the late rank's first frame leaves after it
+  // starts, so its right neighbour waits at least as long as it was late; every other rank's
+  // first frame was in before the late rank started, so none of them waits as long, and the
+  // late rank, whose frame was already there, waits not at all.
   it.each([
     ['ring', 50_000],
     ['latency', 40],
   ])(
-    '%s path: a rank whose left neighbour starts 200 ms late reports that wait, the others about none',
+    '%s path: a rank whose left neighbour starts 200 ms late reports that wait, the others less, the late one none',
     async (_, length) => {
       const pair = await startRing(2, 4096);
-      const [early, late] = await waitsWithLateRank(pair, length, 1, 1, 200);
-      expect(early).toBeGreaterThanOrEqual(150);
-      expect(late).toBeLessThan(50);
+      const two = await waitsWithLateRank(pair, length, 1, 1, 200);
+      expect(two.waits[0]).toBeGreaterThanOrEqual(two.lateByMs);
+      expect(two.waits[1]).toBe(0);
       // Only the left neighbour counts: in 0 -> 1 -> 2 -> 0, a late rank 2 keeps rank 0 waiting.
       const three = await startRing(3, 4096);
-      const waits = await waitsWithLateRank(three, length, 1, 2, 200);
-      expect(waits[0]).toBeGreaterThanOrEqual(150);
-      expect(waits[1]).toBeLessThan(50);
-      expect(waits[2]).toBeLessThan(50);
+      const { waits, lateByMs } = await waitsWithLateRank(three, length, 1, 2, 200);
+      expect(waits[0]).toBeGreaterThanOrEqual(lateByMs);
+      expect(waits[1]).toBeLessThan(waits[0]!);
+      expect(waits[2]).toBe(0);
     },
   );
 
