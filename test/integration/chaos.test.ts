@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { Rng } from '../../shared/rng.js';
 import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { slowdownMs } from '../helpers/slowdown.js';
 
 interface Summary {
   worldSize: number;
@@ -71,7 +72,7 @@ function workerPids(coordinatorPid: number): number[] {
 }
 
 /** Waits (bounded) until metrics.jsonl holds at least `steps` step lines. */
-async function waitForSteps(out: string, steps: number, timeoutMs = 60_000): Promise<void> {
+async function waitForSteps(out: string, steps: number, timeoutMs = 300_000): Promise<void> {
   const file = path.join(out, 'metrics.jsonl');
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
     if (existsSync(file) && readMetrics(file).filter((r) => r['type'] === 'step').length >= steps) return;
@@ -93,7 +94,8 @@ function expectEveryStepOnce(out: string): void {
 }
 
 async function expectNoLeftovers(pids: number[]): Promise<void> {
-  for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  // Bounded only to catch a process that never exits: on a busy machine exiting takes a while.
+  for (let i = 0; i < 600 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
   expect(pids.filter(alive)).toEqual([]);
 }
 
@@ -252,7 +254,7 @@ describe('a restarted coordinator (cluster mode)', () => {
     const workers = [0, 1].map(() =>
       spawn(
         process.execPath,
-        [CLI, 'worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--reconnect-ms', '30000'],
+        [CLI, 'worker', '--coordinator', `127.0.0.1:${port}`, '--host', '127.0.0.1', '--reconnect-ms', '120000'],
         { stdio: 'ignore' },
       ),
     );
@@ -266,7 +268,9 @@ describe('a restarted coordinator (cluster mode)', () => {
     expect(readdirSync(path.join(out, 'checkpoints')).filter((n) => n.startsWith('step-'))).toEqual([]);
     const second = await runCli([...coordinatorArgs, '--resume', out]);
     expect(second.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/resumed from the in-memory state of a rejoining worker at step (4\d)/);
+    // At least the 40 steps seen before the kill (how many more ran meanwhile depends on the machine).
+    const rejoinedAt = /resumed from the in-memory state of a rejoining worker at step (\d+)/.exec(second.stdout);
+    expect(Number(rejoinedAt?.[1]), second.stdout).toBeGreaterThanOrEqual(40);
     expect(await workersExited).toEqual([0, 0]);
     const summary = summaryOf(out);
     expect(summary.steps).toBe(TOTAL_STEPS);
@@ -278,9 +282,12 @@ describe('a restarted coordinator (cluster mode)', () => {
 describe('stragglers', () => {
   it('a rank that stays slower than the median is named in the events and summary.json', async () => {
     const out = path.join(dir, 'straggler');
-    const job = chaosJob({ training: { epochs: 1, batchSize: 32 }, stragglers: { margin: 0.5, patienceSteps: 10 } });
+    const job = chaosJob({ training: { epochs: 1, batchSize: 32 }, stragglers: { margin: 0.5, patienceSteps: 5 } });
+    // A slow-down sized from the baseline's compute times on this machine: a fixed 40 ms drowned in
+    // the other ranks' scheduling noise on a busy machine, and no streak of slow steps formed.
+    const slowMs = slowdownMs(path.join(dir, 'baseline', 'metrics.jsonl'));
     const result = await runCli(['train', job, '--workers', '3', '--out', out], {
-      env: { RINGTRAIN_FAULT_SLOW_RANK: '2:40' },
+      env: { RINGTRAIN_FAULT_SLOW_RANK: `2:${slowMs}` },
     });
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary & {
