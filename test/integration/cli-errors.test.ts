@@ -73,7 +73,7 @@ describe('bad job files', () => {
   it.each(cases)('$name', async ({ content, file, message }) => {
     const jobFile = path.join(dir, file ?? `job-${Math.random().toString(36).slice(2)}.yaml`);
     if (file !== 'nope.yaml') writeFileSync(jobFile, content);
-    const result = await runCli(['train', jobFile, '--out', path.join(dir, 'never')], { timeoutMs: 30_000 });
+    const result = await runCli(['train', jobFile, '--out', path.join(dir, 'never')]);
     expect(result.code).toBe(2);
     expectOneLine(result.stderr, message);
   });
@@ -89,7 +89,7 @@ describe('bad data and bad peers', () => {
       { ...smallMnistJob(), data: { format: 'csv', path: 'missing.csv', label: 'y', task: 'regression' } },
       'csv-job.yaml',
     );
-    const result = await runCli(['train', job, '--out', path.join(dir, 'csv-run')], { timeoutMs: 30_000 });
+    const result = await runCli(['train', job, '--out', path.join(dir, 'csv-run')]);
     expect(result.code).toBe(3);
     expectOneLine(result.stderr, /missing\.csv/);
   });
@@ -107,14 +107,14 @@ describe('bad data and bad peers', () => {
       },
       'bad-csv-job.yaml',
     );
-    const result = await runCli(['train', job, '--out', path.join(dir, 'bad-csv-run')], { timeoutMs: 30_000 });
+    const result = await runCli(['train', job, '--out', path.join(dir, 'bad-csv-run')]);
     expect(result.code).toBe(3);
     expectOneLine(result.stderr, /bad\.csv:3: .*"b"/);
   });
 
   it('a backend that is not installed is named, with the fix, before anything starts', async () => {
     const out = path.join(dir, 'backend-run');
-    const result = await runCli(['train', '--backend', 'tensorflow', '--out', out], { timeoutMs: 30_000 });
+    const result = await runCli(['train', '--backend', 'tensorflow', '--out', out]);
     expect(result.code).toBe(4);
     expectOneLine(result.stderr, /backend "tensorflow" is unavailable: .*npm install @tensorflow\/tfjs-node@4\.22\.0/);
     expect(existsSync(out)).toBe(false);
@@ -124,10 +124,7 @@ describe('bad data and bad peers', () => {
     // The default log level (no --log-level, no RINGTRAIN_LOG_LEVEL) must show every attempt.
     const env = { ...process.env };
     delete env['RINGTRAIN_LOG_LEVEL'];
-    const result = await runCli(['worker', '--coordinator', '127.0.0.1:1', '--connect-attempts', '3'], {
-      timeoutMs: 60_000,
-      env,
-    });
+    const result = await runCli(['worker', '--coordinator', '127.0.0.1:1', '--connect-attempts', '3'], { env });
     expect(result.code).toBe(5);
     const lines = result.stderr.trim().split('\n');
     const attempts = lines
@@ -147,10 +144,16 @@ describe('bad data and bad peers', () => {
       blocker?.listen(0, '127.0.0.1', () => resolve((blocker?.address() as { port: number }).port)),
     );
     const job = writeJob(dir, smallMnistJob(), 'port-job.yaml');
-    const result = await runCli(
-      ['coordinator', job, '--port', String(port), '--host', '127.0.0.1', '--out', path.join(dir, 'port-run')],
-      { timeoutMs: 30_000 },
-    );
+    const result = await runCli([
+      'coordinator',
+      job,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--out',
+      path.join(dir, 'port-run'),
+    ]);
     expect(result.code).toBe(7);
     expectOneLine(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}: address already in use`));
   });
@@ -158,6 +161,8 @@ describe('bad data and bad peers', () => {
   it('a worker whose job hash differs is refused', async () => {
     const job = writeJob(dir, smallMnistJob(), 'hash-job.yaml');
     const other = writeJob(dir, smallMnistJob({ seed: 8 }), 'hash-other.yaml');
+    // The coordinator is stopped once the worker is refused: no join deadline has to outlast a slow start.
+    const stop = new AbortController();
     const coordinator = runCli(
       [
         'coordinator',
@@ -169,17 +174,16 @@ describe('bad data and bad peers', () => {
         '--expect-workers',
         '1',
         '--join-timeout',
-        '20',
+        '300',
         '--out',
         path.join(dir, 'hash-run'),
       ],
-      { timeoutMs: 60_000 },
+      { signal: stop.signal },
     );
     // Find the port the coordinator printed; it waits for workers after binding.
     const port = await waitForCoordinatorPort(path.join(dir, 'hash-run'));
-    const worker = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--job', other], {
-      timeoutMs: 30_000,
-    });
+    const worker = await runCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--job', other]);
+    stop.abort();
     expect(worker.code).toBe(6);
     expectOneLine(worker.stderr, /JOB_HASH_MISMATCH.*differs from the coordinator's/);
     const coord = await coordinator;
