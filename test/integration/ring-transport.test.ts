@@ -165,20 +165,26 @@ describe('ring all-reduce over raw TCP', () => {
   });
 
   it('carries a 12 MiB buffer in 8 MiB chunks, and pipelines 5.6 MiB in default-size chunks over three ranks', async () => {
+    // Inputs are made before the rings start: making them blocks the event loop (for seconds on a
+    // busy machine), and a data port drops a connection whose handshake it has not read in 10 s.
     const random = makeRandom(5);
+    const pairInputs = [randomBuffers(2, 3 * 1024 * 1024, random), randomBuffers(2, 3 * 1024 * 1024, random)];
+    const threeInputs = randomBuffers(3, 1_400_000, random);
     const pair = await startRing(2, 8 * 1024 * 1024);
-    await allReduceAndCheck(pair.comms, randomBuffers(2, 3 * 1024 * 1024, random), 1);
-    await allReduceAndCheck(pair.comms, randomBuffers(2, 3 * 1024 * 1024, random), 2);
+    await allReduceAndCheck(pair.comms, pairInputs[0]!, 1);
+    await allReduceAndCheck(pair.comms, pairInputs[1]!, 2);
     const three = await startRing(3, 256 * 1024);
-    await allReduceAndCheck(three.comms, randomBuffers(3, 1_400_000, random), 7);
+    await allReduceAndCheck(three.comms, threeInputs, 7);
   });
 
   it('returns only once its chunks are sent: a rank that overwrites its buffer at once leaves the others exact', async () => {
     // Chunks leave as views of the caller's buffer, so an early return would ship the NaNs.
     const random = makeRandom(13);
+    // Made before the ring starts (see the test above).
+    const inputsOfStep = [1, 2, 3].map((step) => randomBuffers(3, 2_000_000 + step, random));
     const ring = await startRing(3, 64 * 1024);
     for (let step = 1; step <= 3; step++) {
-      const inputs = randomBuffers(3, 2_000_000 + step, random);
+      const inputs = inputsOfStep[step - 1]!;
       const buffers = inputs.map((input) => input.slice());
       const results: Float32Array[] = [];
       await Promise.all(
