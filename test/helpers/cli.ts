@@ -17,9 +17,12 @@ export interface CliResult {
   stderr: string;
 }
 
+/** How long one CLI run may take before it counts as hung: far above what it takes on a busy machine. */
+export const RUN_LIMIT_MS = 300_000;
+
 export interface RunOptions {
   cwd?: string;
-  /** Only catches a hang: far above what the run takes on a loaded machine. @default 300_000 */
+  /** Only catches a hang. @default RUN_LIMIT_MS */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   /** Aborting sends the process SIGTERM (for a process the test ends itself, once it has seen what it needed). */
@@ -32,12 +35,14 @@ export function runCli(args: string[], options: RunOptions = {}): Promise<CliRes
 
 /** Runs `node <args>` (a script and its arguments) as a child process, bounded in time. */
 export function runNode(args: string[], options: RunOptions = {}): Promise<CliResult> {
-  const timeoutMs = options.timeoutMs ?? 300_000;
+  const timeoutMs = options.timeoutMs ?? RUN_LIMIT_MS;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? REPO_ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so that a hang kills what it started too (a coordinator's workers).
+      detached: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
     child.on('error', () => undefined); // an abort; 'exit' reports how the process ended
@@ -46,7 +51,7 @@ export function runNode(args: string[], options: RunOptions = {}): Promise<CliRe
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      killGroup(child.pid);
       reject(
         new Error(
           `node ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
@@ -62,6 +67,14 @@ export function runNode(args: string[], options: RunOptions = {}): Promise<CliRe
 
 /** Folders made by tempDir() in this test file, removed by removeTempDirs() after it (see temp-dirs-setup.ts). */
 const tempDirs: string[] = [];
+
+function killGroup(pid: number | undefined): void {
+  try {
+    if (pid !== undefined) process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
 
 export function tempDir(prefix = 'ringtrain-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -7,9 +7,11 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
-import { REPO_ROOT, runCli, runNode, tempDir, writeJob } from '../helpers/cli.js';
+import { REPO_ROOT, RUN_LIMIT_MS, runCli, runNode, tempDir, writeJob } from '../helpers/cli.js';
 
 const EXAMPLES = path.join(REPO_ROOT, 'examples');
+/** xor-compare.mjs trains 4 times (the 2-layer net once, the perceptron with 3 seeds), each bounded like one runCli. */
+const XOR_RUNS = 4;
 
 interface Summary {
   worldSize: number;
@@ -61,16 +63,22 @@ function makeData(dir: string, rows: number): number {
 }
 
 describe('examples (2 workers, real processes)', () => {
-  it('XOR: the 2-layer net gets 4 of 4 corners, the perceptron at most 3 (xor-compare.mjs)', async () => {
-    // 100 of the shipped 300 epochs: xor.yaml has all four corners by epoch 60, and the perceptron's
-    // bound holds at any length. Four CLI runs, each a coordinator and 2 workers.
-    const result = await runNode([path.join(EXAMPLES, 'xor-compare.mjs'), '--epochs', '100']);
-    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
-    expect(result.stdout).toMatch(/2-layer network \(xor\.yaml\): +4 of 4 corners/);
-    const perceptron = /perceptron \(xor-perceptron\.yaml\): +(\d) of 4/.exec(result.stdout);
-    expect(Number(perceptron?.[1])).toBeLessThanOrEqual(3);
-    expect(result.stdout).toMatch(/any line, by brute force: +3 of 4 corners at most/);
-  });
+  it(
+    'XOR: the 2-layer net gets 4 of 4 corners, the perceptron at most 3 (xor-compare.mjs)',
+    async () => {
+      // 100 of the shipped 300 epochs: xor.yaml has all four corners by epoch 60, and the perceptron's
+      // bound holds at any length. Four CLI runs, each a coordinator and 2 workers.
+      const result = await runNode([path.join(EXAMPLES, 'xor-compare.mjs'), '--epochs', '100'], {
+        timeoutMs: XOR_RUNS * RUN_LIMIT_MS,
+      });
+      expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+      expect(result.stdout).toMatch(/2-layer network \(xor\.yaml\): +4 of 4 corners/);
+      const perceptron = /perceptron \(xor-perceptron\.yaml\): +(\d) of 4/.exec(result.stdout);
+      expect(Number(perceptron?.[1])).toBeLessThanOrEqual(3);
+      expect(result.stdout).toMatch(/any line, by brute force: +3 of 4 corners at most/);
+    },
+    XOR_RUNS * RUN_LIMIT_MS + 60_000,
+  );
 
   it('regression on a generated CSV reaches R² ≥ 0.9, with mse/mae in label units', async () => {
     const dir = tempDir('ringtrain-example-');
