@@ -194,7 +194,7 @@ describe('bad data and bad peers', () => {
 describe('--resume-if-exists', () => {
   it('without --out names the missing flag', async () => {
     const job = writeJob(dir, smallMnistJob(), 'auto-job.yaml');
-    const result = await runCli(['coordinator', job, '--port', '0', '--resume-if-exists'], { timeoutMs: 30_000 });
+    const result = await runCli(['coordinator', job, '--port', '0', '--resume-if-exists']);
     expect(result.code).toBe(2);
     expectOneLine(result.stderr, /^ringtrain: --resume-if-exists: needs --out DIR/);
   });
@@ -204,7 +204,7 @@ describe('--resume-if-exists', () => {
     mkdirSync(run);
     writeJob(run, smallMnistJob({ seed: 8 }), 'job.yaml');
     const job = writeJob(dir, smallMnistJob(), 'auto-this.yaml');
-    const result = await runCli(['train', job, '--out', run, '--resume-if-exists'], { timeoutMs: 60_000 });
+    const result = await runCli(['train', job, '--out', run, '--resume-if-exists']);
     expect(result.code).toBe(2);
     expect(result.stdout).toMatch(/holds a run; continuing it/);
     expectOneLine(
@@ -239,7 +239,7 @@ describe('the command-line contract', () => {
   ];
   it.each(flagCases)('$name exits 2 with one line', async ({ args, message }) => {
     const out = path.join(dir, `flag-${Math.random().toString(36).slice(2)}`);
-    const result = await runCli([...args, '--out', out], { timeoutMs: 30_000 });
+    const result = await runCli([...args, '--out', out]);
     expect(result.code, result.stderr).toBe(2);
     expectOneLine(result.stderr, /^ringtrain: /);
     expect(result.stderr).toMatch(message);
