@@ -496,6 +496,21 @@ describe('tcp ring protocol checks', () => {
     expect(await refusal).toMatch(/superseded by generation 2/);
   });
 
+  it('keeps a handshake that arrived in time although a long synchronous stretch delayed the check', async () => {
+    const server = await TcpRingServer.start({ host: '127.0.0.1', port: 0, logger, sniffTimeoutMs: 50 });
+    cleanups.push(() => server.close());
+    server.expect(1, 0);
+    const { socket } = rawPeer(server.port);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 20)); // let the server accept it and arm its check
+    socket.write(controlFrame(FrameKind.handshake, 1, 0));
+    // A busy thread (a big step) for 4x the sniff limit: the timer is due before the bytes are read.
+    const until = performance.now() + 200;
+    while (performance.now() < until);
+    const attached = await server.waitForRight(1, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
+  });
+
   it('holds a handshake for a future generation until the server reaches it', async () => {
     const server = await startServer();
     server.expect(1, 0);

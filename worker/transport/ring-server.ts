@@ -26,6 +26,8 @@ export interface TcpRingServerOptions {
   /** 0 = ephemeral. */
   port: number;
   logger?: Logger;
+  /** How long a new connection may take to send its first four bytes. @default 10000 */
+  sniffTimeoutMs?: number;
 }
 
 interface RightPeer {
@@ -52,6 +54,7 @@ export class TcpRingServer {
   private constructor(
     private readonly server: net.Server,
     private readonly logger: Logger,
+    private readonly sniffTimeoutMs: number,
   ) {
     server.on('connection', (socket) => this.onConnection(socket));
   }
@@ -61,6 +64,7 @@ export class TcpRingServer {
     const ring = new TcpRingServer(
       net.createServer({ noDelay: true }),
       options.logger ?? componentLogger('tcp-ring-server'),
+      options.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS,
     );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
@@ -167,10 +171,21 @@ export class TcpRingServer {
       socket.destroy();
       return;
     }
-    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    let sniffed = false;
+    // The verdict waits for setImmediate, which runs after the event loop's poll phase: when a long
+    // synchronous stretch (a big step) delays this timer, bytes that arrived meanwhile are read
+    // first, so a handshake that came in time is never dropped for the process's own delay.
+    const timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!sniffed) socket.destroy();
+        }),
+      this.sniffTimeoutMs,
+    );
     const onReadable = (): void => {
       const head = socket.read(4) as Buffer | null;
       if (head === null) return;
+      sniffed = true;
       clearTimeout(timer);
       socket.off('readable', onReadable);
       if (head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
