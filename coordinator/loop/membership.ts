@@ -3,10 +3,10 @@
 import { JoinRejectedError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
-import type { WorkerSession } from '../session/worker-session.js';
+import type { WorkerLink } from './worker-link.js';
 
 export interface RingMember {
-  session: WorkerSession;
+  session: WorkerLink;
   rank: number;
   paramCount: number;
   backend: string;
@@ -19,7 +19,7 @@ export interface Generation {
 }
 
 export class Membership {
-  private readonly waiting: WorkerSession[] = [];
+  private readonly waiting: WorkerLink[] = [];
   private wake: (() => void) | undefined;
   private generationCounter = 0;
   /** Size of the current ring, so spare joiners beyond `max` are refused. */
@@ -34,7 +34,7 @@ export class Membership {
   ) {}
 
   /** Called by the control server for every worker that said Hello. */
-  offer(session: WorkerSession): void {
+  offer(session: WorkerLink): void {
     const hello = session.hello;
     if (this.ringSize + this.live().length >= this.maxWorkers) {
       this.reject(session, 'JOB_FULL', `the job already has its maximum of ${this.maxWorkers} workers`);
@@ -63,7 +63,7 @@ export class Membership {
   }
 
   /** Waits (bounded) until `count` workers are waiting to join; returns them (not removed yet). */
-  async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerSession[]> {
+  async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerLink[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.live().length < count) {
       if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
@@ -90,7 +90,7 @@ export class Membership {
    * range, else arrival order; each rank learns its neighbours; then all must report Ready with
    * equal parameter counts and the coordinator's data hash.
    */
-  async formRing(sessions: WorkerSession[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
+  async formRing(sessions: WorkerLink[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
     // A restarted coordinator continues above any generation its rejoining workers knew, so
     // their ring servers never see a generation number go back.
     this.generationCounter = Math.max(this.generationCounter, ...sessions.map((s) => s.hello.generation));
@@ -137,18 +137,18 @@ export class Membership {
     return { generation, members, paramCount: members[0]?.paramCount ?? 0 };
   }
 
-  private live(): WorkerSession[] {
+  private live(): WorkerLink[] {
     return this.waiting.filter((s) => !s.isClosed);
   }
 
-  private reject(session: WorkerSession, code: string, message: string): void {
+  private reject(session: WorkerLink, code: string, message: string): void {
     this.logger.warn({ host: session.hello.host, pid: session.hello.pid, code }, message);
     session.send({ reject: { code, message } });
     session.shutdown(message);
   }
 }
 
-function orderByHints(sessions: WorkerSession[]): WorkerSession[] {
+function orderByHints(sessions: WorkerLink[]): WorkerLink[] {
   const hints = sessions.map((s) => s.hello.rankHint);
   const usable = hints.every((h) => h >= 0 && h < sessions.length) && new Set(hints).size === sessions.length;
   return usable ? [...sessions].sort((a, b) => a.hello.rankHint - b.hello.rankHint) : [...sessions];
