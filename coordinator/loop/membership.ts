@@ -1,5 +1,6 @@
 // Who is in the job: collects joining workers, assigns ranks, forms the ring for a generation,
 // and checks that every rank built the same model on the same data before any data moves.
+import { systemClock, type Clock } from '../../shared/clock.js';
 import { JoinRejectedError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -31,6 +32,8 @@ export class Membership {
     private readonly runId: string,
     private readonly logger: Logger,
     private readonly maxWorkers: number,
+    /** Times the bounded waits for workers. */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Called by the control server for every worker that said Hello. */
@@ -64,10 +67,10 @@ export class Membership {
 
   /** Waits (bounded) until `count` workers are waiting to join; returns them (not removed yet). */
   async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerLink[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock.now() + timeoutMs;
     while (this.live().length < count) {
       if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
-      const left = deadline - Date.now();
+      const left = deadline - this.clock.now();
       if (left <= 0) {
         throw new WorkerFailedError(
           -1,
@@ -75,9 +78,9 @@ export class Membership {
         );
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 500));
+        const cancel = this.clock.after(Math.min(left, 500), resolve);
         this.wake = () => {
-          clearTimeout(timer);
+          cancel();
           resolve();
         };
       });
