@@ -17,7 +17,8 @@ import { UserHooks } from '../../coordinator/user-hooks.js';
 import { loadDataset, type Dataset } from '../../shared/data/dataset.js';
 import { jobHash, resolveJob } from '../../shared/job.js';
 import type { Job } from '../../shared/job-schema.js';
-import { ManualClock, MemoryCluster, type MemoryWorker } from './memory-workers.js';
+import { ManualClock } from './manual-clock.js';
+import { MemoryCluster, type MemoryWorker } from './memory-workers.js';
 
 export const STEP_TIMEOUT_MS = 30_000;
 export const READY_TIMEOUT_MS = 20_000;

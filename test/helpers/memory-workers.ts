@@ -16,47 +16,11 @@ import type { StepOrder } from '../../proto/generated/ringtrain/v1/StepOrder.js'
 import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/StepReport.js';
 import type { BusyState, StepResult, WorkerLink } from '../../coordinator/loop/worker-link.js';
 import { Mailbox } from '../../coordinator/session/mailbox.js';
-import type { Clock } from '../../shared/clock.js';
 import { WorkerFailedError } from '../../shared/errors.js';
 import { decodeIndices } from '../../shared/index-codec.js';
 import { encodeModelBlob } from '../../shared/model-blob.js';
-
-/** A clock that moves only when the test says so. */
-export class ManualClock implements Clock {
-  private nowMs = 1_700_000_000_000;
-  private timers: Array<{ id: number; dueMs: number; fn: () => void }> = [];
-  private nextId = 1;
-
-  now(): number {
-    return this.nowMs;
-  }
-
-  after(ms: number, fn: () => void): () => void {
-    const id = this.nextId++;
-    this.timers.push({ id, dueMs: this.nowMs + ms, fn });
-    return () => {
-      this.timers = this.timers.filter((t) => t.id !== id);
-    };
-  }
-
-  /** Timers scheduled and not yet run or cancelled. */
-  get pendingTimers(): number {
-    return this.timers.length;
-  }
-
-  /** Moves time forward by `ms`, running every timer that falls due, earliest first. */
-  advance(ms: number): void {
-    const target = this.nowMs + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.dueMs <= target).sort((a, b) => a.dueMs - b.dueMs || a.id - b.id)[0];
-      if (due === undefined) break;
-      this.timers = this.timers.filter((t) => t.id !== due.id);
-      this.nowMs = Math.max(this.nowMs, due.dueMs);
-      due.fn();
-    }
-    this.nowMs = target;
-  }
-}
+import type { ManualClock } from './manual-clock.js';
+import { MemoryRing } from './memory-ring.js';
 
 /** What a worker holds: the steps it applied and a value folded from their global batches. */
 export interface MemoryState {
@@ -85,15 +49,6 @@ type Reply =
   | { kind: 'blob'; data: Buffer }
   | { kind: 'ack' };
 
-type StepOutcome = { kind: 'done'; sum: number; count: number } | { kind: 'broken'; reason: string };
-
-interface Collective {
-  worldSize: number;
-  parts: Map<number, Uint32Array>;
-  waiters: Map<number, (outcome: StepOutcome) => void>;
-  broken: string | undefined;
-}
-
 const MODULUS = 2_147_483_647;
 
 /** The value after applying a global batch whose sample indices sum to `sum`. */
@@ -111,17 +66,23 @@ export interface ClusterOptions {
 }
 
 /** The ring shared by the memory workers, and the factory that makes them. */
-export class MemoryCluster {
+export class MemoryCluster extends MemoryRing {
   readonly workers: MemoryWorker[] = [];
   readonly clock: ManualClock;
   readonly dataHash: string;
   readonly paramCount: number;
   readonly evalLoss: (split: string, step: number) => number;
-  private readonly collectives = new Map<string, Collective>();
-  private readonly brokenGenerations = new Map<number, string>();
   private nextId = 1;
 
   constructor(options: ClusterOptions) {
+    // A rank scripted to die inside a collective lets only its `finishers` complete it.
+    super((generation, step) => {
+      const dying = this.workers.find((w) => w.generation === generation && w.dyingIn(step) !== undefined);
+      const finishers = dying?.dyingIn(step);
+      return dying === undefined || finishers === undefined
+        ? undefined
+        : { finishers, die: () => dying.die(`died during step ${step}`) };
+    });
     this.clock = options.clock;
     this.dataHash = options.dataHash;
     this.paramCount = options.paramCount ?? 100;
@@ -146,66 +107,6 @@ export class MemoryCluster {
     const worker = new MemoryWorker(id, hello, this, options.state ?? { step: hello.completedSteps, value: 0 });
     this.workers.push(worker);
     return worker;
-  }
-
-  /** Adds `rank`'s shard to the collective of (generation, step); resolves when it ends for `rank`. */
-  contribute(
-    generation: number,
-    step: number,
-    rank: number,
-    worldSize: number,
-    shard: Uint32Array,
-  ): Promise<StepOutcome> {
-    const key = `${generation}:${step}`;
-    let collective = this.collectives.get(key);
-    if (collective === undefined) {
-      collective = { worldSize, parts: new Map(), waiters: new Map(), broken: undefined };
-      this.collectives.set(key, collective);
-    }
-    const broken = collective.broken ?? this.brokenGenerations.get(generation);
-    if (broken !== undefined) return Promise.resolve({ kind: 'broken', reason: broken });
-    const c = collective;
-    const outcome = new Promise<StepOutcome>((resolve) => c.waiters.set(rank, resolve));
-    c.parts.set(rank, shard);
-    if (c.parts.size === c.worldSize) this.complete(generation, step, c);
-    return outcome;
-  }
-
-  /** A rank of `generation` died: its ring is broken for whoever waits in it now or later. */
-  breakGeneration(generation: number, reason: string): void {
-    if (!this.brokenGenerations.has(generation)) this.brokenGenerations.set(generation, reason);
-    for (const [key, collective] of this.collectives) {
-      if (!key.startsWith(`${generation}:`)) continue;
-      collective.broken ??= reason;
-      for (const resolve of collective.waiters.values()) resolve({ kind: 'broken', reason });
-      collective.waiters.clear();
-    }
-  }
-
-  /** Removes `rank` from the collective it waits in (an aborted collective on that rank). */
-  withdraw(generation: number, rank: number, reason: string): void {
-    for (const [key, collective] of this.collectives) {
-      if (!key.startsWith(`${generation}:`)) continue;
-      const resolve = collective.waiters.get(rank);
-      if (resolve === undefined) continue;
-      collective.waiters.delete(rank);
-      resolve({ kind: 'broken', reason });
-    }
-  }
-
-  private complete(generation: number, step: number, collective: Collective): void {
-    const batch = [...collective.parts.values()];
-    const sum = batch.reduce((total, shard) => total + shard.reduce((a, b) => a + b, 0), 0);
-    const count = batch.reduce((total, shard) => total + shard.length, 0);
-    // A rank scripted to die inside this collective lets only its `finishers` complete.
-    const dying = this.workers.find((w) => w.generation === generation && w.dyingIn(step) !== undefined);
-    const finishers = dying?.dyingIn(step);
-    for (const [rank, resolve] of collective.waiters) {
-      if (finishers !== undefined && !finishers.includes(rank)) continue;
-      collective.waiters.delete(rank);
-      resolve({ kind: 'done', sum, count });
-    }
-    if (dying !== undefined) dying.die(`died during step ${step}`);
   }
 }
 
