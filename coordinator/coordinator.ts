@@ -1,6 +1,8 @@
-// The coordinator: owns the run directory, membership, the step cursor, validation and
-// checkpoints. It sets up (server, workers, ring, initial state), hands over to the training
-// loop, then finishes (test metrics, final model, summary) and tears everything down.
+// The coordinator's composition root: validates the job's local inputs, then wires the control
+// server, the run directory, membership and (embedded mode) the local worker processes; forms
+// the first ring, loads its starting state (resume-state.ts), hands over to the elastic loop
+// (loop/elastic-training.ts), then finishes (test metrics, final model, summary) and tears
+// everything down.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-file.js';
@@ -19,26 +21,24 @@ import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
-import { cursorOf } from '../shared/shard-plan.js';
-import { CheckpointStore } from './run/checkpoint-store.js';
-import { ControlServer } from './session/control-server.js';
-import { EarlyStopping } from './loop/early-stopping.js';
-import { EventLog } from './run/event-log.js';
-import { Evaluator } from './loop/evaluator.js';
-import { LivenessMonitor } from './loop/liveness-monitor.js';
 import { LocalWorkers } from './local-workers.js';
-import { Membership, type Generation, type RingMember } from './loop/membership.js';
+import { EarlyStopping } from './loop/early-stopping.js';
+import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
+import { Evaluator } from './loop/evaluator.js';
+import { Membership } from './loop/membership.js';
+import { restoreState, type ResumeContext } from './loop/resume-state.js';
+import { StragglerDetector } from './loop/straggler-detector.js';
+import type { LoopResult } from './loop/training-loop.js';
+import { CheckpointStore } from './run/checkpoint-store.js';
+import { EventLog } from './run/event-log.js';
 import { ProgressReporter } from './run/progress-reporter.js';
-import { regroup, type Regrouped } from './loop/recovery.js';
 import { openRunDirectory } from './run/open-run.js';
-import { readMetrics, type RunDirectory } from './run/run-directory.js';
-import { asStepFailure, type StepFailedError } from './loop/step-failure.js';
+import type { RunDirectory } from './run/run-directory.js';
 import { finish, type RunSummary } from './run/run-summary.js';
+import { ControlServer } from './session/control-server.js';
+import { UserHooks } from './user-hooks.js';
 
 export type { RunSummary } from './run/run-summary.js';
-import { StragglerDetector } from './loop/straggler-detector.js';
-import { newLoopResult, trainLoop, type LoopResult } from './loop/training-loop.js';
-import { UserHooks } from './user-hooks.js';
 
 export interface CoordinatorOptions {
   job: Job;
@@ -124,7 +124,8 @@ class CoordinatorRun {
   private readonly abort = new AbortController();
   private readonly workers: LocalWorkers | undefined;
   private readonly hash: string;
-  private generation: Generation | undefined;
+  /** The elastic loop, from the moment the first ring formed; it owns the current generation. */
+  private elastic: ElasticTraining | undefined;
   private ringFormed = false;
   private restartsLeft: number;
   private requestId = 1;
@@ -194,181 +195,75 @@ class CoordinatorRun {
         this.membership.waitForWorkers(this.bounds.max, joinTimeoutMs, this.abort.signal),
         this.abort.signal,
       );
-      this.generation = await raceAbort(
+      const first = await raceAbort(
         this.membership.formRing(sessions, this.dataset.hash, joinTimeoutMs),
         this.abort.signal,
       );
       this.ringFormed = true;
+      this.elastic = new ElasticTraining(this.elasticContext(), first);
       const earlyStopping =
         job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
-      const startStep = await this.restoreState(this.generation, earlyStopping);
+      const startStep = await restoreState(this.resumeContext(), first, earlyStopping);
       this.reporter.note(
-        `${this.generation.members.length} workers (${this.generation.members[0]?.backend ?? '?'} backend), ${this.generation.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`,
+        `${first.members.length} workers (${first.members[0]?.backend ?? '?'} backend), ${first.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`,
       );
       await this.hooks.call('onTrainBegin', {
         job,
-        worldSize: this.generation.members.length,
+        worldSize: first.members.length,
         startStep,
         runDir: this.runDir.path,
       });
-      const loop = await this.trainElastic(startStep, earlyStopping);
+      const loop = await this.elastic.run(startStep, earlyStopping);
       if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
       const summary = await this.finish(loop, startStep);
-      for (const member of this.generation.members) member.session.shutdown('training complete');
+      for (const member of this.elastic.generation.members) member.session.shutdown('training complete');
       return summary;
     } catch (error) {
-      for (const member of this.generation?.members ?? [])
+      for (const member of this.elastic?.generation.members ?? [])
         member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
       throw error;
     }
   }
 
-  /** The training loop, re-entered after every regroup (failure or growth). */
-  private async trainElastic(startStep: number, earlyStopping: EarlyStopping | undefined): Promise<LoopResult> {
+  private elasticContext(): ElasticContext {
     const { job } = this.options;
-    const { stepTimeoutMs } = this.options;
-    const evaluator = new Evaluator(stepTimeoutMs);
-    const result = newLoopResult(startStep);
-    const monitor = new LivenessMonitor(
-      () => this.generation?.members ?? [],
-      job.timeouts.hangMs,
-      (member, silentMs) => {
-        this.events.record(
-          'eviction',
-          member.rank,
-          result.finalStep,
-          `${member.session.hello.host} pid ${member.session.hello.pid} sent nothing for ${Math.round(silentMs / 1000)} s (last finished step ${member.session.lastStep}); evicting it`,
-        );
-        member.session.abort(`no heartbeat for ${Math.round(silentMs / 1000)} s`);
-        this.workers?.kill(member.session.hello.pid);
-      },
-      (member, busy) =>
-        this.reporter.note(
-          `rank ${member.rank} (${member.session.hello.host} pid ${member.session.hello.pid}) has been busy with ${busy.kind} ${busy.step} for ${Math.round(busy.busyMs / 1000)} s; its heartbeats arrive, so it is slow, not hung`,
-        ),
-    );
-    let step = startStep;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        const generation = this.generation;
-        if (generation === undefined) throw new RingtrainError('no ring');
-        try {
-          await trainLoop(
-            {
-              job,
-              dataset: this.dataset,
-              generation,
-              runDir: this.runDir,
-              checkpoints: this.checkpoints,
-              evaluator,
-              earlyStopping,
-              hooks: this.hooks,
-              reporter: this.reporter,
-              logger: this.logger,
-              stepTimeoutMs,
-              stopAtStep: this.options.stopAtStep,
-              events: this.events,
-              stragglers: this.stragglers,
-              stopSignal: this.abort.signal,
-              shouldRegroup: () => this.membership.joinerCount > 0 && generation.members.length < this.bounds.max,
-              checkpoint: (next, metrics) => this.checkpoint(generation, next, metrics, earlyStopping),
-            },
-            step,
-            result,
-          );
-          if (!result.regroupRequested) return result;
-          ({ generation: this.generation, startStep: step } = await this.regroup(
-            generation,
-            undefined,
-            result.finalStep,
-          ));
-          this.stragglers.reset();
-        } catch (error) {
-          const failure = asStepFailure(error, generation, result.finalStep);
-          if (failure === undefined) throw error;
-          this.reporter.note(`worker failure: ${failure.message}; regrouping`);
-          // A rank that finished the failed step carries it forward: log it like any other step.
-          const finished = failure.outcomes.find((o) => o.kind === 'done');
-          if (finished?.kind === 'done') {
-            this.runDir.appendMetrics({
-              type: 'step',
-              step: failure.step,
-              loss: finished.report.loss,
-              samples: finished.report.globalCount,
-              skipped: finished.report.skipped,
-              recoveredFrom: 'rank that completed the step before the failure',
-            });
-            // Counted in the epoch's train loss if the ring carries on from that rank's state.
-            result.settledByFailure = {
-              step: failure.step,
-              loss: finished.report.loss,
-              globalCount: finished.report.globalCount,
-              skipped: finished.report.skipped,
-            };
-          }
-          ({ generation: this.generation, startStep: step } = await this.regroup(
-            generation,
-            failure,
-            result.finalStep,
-          ));
-          this.stragglers.reset();
-          this.reporter.note(
-            `continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`,
-          );
-        }
-        if (attempt > 1000) throw new RingtrainError('too many regroups');
-      }
-    } finally {
-      monitor.close();
-    }
-  }
-
-  private async regroup(
-    previous: Generation,
-    failure: StepFailedError | undefined,
-    boundaryStep: number,
-  ): Promise<Regrouped> {
-    return regroup({
-      membership: this.membership,
-      previous,
-      failure,
-      boundaryStep,
-      bounds: this.bounds,
-      dataHash: this.dataset.hash,
-      readyTimeoutMs: this.options.joinTimeoutMs,
-      replacementMs:
-        this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
-          ? Math.min(5_000, this.options.job.timeouts.replacementMs)
-          : this.options.job.timeouts.replacementMs,
-      events: this.events,
+    return {
+      job,
+      dataset: this.dataset,
+      runDir: this.runDir,
+      checkpoints: this.checkpoints,
+      hooks: this.hooks,
+      reporter: this.reporter,
       logger: this.logger,
-      abort: this.abort.signal,
-      saveBeforeFailing: async (state, step) => {
-        const cursor = cursorOf(step, this.dataset.train.count, this.options.job.training.batchSize);
-        await this.checkpoints.save({ step, ...cursor, state });
-      },
-      hasCheckpoint: async () => (await this.checkpoints.list()).length > 0,
-    });
+      events: this.events,
+      stragglers: this.stragglers,
+      membership: this.membership,
+      bounds: this.bounds,
+      stepTimeoutMs: this.options.stepTimeoutMs,
+      readyTimeoutMs: this.options.joinTimeoutMs,
+      stopAtStep: this.options.stopAtStep,
+      stopSignal: this.abort.signal,
+      // Embedded mode with no restart left: nobody will replace the failed worker, so wait little.
+      replacementMs: () =>
+        this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
+          ? Math.min(5_000, job.timeouts.replacementMs)
+          : job.timeouts.replacementMs,
+      onEvicted: (member) => this.workers?.kill(member.session.hello.pid),
+      nextRequestId: () => this.requestId++,
+    };
   }
 
-  /** Takes a checkpoint of rank 0's state (all ranks hold the same one). */
-  private async checkpoint(
-    generation: Generation,
-    nextStep: number,
-    metrics: Record<string, number>,
-    earlyStopping: EarlyStopping | undefined,
-  ): Promise<void> {
-    const state = await leader(generation).session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs);
-    const cursor = cursorOf(nextStep, this.dataset.train.count, this.options.job.training.batchSize);
-    const finite = Object.fromEntries(Object.entries(metrics).filter(([, v]) => Number.isFinite(v)));
-    const info = await this.checkpoints.save({
-      step: nextStep,
-      ...cursor,
-      state,
-      metrics: finite,
-      extra: { earlyStopping: earlyStopping?.exportState() ?? null },
-    });
-    await this.hooks.call('onCheckpoint', { step: nextStep, dir: info.dir, metrics: finite });
+  private resumeContext(): ResumeContext {
+    return {
+      resumeDir: this.options.resumeDir,
+      jobHash: this.hash,
+      checkpoints: this.checkpoints,
+      runDir: this.runDir,
+      reporter: this.reporter,
+      events: this.events,
+      nextRequestId: () => this.requestId++,
+      stateTimeoutMs: this.options.stepTimeoutMs,
+    };
   }
 
   /** Embedded mode: a local worker exited. Before the ring forms that is fatal; after, respawn. */
@@ -393,77 +288,8 @@ class CoordinatorRun {
     }
   }
 
-  /**
-   * On resume, loads the most advanced state into every rank and returns the step to start at:
-   * the newest valid checkpoint, or the in-memory state of a rejoining worker when that is newer
-   * (workers keep their replica when a coordinator dies, and reconnect to its successor).
-   */
-  private async restoreState(generation: Generation, earlyStopping: EarlyStopping | undefined): Promise<number> {
-    const latest = this.options.resumeDir === undefined ? undefined : await this.checkpoints.loadLatestValid();
-    for (const warning of latest?.warnings ?? []) {
-      this.reporter.note(`warning: ${warning}`);
-      this.events.record('checkpoint-fallback', -1, latest?.info.step ?? 0, warning);
-    }
-    const esState = latest?.info.extra?.['earlyStopping'];
-    if (earlyStopping !== undefined && esState !== null && typeof esState === 'object')
-      earlyStopping.importState(esState as Record<string, number>);
-    const veteran = generation.members
-      .filter((m) => m.session.hello.jobHash === this.hash)
-      .sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
-    const checkpointStep = latest?.info.step ?? 0;
-    if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
-      const step = veteran.session.hello.completedSteps;
-      const state = await veteran.session.fetchBlob(this.requestId++, 'state', this.options.stepTimeoutMs);
-      await this.broadcastState(generation, state, veteran);
-      this.events.record(
-        'recovery',
-        veteran.rank,
-        step,
-        `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`,
-      );
-      this.reporter.note(`resumed from the in-memory state of a rejoining worker at step ${step}`);
-      this.logUnrecordedSteps(step);
-      return step;
-    }
-    if (latest === undefined) {
-      if (this.options.resumeDir !== undefined)
-        this.reporter.note('no valid checkpoint to resume from; starting from step 0');
-      return 0;
-    }
-    await this.broadcastState(generation, latest.state, undefined);
-    this.reporter.note(`resumed from checkpoint ${latest.info.dir}`);
-    return latest.info.step;
-  }
-
-  /** Steps the workers finished while no coordinator recorded them still get their line (without a loss). */
-  private logUnrecordedSteps(upTo: number): void {
-    const logged = new Set(
-      readMetrics(this.runDir.metricsFile)
-        .filter((r) => r['type'] === 'step')
-        .map((r) => Number(r['step'])),
-    );
-    for (let step = 0; step < upTo; step++)
-      if (!logged.has(step))
-        this.runDir.appendMetrics({
-          type: 'step',
-          step,
-          unrecorded: 'finished by the workers while the coordinator was down',
-        });
-  }
-
-  private async broadcastState(
-    generation: Generation,
-    state: Uint8Array,
-    except: RingMember | undefined,
-  ): Promise<void> {
-    const requestId = this.requestId++;
-    const targets = generation.members.filter((m) => m !== except);
-    for (const member of targets) member.session.sendState(requestId, state);
-    await Promise.all(targets.map((m) => m.session.waitAck(requestId, this.options.stepTimeoutMs)));
-  }
-
   private async finish(loop: LoopResult, startStep: number): Promise<RunSummary> {
-    const generation = this.generation;
+    const generation = this.elastic?.generation;
     if (generation === undefined) throw new RingtrainError('no ring');
     return finish(generation, this.dataset, new Evaluator(this.options.stepTimeoutMs), this.runDir, loop, {
       job: this.options.job,
@@ -484,12 +310,6 @@ class CoordinatorRun {
     await this.server.close();
     await this.runDir.close();
   }
-}
-
-function leader(generation: Generation): Generation['members'][number] {
-  const member = generation.members[0];
-  if (member === undefined) throw new RingtrainError('the ring has no members');
-  return member;
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -5,7 +5,7 @@
 // say it has been busy with one task for longer than `hangMs` is reported once per task as slow,
 // never evicted for it.
 import type { RingMember } from './membership.js';
-import type { BusyState } from '../session/worker-session.js';
+import type { BusyState } from './worker-link.js';
 
 export class LivenessMonitor {
   private readonly timer: NodeJS.Timeout;

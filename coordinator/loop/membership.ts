@@ -1,12 +1,13 @@
 // Who is in the job: collects joining workers, assigns ranks, forms the ring for a generation,
 // and checks that every rank built the same model on the same data before any data moves.
+import { systemClock, type Clock } from '../../shared/clock.js';
 import { JoinRejectedError, NotEnoughWorkersError, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
-import type { WorkerSession } from '../session/worker-session.js';
+import type { WorkerLink } from './worker-link.js';
 
 export interface RingMember {
-  session: WorkerSession;
+  session: WorkerLink;
   rank: number;
   paramCount: number;
   backend: string;
@@ -19,7 +20,7 @@ export interface Generation {
 }
 
 export class Membership {
-  private readonly waiting: WorkerSession[] = [];
+  private readonly waiting: WorkerLink[] = [];
   private wake: (() => void) | undefined;
   private generationCounter = 0;
   /** Size of the current ring, so spare joiners beyond `max` are refused. */
@@ -31,10 +32,12 @@ export class Membership {
     private readonly runId: string,
     private readonly logger: Logger,
     private readonly maxWorkers: number,
+    /** Times the bounded waits for workers. */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Called by the control server for every worker that said Hello. */
-  offer(session: WorkerSession): void {
+  offer(session: WorkerLink): void {
     const hello = session.hello;
     if (this.ringSize + this.live().length >= this.maxWorkers) {
       this.reject(session, 'JOB_FULL', `the job already has its maximum of ${this.maxWorkers} workers`);
@@ -63,20 +66,20 @@ export class Membership {
   }
 
   /** Waits (bounded) until `count` workers are waiting to join; returns them (not removed yet). */
-  async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerSession[]> {
-    const deadline = Date.now() + timeoutMs;
+  async waitForWorkers(count: number, timeoutMs: number, abort: AbortSignal): Promise<WorkerLink[]> {
+    const deadline = this.clock.now() + timeoutMs;
     while (this.live().length < count) {
       if (abort.aborted) throw new RingtrainError('stopped while waiting for workers');
-      const left = deadline - Date.now();
+      const left = deadline - this.clock.now();
       if (left <= 0) {
         throw new NotEnoughWorkersError(
           `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`,
         );
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 500));
+        const cancel = this.clock.after(Math.min(left, 500), resolve);
         this.wake = () => {
-          clearTimeout(timer);
+          cancel();
           resolve();
         };
       });
@@ -89,7 +92,7 @@ export class Membership {
    * range, else arrival order; each rank learns its neighbours; then all must report Ready with
    * equal parameter counts and the coordinator's data hash.
    */
-  async formRing(sessions: WorkerSession[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
+  async formRing(sessions: WorkerLink[], dataHash: string, readyTimeoutMs: number): Promise<Generation> {
     // A restarted coordinator continues above any generation its rejoining workers knew, so
     // their ring servers never see a generation number go back.
     this.generationCounter = Math.max(this.generationCounter, ...sessions.map((s) => s.hello.generation));
@@ -136,18 +139,18 @@ export class Membership {
     return { generation, members, paramCount: members[0]?.paramCount ?? 0 };
   }
 
-  private live(): WorkerSession[] {
+  private live(): WorkerLink[] {
     return this.waiting.filter((s) => !s.isClosed);
   }
 
-  private reject(session: WorkerSession, code: string, message: string): void {
+  private reject(session: WorkerLink, code: string, message: string): void {
     this.logger.warn({ host: session.hello.host, pid: session.hello.pid, code }, message);
     session.send({ reject: { code, message } });
     session.shutdown(message);
   }
 }
 
-function orderByHints(sessions: WorkerSession[]): WorkerSession[] {
+function orderByHints(sessions: WorkerLink[]): WorkerLink[] {
   const hints = sessions.map((s) => s.hello.rankHint);
   const usable = hints.every((h) => h >= 0 && h < sessions.length) && new Set(hints).size === sessions.length;
   return usable ? [...sessions].sort((a, b) => a.hello.rankHint - b.hello.rankHint) : [...sessions];

@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { EventLog } from '../run/event-log.js';
 import type { Generation, Membership, RingMember } from './membership.js';
 import type { StepFailedError } from './step-failure.js';
-import type { WorkerSession } from '../session/worker-session.js';
+import type { WorkerLink } from './worker-link.js';
 
 export interface RegroupContext {
   membership: Membership;
@@ -111,7 +111,7 @@ async function gatherJoiners(
   survivorCount: number,
   state: Uint8Array,
   step: number,
-): Promise<WorkerSession[]> {
+): Promise<WorkerLink[]> {
   const needed = ctx.bounds.min - survivorCount;
   if (needed > 0) {
     ctx.logger.warn(
@@ -132,6 +132,6 @@ async function gatherJoiners(
   return room > 0 ? await ctx.membership.waitForWorkers(Math.min(room, ctx.membership.joinerCount), 0, ctx.abort) : [];
 }
 
-function rankOf(generation: Generation, session: WorkerSession): number {
+function rankOf(generation: Generation, session: WorkerLink): number {
   return generation.members.find((m) => m.session === session)?.rank ?? -1;
 }

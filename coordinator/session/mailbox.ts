@@ -1,10 +1,11 @@
 // A keyed rendezvous between a stream's message handler and the code awaiting a reply.
 // Invariant: once failed, every pending and future wait rejects with the same error.
+import { systemClock, type Clock } from '../../shared/clock.js';
 
 interface Waiter<T> {
   resolve: (value: T) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout | undefined;
+  cancelTimer: (() => void) | undefined;
 }
 
 export class Mailbox<T> {
@@ -12,12 +13,15 @@ export class Mailbox<T> {
   private readonly waiters = new Map<string, Waiter<T>>();
   private failure: Error | undefined;
 
+  /** `clock` times the waits' deadlines. */
+  constructor(private readonly clock: Clock = systemClock) {}
+
   /** Stores a value for `key`, or hands it to whoever already waits for it. */
   deliver(key: string, value: T): void {
     const waiter = this.waiters.get(key);
     if (waiter !== undefined) {
       this.waiters.delete(key);
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.cancelTimer?.();
       waiter.resolve(value);
       return;
     }
@@ -34,13 +38,13 @@ export class Mailbox<T> {
     }
     if (this.waiters.has(key)) return Promise.reject(new Error(`mailbox: two waiters for "${key}"`));
     return new Promise<T>((resolve, reject) => {
-      const timer = Number.isFinite(timeoutMs)
-        ? setTimeout(() => {
+      const cancelTimer = Number.isFinite(timeoutMs)
+        ? this.clock.after(timeoutMs, () => {
             this.waiters.delete(key);
             reject(onTimeout());
-          }, timeoutMs)
+          })
         : undefined;
-      this.waiters.set(key, { resolve, reject, timer });
+      this.waiters.set(key, { resolve, reject, cancelTimer });
     });
   }
 
@@ -49,7 +53,7 @@ export class Mailbox<T> {
     if (this.failure !== undefined) return;
     this.failure = error;
     for (const waiter of this.waiters.values()) {
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.cancelTimer?.();
       waiter.reject(error);
     }
     this.waiters.clear();

@@ -1,5 +1,6 @@
 // The coordinator's end of one worker's control stream: sends orders, matches replies to the
-// code awaiting them, and notices at once when the stream breaks.
+// code awaiting them, and notices at once when the stream breaks. The gRPC implementation of
+// the loop's WorkerLink.
 import type * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { EvalReport__Output } from '../../proto/generated/ringtrain/v1/EvalReport.js';
@@ -10,7 +11,10 @@ import type { StepReport__Output } from '../../proto/generated/ringtrain/v1/Step
 import type { WorkerMessage__Output } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
 import { WorkerFailedError, type WorkerIdentity } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import type { BusyState, StepResult, WorkerLink } from '../loop/worker-link.js';
 import { Mailbox } from './mailbox.js';
+
+export type { BusyState } from '../loop/worker-link.js';
 
 export type SessionStream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
 
@@ -22,23 +26,10 @@ type Reply =
   | { kind: 'ack' }
   | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
 
-/** How a rank's step ended: done (with its report) or aborted (parameters untouched). */
-export type StepResult =
-  { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
-
-/** What a worker's compute thread was busy with at its last heartbeat (see worker/process/heartbeat.ts). */
-export interface BusyState {
-  /** "step", "eval" or "export". */
-  kind: string;
-  step: number;
-  /** How long it had been at it, by the worker's clock. */
-  busyMs: number;
-}
-
 /** Bytes per BlobChunk / load_state chunk on the control stream. */
 export const BLOB_CHUNK_BYTES = 1 << 20;
 
-export class WorkerSession {
+export class WorkerSession implements WorkerLink {
   /** Assigned when the worker is admitted; -1 before. */
   rank = -1;
   /** When anything (a control message or a heartbeat) last came from this worker. */

@@ -1,0 +1,91 @@
+// The state a run starts from: step 0, the newest valid checkpoint (--resume), or the in-memory
+// state of a rejoining worker when that is newer (workers keep their replica when a coordinator
+// dies, and reconnect to its successor). Loads it into every rank of the first generation.
+import type { CheckpointStore } from '../run/checkpoint-store.js';
+import type { EventLog } from '../run/event-log.js';
+import type { ProgressReporter } from '../run/progress-reporter.js';
+import { readMetrics, type RunDirectory } from '../run/run-directory.js';
+import type { EarlyStopping } from './early-stopping.js';
+import type { Generation, RingMember } from './membership.js';
+
+export interface ResumeContext {
+  /** The run directory being resumed (`--resume`); undefined for a new run. */
+  resumeDir: string | undefined;
+  jobHash: string;
+  checkpoints: CheckpointStore;
+  runDir: RunDirectory;
+  reporter: ProgressReporter;
+  events: EventLog;
+  nextRequestId: () => number;
+  /** How long a rank may take to send or load a state (the run's step timeout). */
+  stateTimeoutMs: number;
+}
+
+/** Loads the most advanced state into every rank and returns the step to start at. */
+export async function restoreState(
+  ctx: ResumeContext,
+  generation: Generation,
+  earlyStopping: EarlyStopping | undefined,
+): Promise<number> {
+  const latest = ctx.resumeDir === undefined ? undefined : await ctx.checkpoints.loadLatestValid();
+  for (const warning of latest?.warnings ?? []) {
+    ctx.reporter.note(`warning: ${warning}`);
+    ctx.events.record('checkpoint-fallback', -1, latest?.info.step ?? 0, warning);
+  }
+  const esState = latest?.info.extra?.['earlyStopping'];
+  if (earlyStopping !== undefined && esState !== null && typeof esState === 'object')
+    earlyStopping.importState(esState as Record<string, number>);
+  const veteran = generation.members
+    .filter((m) => m.session.hello.jobHash === ctx.jobHash)
+    .sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
+  const checkpointStep = latest?.info.step ?? 0;
+  if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
+    const step = veteran.session.hello.completedSteps;
+    const state = await veteran.session.fetchBlob(ctx.nextRequestId(), 'state', ctx.stateTimeoutMs);
+    await broadcastState(generation, state, veteran, ctx.nextRequestId(), ctx.stateTimeoutMs);
+    ctx.events.record(
+      'recovery',
+      veteran.rank,
+      step,
+      `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`,
+    );
+    ctx.reporter.note(`resumed from the in-memory state of a rejoining worker at step ${step}`);
+    logUnrecordedSteps(ctx.runDir, step);
+    return step;
+  }
+  if (latest === undefined) {
+    if (ctx.resumeDir !== undefined) ctx.reporter.note('no valid checkpoint to resume from; starting from step 0');
+    return 0;
+  }
+  await broadcastState(generation, latest.state, undefined, ctx.nextRequestId(), ctx.stateTimeoutMs);
+  ctx.reporter.note(`resumed from checkpoint ${latest.info.dir}`);
+  return latest.info.step;
+}
+
+/** Steps the workers finished while no coordinator recorded them still get their line (without a loss). */
+function logUnrecordedSteps(runDir: RunDirectory, upTo: number): void {
+  const logged = new Set(
+    readMetrics(runDir.metricsFile)
+      .filter((r) => r['type'] === 'step')
+      .map((r) => Number(r['step'])),
+  );
+  for (let step = 0; step < upTo; step++)
+    if (!logged.has(step))
+      runDir.appendMetrics({
+        type: 'step',
+        step,
+        unrecorded: 'finished by the workers while the coordinator was down',
+      });
+}
+
+async function broadcastState(
+  generation: Generation,
+  state: Uint8Array,
+  except: RingMember | undefined,
+  requestId: number,
+  timeoutMs: number,
+): Promise<void> {
+  const targets = generation.members.filter((m) => m !== except);
+  for (const member of targets) member.session.sendState(requestId, state);
+  await Promise.all(targets.map((m) => m.session.waitAck(requestId, timeoutMs)));
+}
