@@ -14,6 +14,7 @@ import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { cursorOf } from '../shared/shard-plan.js';
 import { CheckpointStore } from './run/checkpoint-store.js';
 import { ControlServer } from './session/control-server.js';
+import type { WorkerSession } from './session/worker-session.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { EventLog } from './run/event-log.js';
 import { Evaluator } from './loop/evaluator.js';
@@ -74,19 +75,26 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<RunSu
   // A step that cannot fit the backend's memory is a configuration error, not a worker crash.
   // RINGTRAIN_MEMORY_CHECK=off skips it, for a model the estimate judges wrongly (and for drills).
   if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off') assertFitsMemory(job, bounds.min, expectedBackend(job.backend));
-  const admit: { membership?: Membership } = {};
+  // Workers that say Hello while the coordinator is still starting (their port opened with ours;
+  // in Kubernetes that is the normal case) wait here and are offered once membership exists.
+  const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
   const server = await ControlServer.start({
     host: options.host,
     port: options.port,
     logger,
-    onSession: (s) => (admit.membership !== undefined ? admit.membership.offer(s) : s.abort('coordinator is starting')),
+    onSession: (s) => {
+      if (admit.membership !== undefined) admit.membership.offer(s);
+      else admit.early.push(s);
+    },
   });
+  await startupFaultDelay();
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;
   });
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
+  for (const session of admit.early.splice(0)) membership.offer(session);
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
   let failed = true;
   try {
@@ -203,8 +211,9 @@ class CoordinatorRun {
       for (const member of this.generation.members) member.session.shutdown('training complete');
       return summary;
     } catch (error) {
-      for (const member of this.generation?.members ?? [])
-        member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
+      const reason = `job failed: ${error instanceof Error ? error.message : String(error)}`;
+      for (const member of this.generation?.members ?? []) member.session.shutdown(reason);
+      this.membership.shutdownAll(reason); // also workers of a ring that failed to form, and spares
       throw error;
     }
   }
@@ -273,9 +282,15 @@ class CoordinatorRun {
           const failure = asStepFailure(error, generation, result.finalStep);
           if (failure === undefined) throw error;
           this.reporter.note(`worker failure: ${failure.message}; regrouping`);
-          // A rank that finished the failed step carries it forward: log it like any other step.
+          ({ generation: this.generation, startStep: step } = await this.regroup(
+            generation,
+            failure,
+            result.finalStep,
+          ));
+          // A rank that finished the failed step carried it forward (unless it died before
+          // handing its state over): log the step like any other.
           const finished = failure.outcomes.find((o) => o.kind === 'done');
-          if (finished?.kind === 'done') {
+          if (finished?.kind === 'done' && step === failure.step + 1) {
             this.runDir.appendMetrics({
               type: 'step',
               step: failure.step,
@@ -284,7 +299,7 @@ class CoordinatorRun {
               skipped: finished.report.skipped,
               recoveredFrom: 'rank that completed the step before the failure',
             });
-            // Counted in the epoch's train loss if the ring carries on from that rank's state.
+            // Counted in the epoch's train loss: the ring carries on from that rank's state.
             result.settledByFailure = {
               step: failure.step,
               loss: finished.report.loss,
@@ -292,11 +307,6 @@ class CoordinatorRun {
               skipped: finished.report.skipped,
             };
           }
-          ({ generation: this.generation, startStep: step } = await this.regroup(
-            generation,
-            failure,
-            result.finalStep,
-          ));
           this.stragglers.reset();
           this.reporter.note(
             `continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`,
@@ -322,10 +332,7 @@ class CoordinatorRun {
       bounds: this.bounds,
       dataHash: this.dataset.hash,
       readyTimeoutMs: this.options.joinTimeoutMs ?? 120_000,
-      replacementMs:
-        this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
-          ? Math.min(5_000, this.options.job.timeouts.replacementMs)
-          : this.options.job.timeouts.replacementMs,
+      replacementMs: this.replacementWaitMs(),
       events: this.events,
       logger: this.logger,
       abort: this.abort.signal,
@@ -335,6 +342,18 @@ class CoordinatorRun {
       },
       hasCheckpoint: async () => (await this.checkpoints.list()).length > 0,
     });
+  }
+
+  /**
+   * Embedded mode with no restarts left, nobody waiting and no respawned local worker still
+   * starting: no replacement can come, so the wait is short. A replacement that is still starting
+   * (two workers lost at once, on a busy machine) gets the job's whole timeouts.replacementMs.
+   */
+  private replacementWaitMs(): number {
+    const full = this.options.job.timeouts.replacementMs;
+    if (this.workers === undefined || this.restartsLeft > 0 || this.membership.joinerCount > 0) return full;
+    const starting = this.workers.alivePids().some((pid) => !this.membership.hasLiveSession(pid));
+    return starting ? full : Math.min(5_000, full);
   }
 
   /** Takes a checkpoint of rank 0's state (all ranks hold the same one). */
@@ -473,6 +492,15 @@ class CoordinatorRun {
     await this.server.close();
     await this.runDir.close();
   }
+}
+
+/**
+ * Fault injection for drills and tests: RINGTRAIN_FAULT_START_DELAY_MS holds the coordinator this
+ * long between opening its port and being ready to admit workers, widening the startup window.
+ */
+async function startupFaultDelay(): Promise<void> {
+  const ms = Number(process.env['RINGTRAIN_FAULT_START_DELAY_MS'] ?? 0);
+  if (Number.isFinite(ms) && ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function leader(generation: Generation): Generation['members'][number] {
