@@ -218,7 +218,9 @@ const RETRYABLE_REJECT_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE']);
 /**
  * How long a worker whose Hello is out waits for its Welcome: longer than the coordinator's
  * longest default join timeout (600 s), so a live coordinator always answers first (a Welcome,
- * a Reject, or closing the stream when it gives up); a dead one is noticed by keepalive.
+ * a Reject, or closing the stream when it gives up). The control channel has no keepalive (and
+ * the heartbeat thread starts only after the Welcome), so this deadline is what ends the wait for
+ * a coordinator whose host vanished without closing the connection.
  */
 export const DEFAULT_WELCOME_TIMEOUT_MS = 660_000;
 
