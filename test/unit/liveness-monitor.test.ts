@@ -29,6 +29,7 @@ describe('LivenessMonitor', () => {
       () => [quiet, chatty],
       HANG_MS,
       (m) => hung.push(m.rank),
+      () => undefined,
       () => clock.now,
     );
     for (let t = 1_000; t <= 6_000; t += 1_000) {
@@ -47,6 +48,7 @@ describe('LivenessMonitor', () => {
       () => [peer],
       HANG_MS,
       (m) => hung.push(m.rank),
+      () => undefined,
       () => clock.now,
     );
     clock.now = 1_000;
