@@ -36,6 +36,7 @@ import { openRunDirectory } from './run/open-run.js';
 import type { RunDirectory } from './run/run-directory.js';
 import { finish, type RunSummary } from './run/run-summary.js';
 import { ControlServer } from './session/control-server.js';
+import type { WorkerSession } from './session/worker-session.js';
 import { UserHooks } from './user-hooks.js';
 
 export type { RunSummary } from './run/run-summary.js';
@@ -86,19 +87,26 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   // A step that cannot fit the backend's memory is a configuration error, not a worker crash.
   // RINGTRAIN_MEMORY_CHECK=off skips it, for a model the estimate judges wrongly (and for drills).
   if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off') assertFitsMemory(job, bounds.min, expectedBackend(job.backend));
-  const admit: { membership?: Membership } = {};
+  // Workers that say Hello while the coordinator is still starting (their port opened with ours;
+  // in Kubernetes that is the normal case) wait here and are offered once membership exists.
+  const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
   const server = await ControlServer.start({
     host: options.host,
     port: options.port,
     logger,
-    onSession: (s) => (admit.membership !== undefined ? admit.membership.offer(s) : s.abort('coordinator is starting')),
+    onSession: (s) => {
+      if (admit.membership !== undefined) admit.membership.offer(s);
+      else admit.early.push(s);
+    },
   });
+  await startupFaultDelay();
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
     throw error;
   });
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
+  for (const session of admit.early.splice(0)) membership.offer(session);
   const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
   let failed = true;
   try {
@@ -219,10 +227,23 @@ class CoordinatorRun {
       for (const member of this.elastic.generation.members) member.session.shutdown('training complete');
       return summary;
     } catch (error) {
-      for (const member of this.elastic?.generation.members ?? [])
-        member.session.shutdown(`job failed: ${error instanceof Error ? error.message : String(error)}`);
+      const reason = `job failed: ${error instanceof Error ? error.message : String(error)}`;
+      for (const member of this.elastic?.generation.members ?? []) member.session.shutdown(reason);
+      this.membership.shutdownAll(reason); // also workers of a ring that failed to form, and spares
       throw error;
     }
+  }
+
+  /**
+   * Embedded mode with no restarts left, nobody waiting and no respawned local worker still
+   * starting: no replacement can come, so the wait is short. A replacement that is still starting
+   * (two workers lost at once, on a busy machine) gets the job's whole timeouts.replacementMs.
+   */
+  private replacementWaitMs(): number {
+    const full = this.options.job.timeouts.replacementMs;
+    if (this.workers === undefined || this.restartsLeft > 0 || this.membership.joinerCount > 0) return full;
+    const starting = this.workers.alivePids().some((pid) => !this.membership.hasLiveSession(pid));
+    return starting ? full : Math.min(5_000, full);
   }
 
   private elasticContext(): ElasticContext {
@@ -244,10 +265,7 @@ class CoordinatorRun {
       stopAtStep: this.options.stopAtStep,
       stopSignal: this.abort.signal,
       // Embedded mode with no restart left: nobody will replace the failed worker, so wait little.
-      replacementMs: () =>
-        this.workers !== undefined && this.restartsLeft === 0 && this.membership.joinerCount === 0
-          ? Math.min(5_000, job.timeouts.replacementMs)
-          : job.timeouts.replacementMs,
+      replacementMs: () => this.replacementWaitMs(),
       onEvicted: (member) => this.workers?.kill(member.session.hello.pid),
       nextRequestId: () => this.requestId++,
     };
@@ -325,4 +343,13 @@ async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 /** The signal that stopped the run (SIGTERM unless the stop came from a SIGINT). */
 function stopSignalOf(signal: AbortSignal): StopSignal {
   return signal.reason instanceof StoppedBySignalError ? signal.reason.signal : 'SIGTERM';
+}
+
+/**
+ * Fault injection for drills and tests: RINGTRAIN_FAULT_START_DELAY_MS holds the coordinator this
+ * long between opening its port and being ready to admit workers, widening the startup window.
+ */
+async function startupFaultDelay(): Promise<void> {
+  const ms = Number(process.env['RINGTRAIN_FAULT_START_DELAY_MS'] ?? 0);
+  if (Number.isFinite(ms) && ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
 }

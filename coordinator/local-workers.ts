@@ -119,6 +119,11 @@ export class LocalWorkers {
     });
   }
 
+  /** Pids of the local workers still running. */
+  alivePids(): number[] {
+    return this.children.filter((c) => c.exitCode === null && c.signalCode === null).map((c) => c.pid ?? -1);
+  }
+
   /** Starts a replacement for worker `index` (its predecessor exited). */
   respawn(index: number): void {
     if (!this.stopping) this.spawnOne(index);

@@ -63,6 +63,19 @@ export class CoordinatorUnreachableError extends RingtrainError {
   }
 }
 
+/** The coordinator took this worker's Hello but sent no Welcome (nor a Reject) in time. */
+export class WelcomeTimeoutError extends RingtrainError {
+  override readonly exitCode = 5;
+  constructor(
+    readonly address: string,
+    readonly timeoutMs: number,
+  ) {
+    super(
+      `coordinator at ${address} took this worker's hello but sent no welcome within ${Math.round(timeoutMs / 1000)} s; check the coordinator's log (is it waiting for other workers, or stuck?)`,
+    );
+  }
+}
+
 /** The coordinator refused this worker (job hash, generation, world full, ...). */
 export class JoinRejectedError extends RingtrainError {
   override readonly exitCode = 6;

@@ -41,11 +41,16 @@ const MESSAGE_LIMITS: grpc.ChannelOptions = {
   'grpc.max_send_message_length': 256 * 1024 * 1024,
 };
 
-/** Channels whose event loop is never blocked for long: keepalive notices a vanished peer in ~15 s. */
+/**
+ * Channels whose event loop is never blocked for long (the worker's heartbeat thread). Keepalive
+ * waits 30 s for a ping's answer: with 5 s, a coordinator that is merely paused (SIGSTOP, a starved
+ * VM) for 12-20 s was given up as vanished. A vanished peer is still noticed within ~40 s, and a
+ * dead process at once (its TCP connection closes).
+ */
 export const GRPC_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   ...MESSAGE_LIMITS,
   'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_timeout_ms': 30_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_time_between_pings_ms': 5_000,
 };

@@ -80,8 +80,8 @@ export class ElasticTraining {
           if (failure === undefined) throw error;
           // Restore: evict the failed ranks, continue from the most advanced surviving state.
           this.ctx.reporter.note(`worker failure: ${failure.message}; regrouping`);
-          this.logFinishedStep(failure, result);
           step = await this.regroup(generation, failure, result.finalStep);
+          this.logFinishedStep(failure, result, step);
           this.ctx.reporter.note(
             `continuing from step ${step} with ${this.generation.members.length} workers (generation ${this.generation.generation})`,
           );
@@ -142,10 +142,13 @@ export class ElasticTraining {
     );
   }
 
-  /** A rank that finished the failed step carries it forward: log it like any other step. */
-  private logFinishedStep(failure: StepFailedError, result: LoopResult): void {
+  /**
+   * A rank that finished the failed step carried it forward (unless it died before handing its
+   * state over, and the ring continues from an earlier step): log the step like any other.
+   */
+  private logFinishedStep(failure: StepFailedError, result: LoopResult, continuesAt: number): void {
     const finished = failure.outcomes.find((o) => o.kind === 'done');
-    if (finished?.kind === 'done') {
+    if (finished?.kind === 'done' && continuesAt === failure.step + 1) {
       this.ctx.runDir.appendMetrics({
         type: 'step',
         step: failure.step,
@@ -154,7 +157,7 @@ export class ElasticTraining {
         skipped: finished.report.skipped,
         recoveredFrom: 'rank that completed the step before the failure',
       });
-      // Counted in the epoch's train loss if the ring carries on from that rank's state.
+      // Counted in the epoch's train loss: the ring carries on from that rank's state.
       result.settledByFailure = {
         step: failure.step,
         loss: finished.report.loss,

@@ -23,8 +23,14 @@ export class Membership {
   private readonly waiting: WorkerLink[] = [];
   private wake: (() => void) | undefined;
   private generationCounter = 0;
-  /** Size of the current ring, so spare joiners beyond `max` are refused. */
-  private ringSize = 0;
+  /**
+   * The current ring's sessions. Only the live ones hold a seat: a member's seat is free the
+   * moment its session closes (it died, or was evicted), before any regroup, so its replacement
+   * is admitted even when the ring was full (workers.min == workers.max).
+   */
+  private ring: WorkerLink[] = [];
+  /** The backend every rank must run: the job's, or for `auto` what the first ring agreed on. */
+  private ringBackend: string | undefined;
 
   constructor(
     private readonly job: Job,
@@ -39,7 +45,7 @@ export class Membership {
   /** Called by the control server for every worker that said Hello. */
   offer(session: WorkerLink): void {
     const hello = session.hello;
-    if (this.ringSize + this.live().length >= this.maxWorkers) {
+    if (this.seatsTaken() >= this.maxWorkers) {
       this.reject(session, 'JOB_FULL', `the job already has its maximum of ${this.maxWorkers} workers`);
       return;
     }
@@ -101,7 +107,7 @@ export class Membership {
       const i = this.waiting.indexOf(session);
       if (i >= 0) this.waiting.splice(i, 1);
     }
-    this.ringSize = sessions.length;
+    this.ring = [...sessions];
     const ordered = generation === 1 ? orderByHints(sessions) : sessions;
     const worldSize = ordered.length;
     const jobJson = JSON.stringify(this.job);
@@ -123,13 +129,14 @@ export class Membership {
         },
       });
     });
-    const readies = await Promise.all(ordered.map((s) => s.waitReady(readyTimeoutMs)));
+    const readies = await Promise.all(ordered.map((s) => s.waitReady(generation, readyTimeoutMs)));
     const members = ordered.map((session, rank) => ({
       session,
       rank,
       paramCount: readies[rank]?.paramCount ?? 0,
       backend: readies[rank]?.backend ?? '',
     }));
+    this.checkBackends(members);
     checkAgreement(
       members,
       readies.map((r) => r.dataHash),
@@ -139,8 +146,41 @@ export class Membership {
     return { generation, members, paramCount: members[0]?.paramCount ?? 0 };
   }
 
+  /** True when the worker process `pid` holds a live session (in the ring or waiting). */
+  hasLiveSession(pid: number): boolean {
+    return [...this.ring, ...this.waiting].some((s) => s.hello.pid === pid && !s.isClosed);
+  }
+
+  /** Tells every worker this membership holds (ring and waiting) to leave. */
+  shutdownAll(reason: string): void {
+    for (const session of [...this.ring, ...this.waiting]) session.shutdown(reason);
+  }
+
   private live(): WorkerLink[] {
     return this.waiting.filter((s) => !s.isClosed);
+  }
+
+  private seatsTaken(): number {
+    return this.ring.filter((s) => !s.isClosed).length + this.live().length;
+  }
+
+  /**
+   * Every rank must run the backend the job resolved to: the job's own choice, or for `auto` the
+   * best one the first ring's ranks reported (a rank with a lesser one fell back, e.g. could not
+   * start wasm). A mixed ring trains, but not to the same result. A mismatched worker is refused
+   * (it exits 6), and so is this formation.
+   */
+  private checkBackends(members: RingMember[]): void {
+    this.ringBackend ??= this.job.backend !== 'auto' ? this.job.backend : bestBackend(members.map((m) => m.backend));
+    const expected = this.ringBackend;
+    const odd = members.filter((m) => m.backend !== expected);
+    if (odd.length === 0) return;
+    const messages = odd.map(
+      (m) =>
+        `worker ${m.session.hello.host} pid ${m.session.hello.pid} (rank ${m.rank}) runs the ${m.backend || 'unknown'} backend, but the job runs ${expected}${this.job.backend === 'auto' ? ' (backend: auto resolved to it on the other ranks)' : ''}; every rank must run the same backend: make ${expected} loadable on that worker, or set backend: ${m.backend || 'cpu'} in the job`,
+    );
+    odd.forEach((m, i) => this.reject(m.session, 'BACKEND_MISMATCH', messages[i] ?? ''));
+    throw new JoinRejectedError('BACKEND_MISMATCH', messages.join('; '));
   }
 
   private reject(session: WorkerLink, code: string, message: string): void {
@@ -148,6 +188,13 @@ export class Membership {
     session.send({ reject: { code, message } });
     session.shutdown(message);
   }
+}
+
+/** Native TensorFlow beats WebAssembly beats pure JS: `auto` tries them in that order. */
+function bestBackend(backends: string[]): string {
+  const order = ['tensorflow', 'wasm', 'cpu'];
+  const known = backends.filter((b) => order.includes(b)).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  return known[0] ?? backends[0] ?? '';
 }
 
 function orderByHints(sessions: WorkerLink[]): WorkerLink[] {

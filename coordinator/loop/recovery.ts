@@ -3,10 +3,13 @@
 //   2. wait (bounded) for replacements while fewer than workers.min remain;
 //   3. pick the most advanced consistent state: the survivor that completed the most steps
 //      (a rank's parameters change only when its all-reduce completed, so each survivor holds a
-//      whole state, and one that finished the failed step holds its correct result);
-//   4. form generation g+1 and broadcast that state to every other rank;
+//      whole state, and one that finished the failed step holds its correct result; one that
+//      dies before sending it is evicted and the next one asked);
+//   4. form generation g+1 and broadcast that state to every other rank (a rank that fails
+//      meanwhile is dropped and the ring formed again; a run that gives up checkpoints the state
+//      first);
 //   5. continue with the same global batches and sample order from that step.
-import { NotEnoughWorkersError, RingtrainError } from '../../shared/errors.js';
+import { JoinRejectedError, NotEnoughWorkersError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EventLog } from '../run/event-log.js';
 import type { Generation, Membership, RingMember } from './membership.js';
@@ -43,28 +46,109 @@ let requestIds = 2_000_000;
 
 export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
   const survivors = survivorsOf(ctx);
-  const source = survivors.reduce<(typeof survivors)[number] | undefined>(
-    (best, s) => (best === undefined || s.completedSteps > best.completedSteps ? s : best),
-    undefined,
-  );
-  if (source === undefined) {
-    // Advise --resume only when there is something to resume: a run whose every worker died
-    // before its first checkpoint (out of memory at step 0, say) must be fixed and restarted.
-    const advice = (await ctx.hasCheckpoint())
-      ? 'resume from the last checkpoint with --resume'
-      : 'no checkpoint was written, so there is nothing to resume: fix the cause and start the run again';
-    const cause = ctx.failure === undefined ? '' : ` (${ctx.failure.message})`;
-    throw new NotEnoughWorkersError(`every worker failed${cause}; ${advice}`);
+  const { source, state, startStep } = await fetchMostAdvanced(ctx, survivors);
+  // From here the run holds a consistent state in memory: whatever makes it give up now, that
+  // state is checkpointed first (a second worker may die while the ring re-forms).
+  let saved = false;
+  const saveOnce = async (): Promise<void> => {
+    if (!saved) await ctx.saveBeforeFailing(state, startStep);
+    saved = true;
+  };
+  try {
+    return await reform(ctx, survivors, source, state, startStep, saveOnce);
+  } catch (error) {
+    if (!(error instanceof WorkerFailedError) || saved) throw error;
+    await saveOnce();
+    const note = `; the state at step ${startStep} was checkpointed, continue with --resume`;
+    if (error instanceof NotEnoughWorkersError)
+      throw new NotEnoughWorkersError(`${error.reason}${note}`, { cause: error });
+    throw new WorkerFailedError(error.worker, `${error.reason}${note}`, { cause: error });
   }
-  const state = await source.member.session.fetchBlob(requestIds++, 'state', ctx.readyTimeoutMs);
-  const startStep = source.completedSteps;
-  const joiners = await gatherJoiners(ctx, survivors.length, state, startStep);
-  const sessions = [...survivors.map((s) => s.member.session), ...joiners].slice(0, ctx.bounds.max);
-  const generation = await ctx.membership.formRing(sessions, ctx.dataHash, ctx.readyTimeoutMs);
-  const requestId = requestIds++;
-  const targets = generation.members.filter((m) => m.session !== source.member.session);
-  for (const member of targets) member.session.sendState(requestId, state);
-  await Promise.all(targets.map((m) => m.session.waitAck(requestId, ctx.readyTimeoutMs)));
+}
+
+/**
+ * Fetches the state of the survivor that completed the most steps. A survivor that dies before it
+ * has sent its state (two workers killed at once: the second one's stream may close only now)
+ * is evicted and the next most advanced one is asked.
+ */
+async function fetchMostAdvanced(
+  ctx: RegroupContext,
+  survivors: Survivor[],
+): Promise<{ source: RingMember; state: Uint8Array; startStep: number }> {
+  const byProgress = [...survivors].sort((a, b) => b.completedSteps - a.completedSteps);
+  for (const candidate of byProgress) {
+    if (candidate.member.session.isClosed) continue;
+    try {
+      const state = await candidate.member.session.fetchBlob(requestIds++, 'state', ctx.readyTimeoutMs);
+      return { source: candidate.member, state, startStep: candidate.completedSteps };
+    } catch (error) {
+      if (!(error instanceof WorkerFailedError)) throw error;
+      evictDuringRegroup(ctx, candidate.member, error.message);
+    }
+  }
+  // Advise --resume only when there is something to resume: a run whose every worker died
+  // before its first checkpoint (out of memory at step 0, say) must be fixed and restarted.
+  const advice = (await ctx.hasCheckpoint())
+    ? 'resume from the last checkpoint with --resume'
+    : 'no checkpoint was written, so there is nothing to resume: fix the cause and start the run again';
+  const cause = ctx.failure === undefined ? '' : ` (${ctx.failure.message})`;
+  throw new NotEnoughWorkersError(`every worker failed${cause}; ${advice}`);
+}
+
+/**
+ * Forms the next generation from the live survivors and joiners and gives every rank `state`.
+ * A member that fails meanwhile is dropped and the ring formed again, while at least
+ * workers.min remain (or join); every attempt is a new generation.
+ */
+async function reform(
+  ctx: RegroupContext,
+  survivors: Survivor[],
+  source: RingMember,
+  state: Uint8Array,
+  startStep: number,
+  saveOnce: () => Promise<void>,
+): Promise<Regrouped> {
+  for (let attempt = 0; ; attempt++) {
+    const live = survivors.map((s) => s.member.session).filter((s) => !s.isClosed);
+    const joiners = await gatherJoiners(ctx, live.length, startStep, saveOnce);
+    const sessions = [...live, ...joiners].slice(0, ctx.bounds.max);
+    try {
+      const generation = await ctx.membership.formRing(sessions, ctx.dataHash, ctx.readyTimeoutMs);
+      const requestId = requestIds++;
+      const targets = generation.members.filter((m) => m.session !== source.session);
+      for (const member of targets) member.session.sendState(requestId, state);
+      await Promise.all(targets.map((m) => m.session.waitAck(requestId, ctx.readyTimeoutMs)));
+      recordRegroup(ctx, generation, joiners, source, startStep);
+      return { generation, startStep };
+    } catch (error) {
+      const retryable = error instanceof WorkerFailedError || error instanceof JoinRejectedError;
+      const dropped = sessions.filter((s) => s.isClosed);
+      if (!retryable || dropped.length === 0 || attempt >= MAX_REFORM_ATTEMPTS) throw error;
+      for (const session of dropped)
+        ctx.events.record(
+          'failure',
+          session.rank,
+          startStep,
+          `${session.hello.host} pid ${session.hello.pid} failed while the ring re-formed: ${error.message}`,
+        );
+      ctx.logger.warn(
+        { err: error, dropped: dropped.length },
+        'a worker failed while the ring re-formed; forming it again',
+      );
+    }
+  }
+}
+
+/** Each attempt drops at least one worker, so this bounds only a pathological churn of joiners. */
+const MAX_REFORM_ATTEMPTS = 20;
+
+function recordRegroup(
+  ctx: RegroupContext,
+  generation: Generation,
+  joiners: WorkerLink[],
+  source: RingMember,
+  startStep: number,
+): void {
   for (const session of joiners)
     ctx.events.record(
       'join',
@@ -74,11 +158,20 @@ export async function regroup(ctx: RegroupContext): Promise<Regrouped> {
     );
   ctx.events.record(
     'recovery',
-    source.member.rank,
+    source.rank,
     startStep,
-    `generation ${generation.generation}: ${generation.members.length} ranks continue from step ${startStep} with the state of old rank ${source.member.rank}`,
+    `generation ${generation.generation}: ${generation.members.length} ranks continue from step ${startStep} with the state of old rank ${source.rank}`,
   );
-  return { generation, startStep };
+}
+
+function evictDuringRegroup(ctx: RegroupContext, member: RingMember, reason: string): void {
+  ctx.events.record(
+    'failure',
+    member.rank,
+    ctx.failure?.step ?? ctx.boundaryStep,
+    `${member.session.hello.host} pid ${member.session.hello.pid} failed before it could send its state: ${reason}`,
+  );
+  member.session.abort('evicted: failed during a regroup');
 }
 
 interface Survivor {
@@ -109,8 +202,8 @@ function survivorsOf(ctx: RegroupContext): Survivor[] {
 async function gatherJoiners(
   ctx: RegroupContext,
   survivorCount: number,
-  state: Uint8Array,
   step: number,
+  saveOnce: () => Promise<void>,
 ): Promise<WorkerLink[]> {
   const needed = ctx.bounds.min - survivorCount;
   if (needed > 0) {
@@ -122,7 +215,7 @@ async function gatherJoiners(
       if (ctx.replacementMs <= 0) throw new RingtrainError('no replacement wait configured');
       await ctx.membership.waitForWorkers(needed, ctx.replacementMs, ctx.abort);
     } catch {
-      await ctx.saveBeforeFailing(state, step);
+      await saveOnce();
       throw new NotEnoughWorkersError(
         `${ctx.failure === undefined ? '' : `${ctx.failure.message}; `}only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`,
       );

@@ -52,7 +52,8 @@ export interface WorkerLink {
 
   /** Sends one order (welcome, reject, step, eval); throws WorkerFailedError once closed. */
   send(message: CoordinatorMessage): void;
-  waitReady(timeoutMs: number): Promise<Ready__Output>;
+  /** The Ready of `generation`: one left over from a formation that failed must not stand for a later one. */
+  waitReady(generation: number, timeoutMs: number): Promise<Ready__Output>;
   /** The answer to step `step` of `generation`: its report, or an abort with the steps completed. */
   waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult>;
   waitEval(requestId: number, timeoutMs: number): Promise<EvalReport__Output>;

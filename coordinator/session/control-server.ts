@@ -38,15 +38,13 @@ export class ControlServer {
     configure?: (server: grpc.Server) => void;
   }): Promise<ControlServer> {
     const server = new grpc.Server(CONTROL_CHANNEL_OPTIONS);
-    // Streams can arrive between bind and construction; they are refused until `ref.server` is set.
-    const ref: { server?: ControlServer } = {};
+    // Streams can arrive between bind and construction: they wait, and are accepted right after.
+    // (Aborting them sent the worker nothing, and it waited for its Welcome forever.)
+    const ref: { server?: ControlServer; early: SessionStream[] } = { early: [] };
     server.addService(loadProto().ringtrain.v1.Control.service, {
       Session: (stream: SessionStream) => {
-        if (ref.server === undefined) {
-          stream.destroy(new Error('coordinator is starting'));
-          return;
-        }
-        ref.server.accept(stream, options.logger, options.onSession);
+        if (ref.server === undefined) ref.early.push(stream);
+        else ref.server.accept(stream, options.logger, options.onSession);
       },
       Heartbeats: (call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>) => {
         if (ref.server === undefined) callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
@@ -65,8 +63,10 @@ export class ControlServer {
         }
       });
     });
-    ref.server = new ControlServer(server, options.host, port);
-    return ref.server;
+    const started = new ControlServer(server, options.host, port);
+    ref.server = started;
+    for (const stream of ref.early.splice(0)) started.accept(stream, options.logger, options.onSession);
+    return started;
   }
 
   /** Address workers on this machine should dial. */

@@ -41,6 +41,8 @@ export class WorkerSession implements WorkerLink {
   private readonly blobParts = new Map<number, Buffer[]>();
   private closeReason: string | undefined;
   private readonly closedPromise: Promise<string>;
+  /** Marks the session closed (once): fails every pending and future wait, resolves `closed`. */
+  private readonly markClosed: (reason: string) => void;
 
   constructor(
     readonly id: number,
@@ -48,14 +50,15 @@ export class WorkerSession implements WorkerLink {
     private readonly stream: SessionStream,
     private readonly logger: Logger,
   ) {
-    let markClosed: (reason: string) => void = () => undefined;
-    this.closedPromise = new Promise((resolve) => (markClosed = resolve));
+    let resolveClosed: (reason: string) => void = () => undefined;
+    this.closedPromise = new Promise((resolve) => (resolveClosed = resolve));
     const close = (reason: string): void => {
       if (this.closeReason !== undefined) return;
       this.closeReason = reason;
       this.replies.fail(new WorkerFailedError(this.identity, `${reason}${this.progress}`));
-      markClosed(reason);
+      resolveClosed(reason);
     };
+    this.markClosed = close;
     stream.on('data', (message: WorkerMessage__Output) => this.onMessage(message, close));
     stream.on('end', () => close('control stream ended'));
     stream.on('error', (error: Error) => close(`control stream error: ${error.message}`));
@@ -92,8 +95,9 @@ export class WorkerSession implements WorkerLink {
     this.stream.write(message);
   }
 
-  waitReady(timeoutMs: number): Promise<Ready__Output> {
-    return this.waitFor('ready', timeoutMs, 'to load its data and model').then((r) =>
+  /** The Ready of `generation`: one left over from a formation that failed must not stand for a later one. */
+  waitReady(generation: number, timeoutMs: number): Promise<Ready__Output> {
+    return this.waitFor(`ready:${generation}`, timeoutMs, 'to load its data and model').then((r) =>
       r.kind === 'ready' ? r.ready : unexpected(r),
     );
   }
@@ -152,7 +156,7 @@ export class WorkerSession implements WorkerLink {
     if (this.closeReason === undefined) this.stream.write({ abort: { generation, reason } });
   }
 
-  /** Ends the stream after telling the worker to leave. */
+  /** Ends the stream after telling the worker to leave; the session counts as closed from now. */
   shutdown(reason: string): void {
     if (this.closeReason !== undefined) return;
     try {
@@ -161,6 +165,7 @@ export class WorkerSession implements WorkerLink {
     } catch (error) {
       this.logger.debug({ err: error }, 'shutdown write failed');
     }
+    this.markClosed(`told to leave: ${reason}`);
   }
 
   private endStream(): void {
@@ -171,9 +176,12 @@ export class WorkerSession implements WorkerLink {
     }
   }
 
-  /** Forcibly drops the stream (a dead or evicted worker). */
+  /**
+   * Forcibly drops the stream (a dead or evicted worker). The session counts as closed at once,
+   * so its seat is free before the stream's own close event arrives.
+   */
   abort(reason: string): void {
-    if (this.closeReason === undefined) this.replies.fail(new WorkerFailedError(this.identity, reason));
+    this.markClosed(reason);
     this.stream.destroy(new Error(reason));
   }
 
@@ -197,7 +205,8 @@ export class WorkerSession implements WorkerLink {
     this.lastHeartbeatMs = Date.now();
     switch (message.kind) {
       case 'ready':
-        if (message.ready) this.replies.deliver('ready', { kind: 'ready', ready: message.ready });
+        if (message.ready)
+          this.replies.deliver(`ready:${message.ready.generation}`, { kind: 'ready', ready: message.ready });
         break;
       case 'stepReport':
         if (message.stepReport) {

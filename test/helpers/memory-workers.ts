@@ -226,8 +226,8 @@ export class MemoryWorker implements WorkerLink {
     this.enqueue(() => this.handle(message));
   }
 
-  waitReady(timeoutMs: number): Promise<Ready__Output> {
-    return this.waitFor('ready', timeoutMs).then((r) => (r.kind === 'ready' ? r.ready : unexpected(r)));
+  waitReady(generation: number, timeoutMs: number): Promise<Ready__Output> {
+    return this.waitFor(`ready:${generation}`, timeoutMs).then((r) => (r.kind === 'ready' ? r.ready : unexpected(r)));
   }
 
   waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult> {
@@ -301,7 +301,7 @@ export class MemoryWorker implements WorkerLink {
         backend: 'memory',
         dataHash: this.cluster.dataHash,
       };
-      this.reply('ready', { kind: 'ready', ready });
+      this.reply(`ready:${generation}`, { kind: 'ready', ready });
     } else if (message.step) {
       await this.step(message.step);
     } else if (message.eval) {

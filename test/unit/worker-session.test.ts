@@ -71,7 +71,7 @@ describe('a WorkerFailure from the worker', () => {
 
   it('fails what waits on the worker with its own reason, naming an unranked worker by host, pid and address', async () => {
     const { session, stream, ended } = openUnranked();
-    const ready = session.waitReady(5_000);
+    const ready = session.waitReady(1, 5_000);
     stream.emit('data', failure('backend "tensorflow" is unavailable'));
     await expect(ready).rejects.toThrow(
       /^worker on host-b \(pid 42, data address host-b:36111\) failed: backend "tensorflow" is unavailable$/,

@@ -81,7 +81,7 @@ async function selectAuto(logger: Logger | undefined, kernels: WasmKernelOptions
 }
 
 async function selectWasm(kernels: WasmKernelOptions): Promise<BackendInfo> {
-  const outcome = await importOptional(WASM_PACKAGE);
+  const outcome = faultUnavailable('wasm') ?? (await importOptional(WASM_PACKAGE));
   if (!outcome.loaded) {
     const fix = outcome.missing ? `run "npm install ${WASM_PACKAGE}@${tf.version_core}"` : 'reinstall it';
     throw new BackendUnavailableError('wasm', `${outcome.reason}; ${fix}, or set backend: cpu`);
@@ -98,7 +98,7 @@ async function selectNative(logger: Logger | undefined): Promise<BackendInfo> {
   const candidates = gpuMayBeVisible() ? [NODE_GPU_PACKAGE, NODE_CPU_PACKAGE] : [NODE_CPU_PACKAGE];
   if (!gpuMayBeVisible()) reasons.push(`${NODE_GPU_PACKAGE} skipped (CUDA_VISIBLE_DEVICES hides all GPUs)`);
   for (const pkg of candidates) {
-    const outcome = await importOptional(pkg);
+    const outcome = faultUnavailable('tensorflow') ?? (await importOptional(pkg));
     if (!outcome.loaded) {
       reasons.push(outcome.reason);
       continue;
@@ -167,6 +167,18 @@ function packageVersion(module: Record<string, unknown>): string {
     if (typeof node === 'string') return node;
   }
   return typeof module['version_core'] === 'string' ? module['version_core'] : '(unknown version)';
+}
+
+/**
+ * Fault injection for drills and tests: RINGTRAIN_FAULT_BACKEND_UNAVAILABLE="wasm" (a comma list of
+ * backends) makes those backends fail to load in this process, as wasm does under a tight
+ * address-space limit; `auto` then falls back to the next one.
+ */
+function faultUnavailable(backend: string): ImportOutcome | undefined {
+  const listed = (process.env['RINGTRAIN_FAULT_BACKEND_UNAVAILABLE'] ?? '').split(',').map((b) => b.trim());
+  return listed.includes(backend)
+    ? { loaded: false, missing: false, reason: `${backend} made unavailable by RINGTRAIN_FAULT_BACKEND_UNAVAILABLE` }
+    : undefined;
 }
 
 /**

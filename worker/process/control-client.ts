@@ -6,7 +6,12 @@ import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
 import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
 import type { ControlClient } from '../../proto/generated/ringtrain/v1/Control.js';
-import { CoordinatorUnreachableError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
+import {
+  CoordinatorUnreachableError,
+  JoinRejectedError,
+  RingtrainError,
+  WelcomeTimeoutError,
+} from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
@@ -90,50 +95,66 @@ export class ControlConnection {
     });
   }
 
-  /** Dials `address` until it answers (bounded by `retry`), then joins with `hello`. */
-  static async connect(address: string, hello: Hello, retry: RetryPolicy, logger: Logger): Promise<ControlConnection> {
+  /**
+   * Dials `address` and joins with `hello`, bounded by `retry` (one budget of attempts for both):
+   * an unreachable coordinator, a stream that ends before the Welcome (a coordinator starting or
+   * restarting) and a Reject with a retryable code (UNAVAILABLE) are all retried with backoff. Any
+   * other Reject is final. Once the Hello is out, the Welcome must come within `welcomeTimeoutMs`.
+   */
+  static async connect(
+    address: string,
+    hello: Hello,
+    retry: RetryPolicy,
+    logger: Logger,
+    welcomeTimeoutMs = DEFAULT_WELCOME_TIMEOUT_MS,
+  ): Promise<ControlConnection> {
     const Control = loadProto().ringtrain.v1.Control;
     const client = new Control(address, grpc.credentials.createInsecure(), CONTROL_CHANNEL_OPTIONS);
-    let delayMs = retry.initialDelayMs;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await new Promise<void>((resolve, reject) =>
-          client.waitForReady(Date.now() + Math.max(delayMs, 1_000), (e) => (e ? reject(e) : resolve())),
-        );
-        break;
-      } catch (cause) {
-        // Warn (the default level shows it) on every attempt: a worker that is quietly retrying
-        // a wrong address looks exactly like one that hangs.
-        const last = attempt >= retry.attempts;
-        logger.warn(
-          { address, attempt, attempts: retry.attempts, ...(last ? {} : { retryInMs: delayMs }) },
-          last
-            ? `coordinator at ${address} not reachable (attempt ${attempt} of ${retry.attempts}); giving up`
-            : `coordinator at ${address} not reachable (attempt ${attempt} of ${retry.attempts}); retrying in ${delayMs} ms`,
-        );
-        if (last) {
-          client.close();
-          throw new CoordinatorUnreachableError(address, attempt, { cause });
+    const backoff = new Backoff(retry);
+    try {
+      for (;;) {
+        await dial(client, address, backoff, logger);
+        // The listener is attached before anything can arrive, so no order is ever dropped.
+        const connection = new ControlConnection(address, client, client.Session());
+        connection.send({ hello });
+        const first = await connection.nextWithin(welcomeTimeoutMs);
+        if (first !== 'timeout' && first?.kind === 'welcome' && first.welcome) {
+          connection.welcome = first.welcome;
+          return connection;
         }
-        await new Promise((r) => setTimeout(r, delayMs));
-        delayMs = Math.min(retry.maxDelayMs, delayMs * 2);
+        const ended = connection.ended;
+        connection.dropJoinAttempt();
+        const why = retryableReason(address, first, ended, welcomeTimeoutMs);
+        if (!backoff.spend())
+          throw new CoordinatorUnreachableError(address, backoff.attempts, { cause: new Error(why) });
+        logger.info(
+          { address, why, retryInMs: backoff.delayMs },
+          'coordinator not ready to admit this worker; retrying',
+        );
+        await backoff.wait();
       }
+    } catch (error) {
+      client.close();
+      throw error;
     }
-    // The listener is attached before anything can arrive, so no order is ever dropped.
-    const connection = new ControlConnection(address, client, client.Session());
-    connection.send({ hello });
-    const first = await connection.next();
-    if (first?.kind === 'reject') {
-      connection.close();
-      throw new JoinRejectedError(first.reject?.code ?? 'UNKNOWN', first.reject?.message ?? '');
+  }
+
+  /** The next order, or 'timeout' when none came within `timeoutMs`. */
+  private async nextWithin(timeoutMs: number): Promise<CoordinatorMessage__Output | undefined | 'timeout'> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    try {
+      return await Promise.race([this.next(), deadline]);
+    } finally {
+      clearTimeout(timer);
     }
-    if (first?.kind !== 'welcome' || !first.welcome) {
-      const why = connection.ended ?? `it answered "${first?.kind ?? 'nothing'}"`;
-      connection.close();
-      throw new RingtrainError(`coordinator at ${address} did not welcome this worker: ${why}`);
-    }
-    connection.welcome = first.welcome;
-    return connection;
+  }
+
+  /** Gives up this join attempt's stream (not the channel: a retry opens a new stream on it). */
+  private dropJoinAttempt(): void {
+    this.endReason ??= 'abandoned by this worker';
+    this.wake?.();
+    this.stream.cancel();
   }
 
   /**
@@ -214,4 +235,90 @@ export class ControlConnection {
     }
     this.client.close();
   }
+}
+
+/** Reject codes that mean "not now": the worker backs off and says Hello again. */
+const RETRYABLE_REJECT_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE']);
+
+/**
+ * How long a worker whose Hello is out waits for its Welcome: longer than the coordinator's
+ * longest default join timeout (600 s), so a live coordinator always answers first (a Welcome,
+ * a Reject, or closing the stream when it gives up). The control channel has no keepalive (and
+ * the heartbeat thread starts only after the Welcome), so this deadline is what ends the wait for
+ * a coordinator whose host vanished without closing the connection.
+ */
+export const DEFAULT_WELCOME_TIMEOUT_MS = 660_000;
+
+/** Exponential backoff over a fixed budget of attempts (the first attempt is free). */
+class Backoff {
+  attempts = 1;
+  delayMs: number;
+
+  constructor(private readonly policy: RetryPolicy) {
+    this.delayMs = policy.initialDelayMs;
+  }
+
+  /** How many attempts the policy allows in all. */
+  get budget(): number {
+    return this.policy.attempts;
+  }
+
+  /** Counts one more attempt; false when the budget is spent. */
+  spend(): boolean {
+    if (this.attempts >= this.policy.attempts) return false;
+    this.attempts += 1;
+    return true;
+  }
+
+  async wait(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    this.delayMs = Math.min(this.policy.maxDelayMs, this.delayMs * 2);
+  }
+}
+
+/** Waits until the channel is connected, spending attempts from `backoff` while it is not. */
+async function dial(client: ControlClient, address: string, backoff: Backoff, logger: Logger): Promise<void> {
+  for (;;) {
+    try {
+      await new Promise<void>((resolve, reject) =>
+        client.waitForReady(Date.now() + Math.max(backoff.delayMs, 1_000), (e) => (e ? reject(e) : resolve())),
+      );
+      return;
+    } catch (cause) {
+      // Warn (the default level shows it) on every attempt: a worker that is quietly retrying
+      // a wrong address looks exactly like one that hangs.
+      const attempt = backoff.attempts;
+      const attempts = backoff.budget;
+      const last = attempt >= attempts;
+      logger.warn(
+        { address, attempt, attempts, ...(last ? {} : { retryInMs: backoff.delayMs }) },
+        last
+          ? `coordinator at ${address} not reachable (attempt ${attempt} of ${attempts}); giving up`
+          : `coordinator at ${address} not reachable (attempt ${attempt} of ${attempts}); retrying in ${backoff.delayMs} ms`,
+      );
+      if (!backoff.spend()) throw new CoordinatorUnreachableError(address, backoff.attempts, { cause });
+      await backoff.wait();
+    }
+  }
+}
+
+/** Why a join that got no Welcome may be retried; throws when the answer is final. */
+function retryableReason(
+  address: string,
+  first: CoordinatorMessage__Output | undefined | 'timeout',
+  ended: string | undefined,
+  welcomeTimeoutMs: number,
+): string {
+  if (first === 'timeout') throw new WelcomeTimeoutError(address, welcomeTimeoutMs);
+  if (first === undefined) return ended ?? 'stream ended';
+  if (first.kind === 'reject') {
+    const code = first.reject?.code ?? 'UNKNOWN';
+    if (!RETRYABLE_REJECT_CODES.has(code)) throw new JoinRejectedError(code, first.reject?.message ?? '');
+    return `${code}: ${first.reject?.message ?? ''}`;
+  }
+  if (first.kind === 'shutdown')
+    throw new RingtrainError(
+      `coordinator at ${address} told this worker to leave before welcoming it: ${first.shutdown?.reason ?? ''}`,
+    );
+  throw new RingtrainError(`coordinator at ${address} did not welcome this worker: it answered "${first.kind}"`);
 }

@@ -86,7 +86,18 @@ export class WorkerRuntime {
     await previous?.close();
     this.generation = welcome.generation;
     this.trainer.rank = welcome.rank;
-    this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
+    try {
+      this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
+    } catch (error) {
+      // A neighbour of this generation is gone (it died while the ring formed): not fatal. The
+      // coordinator notices the same death and sends a new Welcome (or a shutdown), queued next.
+      if (!(error instanceof CollectiveError)) throw error;
+      this.logger.warn(
+        { generation: welcome.generation, reason: error.message },
+        'could not link into the ring; waiting for the coordinator to form it again',
+      );
+      return;
+    }
     await this.heartbeatStarted;
     this.connection.send({
       ready: {

@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 import { collectGarbage } from '../../shared/collect-garbage.js';
 import { loadDataset } from '../../shared/data/dataset.js';
-import { describeError, JobConfigError, RingtrainError } from '../../shared/errors.js';
+import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import { formatIssues } from '../../shared/job.js';
 import { jobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
@@ -144,6 +144,9 @@ async function obey(
       return 'signal';
     }
     if (message === undefined) return 'lost';
+    // Refused after the Welcome (e.g. it runs a different backend from the other ranks): fatal.
+    if (message.kind === 'reject')
+      throw new JoinRejectedError(message.reject?.code ?? 'UNKNOWN', message.reject?.message ?? '');
     if (message.kind === 'shutdown') {
       logger.info({ reason: message.shutdown?.reason }, 'coordinator asked this worker to leave');
       return 'shutdown';
