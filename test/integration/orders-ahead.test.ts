@@ -33,6 +33,8 @@ const JOB = {
   workers: 1,
   backend: 'cpu',
   checkpoint: { everySteps: 0, atEpochEnd: false, keep: 1 },
+  // The scripted worker sends no heartbeats and holds a report up to HOLD_BOUND_MS: far below this.
+  timeouts: { hangMs: 120_000 },
 };
 /**
  * The longest the scripted worker holds a report while no next order has come. Only the steps with
@@ -99,7 +101,7 @@ describe('orders sent one step ahead', () => {
           ready: {
             generation: message.welcome.generation,
             paramCount: 17,
-            backend: 'scripted',
+            backend: 'cpu', // the job's backend: a worker on another one is refused
             dataHash: loadDataset(job).hash,
           },
         });
