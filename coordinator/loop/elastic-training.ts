@@ -186,6 +186,7 @@ export class ElasticTraining {
       events: ctx.events,
       logger: ctx.logger,
       abort: ctx.stopSignal,
+      runDirPath: ctx.runDir.path,
       saveBeforeFailing: async (state, step) => {
         const cursor = cursorOf(step, ctx.dataset.train.count, ctx.job.training.batchSize);
         await ctx.checkpoints.save({ step, ...cursor, state });

@@ -82,12 +82,16 @@ export class Membership {
           `only ${this.live().length} of ${count} workers joined within ${Math.round(timeoutMs / 1000)} s`,
         );
       }
+      // Woken by a joiner, a stop signal, or at the latest after 500 ms (to re-check the deadline).
       await new Promise<void>((resolve) => {
-        const cancel = this.clock.after(Math.min(left, 500), resolve);
-        this.wake = () => {
+        const done = (): void => {
           cancel();
+          abort.removeEventListener('abort', done);
           resolve();
         };
+        const cancel = this.clock.after(Math.min(left, 500), done);
+        this.wake = done;
+        abort.addEventListener('abort', done, { once: true });
       });
     }
     return this.live().slice(0, count);

@@ -9,7 +9,14 @@
 //      meanwhile is dropped and the ring formed again; a run that gives up checkpoints the state
 //      first);
 //   5. continue with the same global batches and sample order from that step.
-import { JoinRejectedError, NotEnoughWorkersError, RingtrainError, WorkerFailedError } from '../../shared/errors.js';
+import {
+  JoinRejectedError,
+  NotEnoughWorkersError,
+  PreemptedError,
+  RingtrainError,
+  StoppedBySignalError,
+  WorkerFailedError,
+} from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EventLog } from '../run/event-log.js';
 import type { Generation, Membership, RingMember } from './membership.js';
@@ -30,7 +37,10 @@ export interface RegroupContext {
   replacementMs: number;
   events: EventLog;
   logger: Logger;
+  /** SIGTERM/SIGINT: a stop while waiting for replacements checkpoints and ends the run as preempted. */
   abort: AbortSignal;
+  /** The run directory's path, for the `--resume` advice of a stopped run. */
+  runDirPath: string;
   /** Persists `state` as a checkpoint before giving up (so nothing is lost). */
   saveBeforeFailing: (state: Uint8Array, step: number) => Promise<void>;
   /** Whether the run has a checkpoint to resume from (advice is given only then). */
@@ -216,6 +226,15 @@ async function gatherJoiners(
       await ctx.membership.waitForWorkers(needed, ctx.replacementMs, ctx.abort);
     } catch {
       await saveOnce();
+      // A stop signal during the wait is a preemption like any other, not a lack of workers.
+      if (ctx.abort.aborted) {
+        const reason: unknown = ctx.abort.reason;
+        throw new PreemptedError(
+          step,
+          ctx.runDirPath,
+          reason instanceof StoppedBySignalError ? reason.signal : 'SIGTERM',
+        );
+      }
       throw new NotEnoughWorkersError(
         `${ctx.failure === undefined ? '' : `${ctx.failure.message}; `}only ${survivorCount} workers left, below workers.min = ${ctx.bounds.min}, and no replacement joined within ${Math.round(ctx.replacementMs / 1000)} s; the state at step ${step} was checkpointed, continue with --resume`,
       );

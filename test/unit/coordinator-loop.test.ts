@@ -3,7 +3,7 @@
 // failures. Real membership, elastic loop, run directory and checkpoint store; only the workers
 // are in memory. Nothing here reads wall time: timeouts fire when the test advances its clock.
 import { afterEach, describe, expect, it } from 'vitest';
-import { WorkerFailedError } from '../../shared/errors.js';
+import { PreemptedError, StoppedBySignalError, WorkerFailedError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import { learningRateAt } from '../../shared/lr-schedule.js';
 import { batchesPerEpoch, cursorOf, epochOrder, globalBatch, shardFor } from '../../shared/shard-plan.js';
@@ -296,6 +296,21 @@ describe('fewer than workers.min', () => {
     expect(checkpoints.map((i) => i.step)).toEqual([6, 8]);
     const { state } = await c.checkpoints.load(8);
     expect(JSON.parse(Buffer.from(state).toString('utf8'))).toEqual(expectedState(c.job, c.dataset.train.count, 8));
+  });
+
+  it('a stop signal while it waits for replacements checkpoints the state and ends as preempted, not as a failure', async () => {
+    const job = loopJob({ timeouts: { replacementMs: 60_000 } });
+    const c = await coordinator(3, { min: 3, max: 3 }, job);
+    const [r0, , r2] = c.joined as [MemoryWorker, MemoryWorker, MemoryWorker];
+    r2.when({ on: 'step', step: 7 }, { do: 'fail-during', finishers: [0] });
+    const run = c.train();
+    const stopped = expect(run).rejects.toBeInstanceOf(PreemptedError);
+    await until(() => r0.log.filter((e) => e.event === 'fetch').length === 2);
+    await until(() => c.clock.pendingTimers > 0);
+    c.stop.abort(new StoppedBySignalError('SIGINT'));
+    await stopped;
+    await expect(run).rejects.toMatchObject({ step: 8, signal: 'SIGINT', exitCode: 130 });
+    expect((await c.checkpoints.list()).map((i) => i.step)).toEqual([6, 8]);
   });
 });
 
