@@ -2,12 +2,13 @@
 // a dead worker's seat when workers.min == workers.max, losing two of three workers at once,
 // workers that connect while the coordinator is starting, a paused coordinator, and a worker that
 // fell back to another backend. Runs that recover must end with exactly the undisturbed result.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { waitForSteps, workerPids } from '../helpers/run-watch.js';
 
 interface Summary {
   worldSize: number;
@@ -56,28 +57,6 @@ function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProce
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<Exit>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
   return { child, done };
-}
-
-function workerPids(coordinatorPid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(coordinatorPid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Waits (bounded) until metrics.jsonl holds at least `steps` step lines. */
-async function waitForSteps(out: string, steps: number, timeoutMs = 120_000): Promise<void> {
-  const file = path.join(out, 'metrics.jsonl');
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
-    if (existsSync(file) && readMetrics(file).filter((r) => r['type'] === 'step').length >= steps) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${file} did not reach ${steps} steps`);
 }
 
 function summaryOf(out: string): Summary {

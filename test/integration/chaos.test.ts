@@ -2,13 +2,14 @@
 // moment (seeded trials), SIGSTOP a worker, SIGTERM / SIGKILL the coordinator, corrupt a
 // checkpoint, inject NaN. Each run must complete with metrics close to an undisturbed run, lose
 // no step, and leave no process behind.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { Rng } from '../../shared/rng.js';
 import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { waitForSteps, workerPids } from '../helpers/run-watch.js';
 import { slowdownMs } from '../helpers/slowdown.js';
 
 interface Summary {
@@ -57,28 +58,6 @@ function startTrain(
     child.on('exit', (code) => resolve({ code, stdout, stderr })),
   );
   return { child, done };
-}
-
-function workerPids(coordinatorPid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(coordinatorPid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Waits (bounded) until metrics.jsonl holds at least `steps` step lines. */
-async function waitForSteps(out: string, steps: number, timeoutMs = 300_000): Promise<void> {
-  const file = path.join(out, 'metrics.jsonl');
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
-    if (existsSync(file) && readMetrics(file).filter((r) => r['type'] === 'step').length >= steps) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${file} did not reach ${steps} steps`);
 }
 
 function summaryOf(out: string): Summary {

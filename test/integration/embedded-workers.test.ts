@@ -1,26 +1,15 @@
 // Embedded workers (`ringtrain train`) never outlive their coordinator: SIGKILLed while it is
 // still starting up (workers spawned, no ring yet), it runs no exit handler, and its workers
 // must still leave by themselves at once rather than keep dialling it for a minute.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { alive, CLI, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { workerPids } from '../helpers/run-watch.js';
 
 const dir = tempDir('ringtrain-embedded-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function childPids(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -41,7 +30,7 @@ describe('a coordinator SIGKILLed during its own startup', () => {
     let workers: number[] = [];
     for (let i = 0; i < 600 && workers.length < 3; i++) {
       await sleep(20);
-      workers = childPids(coordinator.pid ?? -1);
+      workers = workerPids(coordinator.pid ?? -1);
     }
     expect(workers).toHaveLength(3);
     coordinator.kill('SIGKILL');
