@@ -2,13 +2,19 @@
 // a dead worker's seat when workers.min == workers.max, losing two of three workers at once,
 // workers that connect while the coordinator is starting, a paused coordinator, and a worker that
 // fell back to another backend. Runs that recover must end with exactly the undisturbed result.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
-import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
-import { waitForSteps, workerPids } from '../helpers/run-watch.js';
+import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import {
+  expectNoLeftovers,
+  startCli as start,
+  waitForSteps,
+  workerPids,
+  type CliExit as Exit,
+} from '../helpers/run-watch.js';
 
 interface Summary {
   worldSize: number;
@@ -17,12 +23,6 @@ interface Summary {
   test: { accuracy: number; loss: number };
   events: Array<{ kind: string; rank: number; step: number; detail: string }>;
   workers: Array<{ pid: number }>;
-}
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
 }
 
 const dir = tempDir('ringtrain-chaos-faults-');
@@ -45,20 +45,6 @@ const faultJob = (extra: Record<string, unknown> = {}): string =>
     `faults-${Math.random().toString(36).slice(2)}.yaml`,
   );
 
-/** Starts a ringtrain command; `done` resolves with its exit code and output. */
-function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Exit> } {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Exit>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-  return { child, done };
-}
-
 function summaryOf(out: string): Summary {
   return JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary;
 }
@@ -79,11 +65,6 @@ function expectSameResult(out: string, baselineOut: string): void {
       readFileSync(path.join(baselineOut, 'model', 'weights.bin')),
     ),
   ).toBe(true);
-}
-
-async function expectNoLeftovers(pids: number[]): Promise<void> {
-  for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-  expect(pids.filter(alive)).toEqual([]);
 }
 
 /** One job file for every run that is compared with a baseline (the job hash must match too). */

@@ -2,14 +2,14 @@
 // moment (seeded trials), SIGSTOP a worker, SIGTERM / SIGKILL the coordinator, corrupt a
 // checkpoint, inject NaN. Each run must complete with metrics close to an undisturbed run, lose
 // no step, and leave no process behind.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
 import { Rng } from '../../shared/rng.js';
-import { alive, CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
-import { waitForSteps, workerPids } from '../helpers/run-watch.js';
+import { CLI, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { expectNoLeftovers, startCli, waitForSteps, workerPids } from '../helpers/run-watch.js';
 import { slowdownMs } from '../helpers/slowdown.js';
 
 interface Summary {
@@ -41,23 +41,8 @@ const chaosJob = (extra: Record<string, unknown> = {}): string =>
     `chaos-${Math.random().toString(36).slice(2)}.yaml`,
   );
 
-function startTrain(
-  job: string,
-  out: string,
-  env: NodeJS.ProcessEnv = {},
-): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, [CLI, 'train', job, '--workers', '3', '--out', out], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('exit', (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, done };
+function startTrain(job: string, out: string, env: NodeJS.ProcessEnv = {}): ReturnType<typeof startCli> {
+  return startCli(['train', job, '--workers', '3', '--out', out], env);
 }
 
 function summaryOf(out: string): Summary {
@@ -70,12 +55,6 @@ function expectEveryStepOnce(out: string): void {
     .map((r) => Number(r['step']));
   expect(new Set(steps).size).toBe(TOTAL_STEPS);
   expect(Math.max(...steps)).toBe(TOTAL_STEPS - 1);
-}
-
-async function expectNoLeftovers(pids: number[]): Promise<void> {
-  // Bounded only to catch a process that never exits: on a busy machine exiting takes a while.
-  for (let i = 0; i < 600 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-  expect(pids.filter(alive)).toEqual([]);
 }
 
 let baseline: Summary;
