@@ -30,7 +30,11 @@ export interface MemoryState {
 
 /** Where a script acts: an order of a kind (a step order: of that step number). */
 export type Trigger =
-  { on: 'step'; step: number } | { on: 'eval' } | { on: 'welcome' } | { on: 'fetch-state' } | { on: 'load-state' };
+  | { on: 'step'; step: number; /** only this generation's order (default: any) */ generation?: number }
+  | { on: 'eval' }
+  | { on: 'welcome' }
+  | { on: 'fetch-state' }
+  | { on: 'load-state' };
 
 /**
  * What it does there. fail: the worker dies on receiving the order (its ring breaks for the
@@ -158,6 +162,11 @@ export class MemoryWorker implements WorkerLink {
   when(trigger: Trigger, action: Action): this {
     this.scripts.push({ trigger, action });
     return this;
+  }
+
+  /** How many answers a `hold` script holds back now (the step has finished its collective). */
+  get holding(): number {
+    return this.held.length;
   }
 
   /** Sends every answer held back by a `hold` script. */
@@ -313,7 +322,7 @@ export class MemoryWorker implements WorkerLink {
     const generation = order.generation ?? 0;
     const step = Number(order.step ?? 0);
     const indices = decodeIndices(order.sampleIndices as Uint8Array, 'sampleIndices');
-    const script = this.scriptFor({ on: 'step', step });
+    const script = this.scriptFor({ on: 'step', step, generation });
     if (script?.do === 'fail' || script?.do === 'hang') return this.perform(script, `step ${step}`);
     const key = `step:${generation}:${step}`;
     if (generation !== this.generation || this.brokenGenerations.has(generation))
@@ -385,7 +394,10 @@ export class MemoryWorker implements WorkerLink {
     const i = this.scripts.findIndex(
       (s) =>
         s.trigger.on === trigger.on &&
-        (s.trigger.on !== 'step' || trigger.on !== 'step' || s.trigger.step === trigger.step),
+        (s.trigger.on !== 'step' ||
+          trigger.on !== 'step' ||
+          (s.trigger.step === trigger.step &&
+            (s.trigger.generation === undefined || s.trigger.generation === trigger.generation))),
     );
     if (i < 0) return undefined;
     const script = this.scripts[i];

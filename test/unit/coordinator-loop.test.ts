@@ -159,9 +159,11 @@ describe('boundaries', () => {
     // Stop while step 2 runs: rank 0 holds its report until the signal is given.
     c.joined[0]?.when({ on: 'step', step: 2 }, { do: 'hold' });
     const run = c.train();
-    await until(() => c.joined[0]?.log.some((e) => e.event === 'order' && e.step === 3) === true);
+    // Release only once the answer is held: order 3 can arrive while step 2 still waits for rank 1.
+    const r0 = c.joined[0] as MemoryWorker;
+    await until(() => r0.holding > 0 && r0.log.some((e) => e.event === 'order' && e.step === 3));
     c.stop.abort();
-    c.joined[0]?.release();
+    r0.release();
     const { result } = await run;
     expect(result.preempted).toBe(true);
     // Step 3 was already sent ahead and runs to its end; the stop takes effect at the boundary after it.
@@ -243,7 +245,7 @@ describe('growth and replacement', () => {
     const [r0, r1] = c.joined as [MemoryWorker, MemoryWorker];
     r0.when({ on: 'step', step: 3 }, { do: 'hold' });
     const run = c.train();
-    await until(() => r0.log.some((e) => e.event === 'order' && e.step === 3));
+    await until(() => r0.holding > 0);
     const joiner = c.join();
     r0.release();
     const { elastic, result } = await run;
@@ -264,9 +266,9 @@ describe('growth and replacement', () => {
     const [r0, r1, r2] = c.joined as [MemoryWorker, MemoryWorker, MemoryWorker];
     r2.when({ on: 'step', step: 2 }, { do: 'fail' });
     // Generation 2 (ranks 0 and 1) holds at step 3 until the replacement has joined.
-    r0.when({ on: 'step', step: 3 }, { do: 'hold' });
+    r0.when({ on: 'step', step: 3, generation: 2 }, { do: 'hold' });
     const run = c.train();
-    await until(() => r0.log.some((e) => e.event === 'order' && e.generation === 2 && e.step === 3));
+    await until(() => r0.holding > 0);
     const replacement = c.join();
     r0.release();
     const { elastic, result } = await run;
