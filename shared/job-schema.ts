@@ -1,13 +1,13 @@
 // The job file's schema: every key, its meaning and its default, in one place.
 // Unknown keys are rejected everywhere (strict objects), so a typo is an error, not a no-op.
 import { z } from 'zod';
+import { layerSchema } from './layer-schema.js';
+
+export { ACTIVATIONS, activationSchema, layerSchema, type Activation, type LayerSpec } from './layer-schema.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const fraction = z.number().min(0).max(1);
-
-export const ACTIVATIONS = ['relu', 'leakyRelu', 'sigmoid', 'tanh', 'softmax', 'linear'] as const;
-export const activationSchema = z.enum(ACTIVATIONS);
 
 const splitSchema = z
   .strictObject({
@@ -63,54 +63,6 @@ export const dataSchema = z.discriminatedUnion('format', [
     samples: positiveInt.default(4),
     noise: z.number().nonnegative().default(0),
     split: splitSchema.default({ validation: 0, test: 0 }),
-  }),
-]);
-
-const kernelSize = z.union([positiveInt, z.tuple([positiveInt, positiveInt])]);
-const padding = z.enum(['valid', 'same']);
-
-export const layerSchema = z.discriminatedUnion('type', [
-  z.strictObject({
-    type: z.literal('dense'),
-    units: positiveInt,
-    activation: activationSchema.default('linear'),
-    /** Negative slope for leakyRelu. @default 0.2 */
-    alpha: z.number().nonnegative().optional(),
-    useBias: z.boolean().default(true),
-  }),
-  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1) }),
-  z.strictObject({
-    type: z.literal('batchNormalization'),
-    momentum: z.number().min(0).max(1).default(0.99),
-    epsilon: z.number().positive().default(0.001),
-  }),
-  z.strictObject({
-    type: z.literal('conv2d'),
-    filters: positiveInt,
-    kernelSize,
-    strides: kernelSize.default(1),
-    padding: padding.default('valid'),
-    activation: activationSchema.default('linear'),
-    alpha: z.number().nonnegative().optional(),
-  }),
-  z.strictObject({
-    type: z.literal('maxPooling2d'),
-    poolSize: kernelSize.default(2),
-    strides: kernelSize.optional(),
-    padding: padding.default('valid'),
-  }),
-  z.strictObject({ type: z.literal('flatten') }),
-  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(positiveInt).min(1) }),
-  z.strictObject({
-    type: z.literal('activation'),
-    activation: activationSchema,
-    alpha: z.number().nonnegative().optional(),
-  }),
-  /** Input normalization: (x - mean) / std with constants, e.g. { mean: 0.1307, std: 0.3081 }. */
-  z.strictObject({
-    type: z.literal('normalization'),
-    mean: z.number().default(0),
-    std: z.number().positive().default(1),
   }),
 ]);
 
@@ -289,10 +241,8 @@ export const jobSchema = z.strictObject({
 export type JobInput = z.input<typeof jobSchema>;
 /** A resolved job: every default applied. */
 export type Job = z.output<typeof jobSchema>;
-export type LayerSpec = z.output<typeof layerSchema>;
 export type DataSpec = z.output<typeof dataSchema>;
 export type OptimizerSpec = z.output<typeof optimizerSchema>;
 export type ScheduleSpec = z.output<typeof scheduleSchema>;
 export type LossName = (typeof LOSSES)[number];
 export type MetricName = (typeof METRICS)[number];
-export type Activation = z.output<typeof activationSchema>;

@@ -5,16 +5,14 @@
 // processes. Input normalization is a built-in `Rescaling` layer (x · 1/std + (−mean/std)), so an
 // exported model needs no custom classes and predicts on raw inputs in any TensorFlow.js runtime.
 import * as tf from '@tensorflow/tfjs';
-import type { Activation, Job, LayerSpec } from '../../shared/job-schema.js';
+import type { Job } from '../../shared/job-schema.js';
 import { Rng, seedFrom } from '../../shared/rng.js';
+import { toTfLayers, type BaseArgs } from './layer-factory.js';
 
-/** Default negative slope for leakyRelu (see job-schema `alpha`). */
-export const DEFAULT_LEAKY_ALPHA = 0.2;
+export { DEFAULT_LEAKY_ALPHA } from './layer-factory.js';
+
 /** Stream tag for seedFrom, so init weights never share a stream with data or dropout draws. */
 const INIT_STREAM = 0x696e6974; // "init"
-
-type TfActivation = Exclude<Activation, 'leakyRelu'>;
-type BaseArgs = { name: string; inputShape?: number[] };
 
 /**
  * Builds the job's model. Kernels are Glorot-uniform from our own PRNG (one stream per layer,
@@ -31,72 +29,6 @@ export function buildModel(job: Job): tf.Sequential {
   const model = tf.sequential({ layers, name: job.name.replace(/[^A-Za-z0-9_]/g, '_') });
   initialiseKernels(model, job.seed);
   return model;
-}
-
-/** One spec layer becomes one tfjs layer, or two when a leakyRelu activation follows it. */
-function toTfLayers(spec: LayerSpec, base: BaseArgs): tf.layers.Layer[] {
-  switch (spec.type) {
-    case 'dense': {
-      const dense = tf.layers.dense({
-        ...base,
-        units: spec.units,
-        useBias: spec.useBias,
-        activation: linearFor(spec.activation),
-        kernelInitializer: 'zeros',
-      });
-      return withLeaky(dense, spec.activation, spec.alpha, base.name);
-    }
-    case 'conv2d': {
-      const conv = tf.layers.conv2d({
-        ...base,
-        filters: spec.filters,
-        kernelSize: spec.kernelSize,
-        strides: spec.strides,
-        padding: spec.padding,
-        activation: linearFor(spec.activation),
-        kernelInitializer: 'zeros',
-      });
-      return withLeaky(conv, spec.activation, spec.alpha, base.name);
-    }
-    case 'dropout':
-      return [tf.layers.dropout({ ...base, rate: spec.rate })];
-    case 'batchNormalization':
-      return [tf.layers.batchNormalization({ ...base, momentum: spec.momentum, epsilon: spec.epsilon })];
-    case 'maxPooling2d':
-      return [
-        tf.layers.maxPooling2d({
-          ...base,
-          poolSize: spec.poolSize,
-          padding: spec.padding,
-          ...(spec.strides === undefined ? {} : { strides: spec.strides }),
-        }),
-      ];
-    case 'flatten':
-      return [tf.layers.flatten(base)];
-    case 'reshape':
-      return [tf.layers.reshape({ ...base, targetShape: [...spec.targetShape] })];
-    case 'activation':
-      if (spec.activation === 'leakyRelu')
-        return [tf.layers.leakyReLU({ ...base, alpha: spec.alpha ?? DEFAULT_LEAKY_ALPHA })];
-      return [tf.layers.activation({ ...base, activation: spec.activation })];
-    case 'normalization':
-      return [tf.layers.rescaling({ ...base, scale: 1 / spec.std, offset: -spec.mean / spec.std })];
-  }
-}
-
-/** tfjs dense/conv have no leakyRelu activation string: run them linear and add a LeakyReLU layer. */
-function linearFor(activation: Activation): TfActivation {
-  return activation === 'leakyRelu' ? 'linear' : activation;
-}
-
-function withLeaky(
-  layer: tf.layers.Layer,
-  activation: Activation,
-  alpha: number | undefined,
-  name: string,
-): tf.layers.Layer[] {
-  if (activation !== 'leakyRelu') return [layer];
-  return [layer, tf.layers.leakyReLU({ name: `${name}_leaky_relu`, alpha: alpha ?? DEFAULT_LEAKY_ALPHA })];
 }
 
 /** Overwrites every kernel (the zero-initialised dense/conv weights) with Glorot-uniform values. */

@@ -1,0 +1,60 @@
+// The layers a job file's model.layers can name: one strict object per layer type, options named
+// as in TensorFlow.js (units, filters, kernelSize, ...). worker/replica/layer-factory.ts turns
+// each into TensorFlow.js layers.
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+
+export const ACTIVATIONS = ['relu', 'leakyRelu', 'sigmoid', 'tanh', 'softmax', 'linear'] as const;
+export const activationSchema = z.enum(ACTIVATIONS);
+
+const kernelSize = z.union([positiveInt, z.tuple([positiveInt, positiveInt])]);
+const padding = z.enum(['valid', 'same']);
+
+export const layerSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('dense'),
+    units: positiveInt,
+    activation: activationSchema.default('linear'),
+    /** Negative slope for leakyRelu. @default 0.2 */
+    alpha: z.number().nonnegative().optional(),
+    useBias: z.boolean().default(true),
+  }),
+  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1) }),
+  z.strictObject({
+    type: z.literal('batchNormalization'),
+    momentum: z.number().min(0).max(1).default(0.99),
+    epsilon: z.number().positive().default(0.001),
+  }),
+  z.strictObject({
+    type: z.literal('conv2d'),
+    filters: positiveInt,
+    kernelSize,
+    strides: kernelSize.default(1),
+    padding: padding.default('valid'),
+    activation: activationSchema.default('linear'),
+    alpha: z.number().nonnegative().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('maxPooling2d'),
+    poolSize: kernelSize.default(2),
+    strides: kernelSize.optional(),
+    padding: padding.default('valid'),
+  }),
+  z.strictObject({ type: z.literal('flatten') }),
+  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(positiveInt).min(1) }),
+  z.strictObject({
+    type: z.literal('activation'),
+    activation: activationSchema,
+    alpha: z.number().nonnegative().optional(),
+  }),
+  /** Input normalization: (x - mean) / std with constants, e.g. { mean: 0.1307, std: 0.3081 }. */
+  z.strictObject({
+    type: z.literal('normalization'),
+    mean: z.number().default(0),
+    std: z.number().positive().default(1),
+  }),
+]);
+
+export type LayerSpec = z.output<typeof layerSchema>;
+export type Activation = z.output<typeof activationSchema>;
