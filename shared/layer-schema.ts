@@ -8,26 +8,42 @@ const positiveInt = z.number().int().positive();
 export const ACTIVATIONS = ['relu', 'leakyRelu', 'sigmoid', 'tanh', 'softmax', 'linear'] as const;
 export const activationSchema = z.enum(ACTIVATIONS);
 
+/**
+ * Keys every layer takes, for the graph form of model.layers: `name` (unique; default
+ * `<type>_<index>`) and `inputs` (names of earlier layers, or "input"; default: the layer just
+ * before, or the model input for the first). Every member of layerSchema spreads them.
+ */
+export const graphKeys = {
+  name: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'use a letter, then letters, digits and "_"')
+    .optional(),
+  inputs: z.array(z.string().min(1)).min(1).optional(),
+};
+
 const kernelSize = z.union([positiveInt, z.tuple([positiveInt, positiveInt])]);
 const padding = z.enum(['valid', 'same']);
 
 export const layerSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('dense'),
+    ...graphKeys,
     units: positiveInt,
     activation: activationSchema.default('linear'),
     /** Negative slope for leakyRelu. @default 0.2 */
     alpha: z.number().nonnegative().optional(),
     useBias: z.boolean().default(true),
   }),
-  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1) }),
+  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1), ...graphKeys }),
   z.strictObject({
     type: z.literal('batchNormalization'),
+    ...graphKeys,
     momentum: z.number().min(0).max(1).default(0.99),
     epsilon: z.number().positive().default(0.001),
   }),
   z.strictObject({
     type: z.literal('conv2d'),
+    ...graphKeys,
     filters: positiveInt,
     kernelSize,
     strides: kernelSize.default(1),
@@ -37,20 +53,23 @@ export const layerSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('maxPooling2d'),
+    ...graphKeys,
     poolSize: kernelSize.default(2),
     strides: kernelSize.optional(),
     padding: padding.default('valid'),
   }),
-  z.strictObject({ type: z.literal('flatten') }),
-  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(positiveInt).min(1) }),
+  z.strictObject({ type: z.literal('flatten'), ...graphKeys }),
+  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(positiveInt).min(1), ...graphKeys }),
   z.strictObject({
     type: z.literal('activation'),
+    ...graphKeys,
     activation: activationSchema,
     alpha: z.number().nonnegative().optional(),
   }),
   /** Input normalization: (x - mean) / std with constants, e.g. { mean: 0.1307, std: 0.3081 }. */
   z.strictObject({
     type: z.literal('normalization'),
+    ...graphKeys,
     mean: z.number().default(0),
     std: z.number().positive().default(1),
   }),
