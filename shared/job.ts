@@ -112,6 +112,23 @@ function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<s
   return out;
 }
 
+/** Input rank the sequence/pooling layers need (batch excluded), and the rank they output when it changes. */
+const INPUT_RANK: Partial<
+  Record<Job['model']['layers'][number]['type'], { rank: number; what: string; out?: number }>
+> = {
+  lstm: { rank: 2, what: '[steps, features]' },
+  gru: { rank: 2, what: '[steps, features]' },
+  simpleRnn: { rank: 2, what: '[steps, features]' },
+  conv1d: { rank: 2, what: '[steps, channels]' },
+  averagePooling1d: { rank: 2, what: '[steps, channels]' },
+  maxPooling1d: { rank: 2, what: '[steps, channels]' },
+  globalAveragePooling1d: { rank: 2, what: '[steps, channels]', out: 1 },
+  globalMaxPooling1d: { rank: 2, what: '[steps, channels]', out: 1 },
+  averagePooling2d: { rank: 3, what: '[height, width, channels]' },
+  globalAveragePooling2d: { rank: 3, what: '[height, width, channels]', out: 1 },
+  globalMaxPooling2d: { rank: 3, what: '[height, width, channels]', out: 1 },
+};
+
 /** Cheap structural checks the schema cannot express (layer order vs. input rank). */
 function checkModelShape(job: Job, source: string): void {
   const problems: string[] = [];
@@ -123,8 +140,16 @@ function checkModelShape(job: Job, source: string): void {
         `${where}: needs a 3-D input [height, width, channels], got rank ${rank}; add a reshape layer first`,
       );
     }
+    const needs = INPUT_RANK[layer.type];
+    if (needs !== undefined && rank !== needs.rank) {
+      problems.push(`${where}: needs a ${needs.rank}-D input ${needs.what}, got rank ${rank}`);
+    }
     if (layer.type === 'flatten') rank = 1;
     if (layer.type === 'reshape') rank = layer.targetShape.length;
+    if (layer.type === 'embedding') rank += 1;
+    if (needs?.out !== undefined) rank = needs.out;
+    if ((layer.type === 'lstm' || layer.type === 'gru' || layer.type === 'simpleRnn') && !layer.returnSequences)
+      rank = 1;
     if (layer.type === 'dense' && rank !== 1)
       problems.push(`${where}: needs a 1-D input, got rank ${rank}; add a flatten layer first`);
   });

@@ -24,6 +24,36 @@ export const graphKeys = {
 const kernelSize = z.union([positiveInt, z.tuple([positiveInt, positiveInt])]);
 const padding = z.enum(['valid', 'same']);
 
+/** Activations tfjs recurrent layers accept (leakyRelu and softmax are not among them). */
+const recurrentActivationSchema = z.enum(['tanh', 'sigmoid', 'hardSigmoid', 'relu', 'linear']);
+
+/**
+ * Recurrent dropout in TensorFlow.js draws its masks from an unseeded generator, so ranks (and
+ * runs) would train different models: only 0 is accepted. A dropout layer after the recurrent
+ * layer (seeded by global sample index) is the exact alternative.
+ */
+const unseededDropout = z
+  .literal(0, {
+    error: 'recurrent dropout is unseeded in TensorFlow.js, so ranks would differ; use a dropout layer after this one',
+  })
+  .optional();
+
+const recurrentKeys = {
+  units: positiveInt,
+  /** @default 'tanh' */
+  activation: recurrentActivationSchema.default('tanh'),
+  /** Output the whole sequence [steps, units] instead of the last step's [units]. @default false */
+  returnSequences: z.boolean().default(false),
+  dropout: unseededDropout,
+  recurrentDropout: unseededDropout,
+};
+
+const pool1dKeys = {
+  poolSize: positiveInt.default(2),
+  strides: positiveInt.optional(),
+  padding: padding.default('valid'),
+};
+
 export const layerSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('dense'),
@@ -72,6 +102,54 @@ export const layerSchema = z.discriminatedUnion('type', [
     ...graphKeys,
     mean: z.number().default(0),
     std: z.number().positive().default(1),
+  }),
+  // Sequence and normalization layers (issue 12). Inputs to embedding are token ids as floats,
+  // truncated to integers by TensorFlow.js.
+  z.strictObject({ type: z.literal('embedding'), ...graphKeys, inputDim: positiveInt, outputDim: positiveInt }),
+  z.strictObject({
+    type: z.literal('lstm'),
+    ...graphKeys,
+    ...recurrentKeys,
+    /** Activation of the input, forget and output gates. @default 'hardSigmoid' (as tfjs) */
+    recurrentActivation: recurrentActivationSchema.default('hardSigmoid'),
+  }),
+  z.strictObject({
+    type: z.literal('gru'),
+    ...graphKeys,
+    ...recurrentKeys,
+    /** Activation of the update and reset gates. @default 'hardSigmoid' (as tfjs) */
+    recurrentActivation: recurrentActivationSchema.default('hardSigmoid'),
+  }),
+  z.strictObject({ type: z.literal('simpleRnn'), ...graphKeys, ...recurrentKeys }),
+  z.strictObject({
+    type: z.literal('conv1d'),
+    ...graphKeys,
+    filters: positiveInt,
+    kernelSize: positiveInt,
+    strides: positiveInt.default(1),
+    padding: padding.default('valid'),
+    activation: activationSchema.default('linear'),
+    alpha: z.number().nonnegative().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('averagePooling2d'),
+    ...graphKeys,
+    poolSize: kernelSize.default(2),
+    strides: kernelSize.optional(),
+    padding: padding.default('valid'),
+  }),
+  z.strictObject({ type: z.literal('averagePooling1d'), ...graphKeys, ...pool1dKeys }),
+  z.strictObject({ type: z.literal('maxPooling1d'), ...graphKeys, ...pool1dKeys }),
+  z.strictObject({ type: z.literal('globalAveragePooling1d'), ...graphKeys }),
+  z.strictObject({ type: z.literal('globalAveragePooling2d'), ...graphKeys }),
+  z.strictObject({ type: z.literal('globalMaxPooling1d'), ...graphKeys }),
+  z.strictObject({ type: z.literal('globalMaxPooling2d'), ...graphKeys }),
+  z.strictObject({
+    type: z.literal('layerNormalization'),
+    ...graphKeys,
+    /** Axis normalised over; -1 is the last (features). @default -1 */
+    axis: z.number().int().default(-1),
+    epsilon: z.number().positive().default(0.001),
   }),
 ]);
 

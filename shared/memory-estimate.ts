@@ -116,12 +116,13 @@ function walkLayers(
     // leakyRelu runs as a layer of its own after dense/conv2d.
     const outputs = 'activation' in layer && layer.activation === 'leakyRelu' ? 2 : 1;
     if (layer.type !== 'flatten' && layer.type !== 'reshape') layerOutputs += outputs * product(next.shape);
+    layerOutputs += next.work ?? 0;
     shape = next.shape;
   }
   return { paramCount, layerOutputs };
 }
 
-function layerShape(layer: LayerSpec, shape: number[]): { shape: number[]; params: number } {
+function layerShape(layer: LayerSpec, shape: number[]): { shape: number[]; params: number; work?: number } {
   const last = shape[shape.length - 1] ?? 1;
   switch (layer.type) {
     case 'dense':
@@ -149,6 +150,79 @@ function layerShape(layer: LayerSpec, shape: number[]): { shape: number[]; param
     case 'activation':
     case 'normalization':
       return { shape, params: 0 };
+    default:
+      return sequenceLayerShape(layer, shape, last);
+  }
+}
+
+/** Gate blocks per recurrent cell: each has a kernel, a recurrent kernel and a bias (tfjs GRU has no reset_after). */
+const GATES = { lstm: 4, gru: 3, simpleRnn: 1 } as const;
+
+/** The sequence and normalization layers of issue 12 (shapes exclude the batch dimension). */
+function sequenceLayerShape(
+  layer: Exclude<
+    LayerSpec,
+    {
+      type:
+        | 'dense'
+        | 'conv2d'
+        | 'maxPooling2d'
+        | 'batchNormalization'
+        | 'flatten'
+        | 'reshape'
+        | 'dropout'
+        | 'activation'
+        | 'normalization';
+    }
+  >,
+  shape: number[],
+  last: number,
+): { shape: number[]; params: number; work?: number } {
+  switch (layer.type) {
+    case 'embedding':
+      return { shape: [...shape, layer.outputDim], params: layer.inputDim * layer.outputDim };
+    case 'lstm':
+    case 'gru':
+    case 'simpleRnn': {
+      const units = layer.units;
+      const steps = shape[0] ?? 1;
+      const gates = GATES[layer.type];
+      return {
+        shape: layer.returnSequences ? [steps, units] : [units],
+        params: gates * (last * units + units * units + units),
+        // Every step's gate pre-activations are kept for the backward pass.
+        work: steps * gates * units,
+      };
+    }
+    case 'conv1d': {
+      const [length] = spatial([shape[0] ?? 1, 1], [layer.kernelSize, 1], [layer.strides, 1], layer.padding);
+      return { shape: [length, layer.filters], params: layer.kernelSize * last * layer.filters + layer.filters };
+    }
+    case 'averagePooling2d': {
+      const pool = pair(layer.poolSize);
+      const [h, w] = spatial(shape, pool, pair(layer.strides ?? layer.poolSize), layer.padding);
+      return { shape: [h, w, last], params: 0 };
+    }
+    case 'averagePooling1d':
+    case 'maxPooling1d': {
+      const [length] = spatial(
+        [shape[0] ?? 1, 1],
+        [layer.poolSize, 1],
+        [layer.strides ?? layer.poolSize, 1],
+        layer.padding,
+      );
+      return { shape: [length, last], params: 0 };
+    }
+    case 'globalAveragePooling1d':
+    case 'globalAveragePooling2d':
+    case 'globalMaxPooling1d':
+    case 'globalMaxPooling2d':
+      return { shape: [last], params: 0 };
+    case 'layerNormalization': {
+      // tfjs counts the axis with the batch dimension: -1 is the last feature axis, 1 the first.
+      const size = shape[layer.axis < 0 ? shape.length + layer.axis : layer.axis - 1] ?? 1;
+      return { shape, params: 2 * size }; // gamma and beta
+    }
   }
 }
 

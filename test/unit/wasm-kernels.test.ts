@@ -74,6 +74,7 @@ describe('registerWasmKernels', () => {
     expect(WASM_KERNELS.map((k) => k.kernelName)).toEqual([
       tf.Conv2DBackpropFilter,
       tf.MaxPoolGrad,
+      tf.UnsortedSegmentSum,
       tf.BatchMatMul,
       tf._FusedMatMul,
     ]);

@@ -5,8 +5,11 @@
 // Why these: tfjs-backend-wasm 4.22 registers every kernel the cpu backend has except Complex,
 // ComplexAbs, Conv2DBackpropFilter, DepthwiseConv2dNative{BackpropFilter,BackpropInput}, Draw,
 // Einsum, FFT/IFFT, Imag/Real, the Ragged* kernels, StaticRegexReplace and UnsortedSegmentSum.
-// Of those only Conv2DBackpropFilter lies on the backward path of the layers a job can name, so
-// without it a CNN cannot train on wasm. Its MaxPoolGrad exists but routes the gradient of any
+// Of those Conv2DBackpropFilter (conv2d and conv1d) and UnsortedSegmentSum (the gradient of
+// Gather, so of `embedding`) lie on the backward path of the layers a job can name, so without
+// them a CNN or an embedding cannot train on wasm. (Checked for every layer type of
+// shared/layer-schema.ts: the recurrent, pooling and layerNormalization backward passes use only
+// kernels wasm has, and test/unit/wasm-layer-gradients.test.ts holds each to cpu.) Its MaxPoolGrad exists but routes the gradient of any
 // window whose maximum is ≤ 0 wrongly (see max-pool-grad.ts), so ours replaces it. Its matmuls
 // are right but 5–8× slower with a transposed operand, which every dense backward pass asks for,
 // so ours wrap them and transpose first (see untransposed-matmul.ts). The other
@@ -20,6 +23,7 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
 import { maxPoolGradConfig } from './kernels/max-pool-grad.js';
 import { stockMatMulConfig, untransposedMatMulConfig } from './kernels/untransposed-matmul.js';
+import { unsortedSegmentSumConfig } from './kernels/unsorted-segment-sum.js';
 
 export interface WasmKernel {
   kernelName: string;
@@ -37,6 +41,7 @@ export interface WasmKernel {
 export const WASM_KERNELS: readonly WasmKernel[] = [
   { kernelName: tf.Conv2DBackpropFilter, role: 'missing', config: () => conv2dBackpropFilterConfig },
   { kernelName: tf.MaxPoolGrad, role: 'replaces', config: () => maxPoolGradConfig },
+  { kernelName: tf.UnsortedSegmentSum, role: 'missing', config: () => unsortedSegmentSumConfig },
   {
     kernelName: tf.BatchMatMul,
     role: 'wraps',

@@ -57,7 +57,90 @@ export function toTfLayers(spec: LayerSpec, base: BaseArgs): tf.layers.Layer[] {
       return [tf.layers.activation({ ...base, activation: spec.activation })];
     case 'normalization':
       return [tf.layers.rescaling({ ...base, scale: 1 / spec.std, offset: -spec.mean / spec.std })];
+    case 'embedding':
+      return [
+        tf.layers.embedding({
+          ...base,
+          inputDim: spec.inputDim,
+          outputDim: spec.outputDim,
+          embeddingsInitializer: 'zeros',
+        }),
+      ];
+    case 'lstm':
+    case 'gru':
+    case 'simpleRnn':
+      return [recurrentLayer(spec, base)];
+    case 'conv1d': {
+      const conv = tf.layers.conv1d({
+        ...base,
+        filters: spec.filters,
+        kernelSize: spec.kernelSize,
+        strides: spec.strides,
+        padding: spec.padding,
+        activation: linearFor(spec.activation),
+        kernelInitializer: 'zeros',
+      });
+      return withLeaky(conv, spec.activation, spec.alpha, base.name);
+    }
+    case 'averagePooling2d':
+      return [
+        tf.layers.averagePooling2d({
+          ...base,
+          poolSize: spec.poolSize,
+          padding: spec.padding,
+          ...(spec.strides === undefined ? {} : { strides: spec.strides }),
+        }),
+      ];
+    case 'averagePooling1d':
+    case 'maxPooling1d': {
+      const args = {
+        ...base,
+        poolSize: spec.poolSize,
+        padding: spec.padding,
+        ...(spec.strides === undefined ? {} : { strides: spec.strides }),
+      };
+      return [spec.type === 'maxPooling1d' ? tf.layers.maxPooling1d(args) : tf.layers.averagePooling1d(args)];
+    }
+    case 'globalAveragePooling1d':
+      return [tf.layers.globalAveragePooling1d(base)];
+    case 'globalAveragePooling2d':
+      return [tf.layers.globalAveragePooling2d(base)];
+    case 'globalMaxPooling1d':
+      return [tf.layers.globalMaxPooling1d(base)];
+    case 'globalMaxPooling2d':
+      return [tf.layers.globalMaxPooling2d(base)];
+    case 'layerNormalization':
+      return [
+        tf.layers.layerNormalization({
+          ...base,
+          axis: spec.axis,
+          epsilon: spec.epsilon,
+          gammaInitializer: 'ones',
+          betaInitializer: 'zeros',
+        }),
+      ];
   }
+}
+
+type RecurrentSpec = Extract<LayerSpec, { type: 'lstm' | 'gru' | 'simpleRnn' }>;
+
+/**
+ * Every initializer is a constant here; seeded-init.ts writes the random ones (Glorot kernel,
+ * orthogonal recurrent kernel) and the LSTM's unit-forget bias from the job seed.
+ */
+function recurrentLayer(spec: RecurrentSpec, base: BaseArgs): tf.layers.Layer {
+  const args = {
+    ...base,
+    units: spec.units,
+    activation: spec.activation,
+    returnSequences: spec.returnSequences,
+    kernelInitializer: 'zeros',
+    recurrentInitializer: 'zeros',
+    biasInitializer: 'zeros',
+  } as const;
+  if (spec.type === 'simpleRnn') return tf.layers.simpleRNN(args);
+  if (spec.type === 'gru') return tf.layers.gru({ ...args, recurrentActivation: spec.recurrentActivation });
+  return tf.layers.lstm({ ...args, recurrentActivation: spec.recurrentActivation, unitForgetBias: true });
 }
 
 /** tfjs dense/conv have no leakyRelu activation string: run them linear and add a LeakyReLU layer. */

@@ -12,9 +12,10 @@ import { initialiseKernels } from './seeded-init.js';
 export { DEFAULT_LEAKY_ALPHA } from './layer-factory.js';
 
 /**
- * Builds the job's model. Kernels are Glorot-uniform from our own PRNG (one stream per layer,
- * seedFrom(seed, INIT_STREAM, layerIndex, 0)); biases 0; BatchNorm gamma 1, beta 0, moving mean
- * 0, moving variance 1 (tfjs defaults, which are constants).
+ * Builds the job's model. Kernels are Glorot-uniform, recurrent kernels orthogonal and
+ * embeddings uniform ±0.05, from our own PRNG (one stream per layer, seedFrom(seed, INIT_STREAM,
+ * layerIndex, 0)); biases 0 (an LSTM's forget gate 1); gamma 1, beta 0; BatchNorm moving mean 0,
+ * moving variance 1 (tfjs defaults, which are constants). See seeded-init.ts.
  */
 export function buildModel(job: Job): tf.Sequential {
   const layers: tf.layers.Layer[] = [];
@@ -24,6 +25,9 @@ export function buildModel(job: Job): tf.Sequential {
     layers.push(...toTfLayers(spec, base));
   });
   const model = tf.sequential({ layers, name: job.name.replace(/[^A-Za-z0-9_]/g, '_') });
-  initialiseKernels(model, job.seed);
+  const unseeded = initialiseKernels(model, job.seed);
+  // Every weight a job's layers make has a known role; one that had not would start from a tfjs
+  // random initializer, different on every rank.
+  if (unseeded.length > 0) throw new Error(`buildModel: no seeded initial values for ${unseeded.join(', ')}`);
   return model;
 }
