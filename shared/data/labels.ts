@@ -56,7 +56,7 @@ export function encodeLabels(target: RawTarget, layout: LabelLayout, indices: Ui
 }
 
 /** Layers that keep their input's shape, so the layer before them decides the model's output width. */
-const SHAPE_KEEPING = new Set(['dropout', 'batchNormalization', 'activation', 'normalization']);
+const SHAPE_KEEPING = new Set(['dropout', 'batchNormalization', 'activation', 'normalization', 'layerNormalization']);
 
 /**
  * When the model ends in a dense layer (possibly followed by shape-keeping layers), its units

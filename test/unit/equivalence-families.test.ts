@@ -1,7 +1,8 @@
 // Data-parallel equivalence per model family, in one process (test/helpers/memory-world.ts):
 // N real TrainerReplicas (cpu backend) whose collective is the real ringAllReduce over
 // in-memory links. For every family (dense with each activation, conv, dropout, each loss, each
-// optimizer, each schedule, clipping, syncBatchNorm, accumulation) 1, 2 and 3 ranks reach the same
+// optimizer, each schedule, clipping, syncBatchNorm, accumulation, lstm, gru, embedding + conv1d
+// + global pooling, layerNormalization) 1, 2 and 3 ranks reach the same
 // parameters within ‖Δw‖/‖w‖ ≤ 1e-4, every rank of a world holds bit-identical parameters, and
 // training moved them. Also: a micro-batched step equals the one-pass step.
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,18 @@ interface Family {
   check?: (reports: StepReport[]) => void;
   /** BatchNorm moving statistics must also be identical on every rank and match 1 rank's. */
   syncedStatistics?: boolean;
+}
+
+/** mnist digits read as sequences: 28 rows of 28 pixels (or 784 pixels). */
+function mnistSequenceJob(layers: JobInput['model']['layers'], input = [28, 28]): JobInput {
+  return {
+    seed: 8,
+    data: { format: 'mnist', limit: 120, split: { validation: 0, test: 0 } },
+    model: { input, layers },
+    loss: 'categoricalCrossentropy',
+    optimizer: { type: 'adam', learningRate: 0.01 },
+    training: { epochs: 1, batchSize: 10 },
+  };
 }
 
 const FAMILIES: Family[] = [
@@ -148,6 +161,53 @@ const FAMILIES: Family[] = [
       training: { epochs: 1, batchSize: 2 },
     }),
     syncedStatistics: true,
+  },
+  {
+    name: 'lstm over the rows of mnist digits',
+    job: mnistSequenceJob([
+      { type: 'lstm', units: 8 },
+      { type: 'dense', units: 10, activation: 'softmax' },
+    ]),
+    steps: 4,
+  },
+  {
+    name: 'gru (returnSequences) + globalAveragePooling1d',
+    job: mnistSequenceJob([
+      { type: 'gru', units: 6, returnSequences: true, recurrentActivation: 'sigmoid' },
+      { type: 'globalAveragePooling1d' },
+      { type: 'dense', units: 10, activation: 'softmax' },
+    ]),
+    steps: 4,
+  },
+  {
+    name: 'embedding + conv1d + globalMaxPooling1d (pixels as tokens 0..9)',
+    job: mnistSequenceJob(
+      [
+        // x·9, truncated by the embedding: every pixel becomes a token id in 0..9.
+        { type: 'normalization', mean: 0, std: 1 / 9 },
+        { type: 'embedding', inputDim: 10, outputDim: 3 },
+        { type: 'conv1d', filters: 4, kernelSize: 5, strides: 4, activation: 'relu' },
+        { type: 'globalMaxPooling1d' },
+        { type: 'dense', units: 10, activation: 'softmax' },
+      ],
+      [784],
+    ),
+    steps: 4,
+  },
+  {
+    name: 'layerNormalization',
+    job: xorJob({
+      model: {
+        input: [2],
+        layers: [
+          { type: 'dense', units: 8, activation: 'relu' },
+          { type: 'layerNormalization' },
+          { type: 'dense', units: 6, activation: 'tanh' },
+          { type: 'layerNormalization', epsilon: 0.01 },
+          { type: 'dense', units: 2, activation: 'softmax' },
+        ],
+      },
+    }),
   },
   {
     name: 'gradient accumulation (3 micro-batches)',
