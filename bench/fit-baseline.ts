@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadDataset } from '../shared/data/dataset.js';
 import type { Job, OptimizerSpec } from '../shared/job-schema.js';
+import { lossName } from '../shared/loss-spec.js';
 import { selectBackend } from '../worker/backend/backend.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 
@@ -33,7 +34,7 @@ export async function measureModelFit(
     throw new RangeError(`the training split has ${dataset.train.count} samples, fewer than one batch of ${batch}`);
   const total = warmupSteps + steps;
   const model = buildModel(job);
-  model.compile({ optimizer: tfOptimizer(job.optimizer), loss: job.loss });
+  model.compile({ optimizer: tfOptimizer(job.optimizer), loss: lossName(job.loss) });
   const x = tf.tensor(dataset.train.x.subarray(0, count * dataset.featureSize), [count, ...dataset.inputShape]);
   const y = tf.tensor2d(dataset.train.y.subarray(0, count * dataset.labelSize), [count, dataset.labelSize]);
   const begins: number[] = [];

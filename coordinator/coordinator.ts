@@ -5,6 +5,7 @@
 // everything down.
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
@@ -20,6 +21,8 @@ import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
 import { componentLogger, type Logger } from '../shared/logger.js';
 import { assertFitsMemory } from '../shared/memory-estimate.js';
+import { buildModel } from '../worker/replica/model-builder.js';
+import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
 import { LocalWorkers } from './local-workers.js';
 import { EarlyStopping } from './loop/early-stopping.js';
@@ -87,6 +90,7 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   // A step that cannot fit the backend's memory is a configuration error, not a worker crash.
   // RINGTRAIN_MEMORY_CHECK=off skips it, for a model the estimate judges wrongly (and for drills).
   if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off') assertFitsMemory(job, bounds.min, expectedBackend(job.backend));
+  checkModelAgainstLoss(job, dataset);
   // Workers that say Hello while the coordinator is still starting (their port opened with ours;
   // in Kubernetes that is the normal case) wait here and are offered once membership exists.
   const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
@@ -352,4 +356,15 @@ function stopSignalOf(signal: AbortSignal): StopSignal {
 async function startupFaultDelay(): Promise<void> {
   const ms = Number(process.env['RINGTRAIN_FAULT_START_DELAY_MS'] ?? 0);
   if (Number.isFinite(ms) && ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Loss, model output and metrics agree (worker/replica/output-guards.ts), checked on the built model. */
+function checkModelAgainstLoss(job: Job, dataset: Dataset): void {
+  tf.enableProdMode(); // no tfjs console banner ("install tfjs-node") among the coordinator's lines
+  const model = buildModel(job);
+  try {
+    checkOutputGuards(job, dataset.task, model);
+  } finally {
+    model.dispose();
+  }
 }

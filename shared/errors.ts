@@ -388,3 +388,19 @@ export function describeReadFailure(error: unknown): string {
   if (isNotFound(error)) return 'file not found';
   return `cannot read file (${errnoCode(error) ?? describeError(error)})`;
 }
+
+/**
+ * The job's loss, model output and metrics disagree (crossentropy on an output without
+ * softmax/sigmoid and without fromLogits, accuracy on a regression, ...). `key` is the job key
+ * to change. A configuration error: found before any worker trains.
+ */
+export class OutputMismatchError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly key: 'loss' | 'metrics',
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${key}: ${reason}`, options);
+  }
+}

@@ -146,7 +146,14 @@ export const jobSchema = z.strictObject({
     /** BatchNorm statistics over the global batch (all-reduced) instead of each rank's slice. @default false */
     syncBatchNorm: z.boolean().default(false),
   }),
-  loss: z.enum(LOSSES),
+  /**
+   * A loss name, or `{ type, fromLogits: true }` for a crossentropy whose model ends without
+   * softmax/sigmoid (the loss applies it, as Keras's from_logits). See shared/loss-spec.ts.
+   */
+  loss: z.union([
+    z.enum(LOSSES),
+    z.strictObject({ type: z.enum(LOSSES).exclude(['meanSquaredError']), fromLogits: z.boolean().default(false) }),
+  ]),
   metrics: z.array(z.enum(METRICS)).default([]),
   optimizer: optimizerSchema,
   schedule: scheduleSchema.default({

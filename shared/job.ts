@@ -154,6 +154,7 @@ function checkModelShape(job: Job, source: string): void {
       problems.push(`${where}: needs a 1-D input, got rank ${rank}; add a flatten layer first`);
   });
   if (job.loss === 'binaryCrossentropy') {
+    // The full check (any final layer, fromLogits) runs on the built model: worker/replica/output-guards.ts.
     const last = [...job.model.layers].reverse().find((l) => l.type === 'dense');
     if (last !== undefined && last.activation !== 'sigmoid')
       problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');

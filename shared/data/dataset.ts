@@ -2,7 +2,8 @@
 // (csv), and fingerprint the result. Plain TypeScript (no TensorFlow), so the coordinator can
 // validate a job and learn split sizes without loading a backend; workers load the same thing.
 import { DatasetError } from '../errors.js';
-import type { Job } from '../job-schema.js';
+import type { Job, LossName } from '../job-schema.js';
+import { lossName } from '../loss-spec.js';
 import { readCsv } from './csv-source.js';
 import { hashSplits } from './data-hash.js';
 import { readIdx } from './idx-source.js';
@@ -66,8 +67,8 @@ export function loadDataset(job: Job): Dataset {
   }
   const targetsInput = 'target' in job.data && job.data.target === 'input';
   const layout = targetsInput
-    ? inputTargetLayout(featureSize, job.loss, raw.file)
-    : labelLayout(raw.target, job.loss, raw.file);
+    ? inputTargetLayout(featureSize, lossName(job.loss), raw.file)
+    : labelLayout(raw.target, lossName(job.loss), raw.file);
   checkModelOutput(job, layout, raw.file);
   const indices = splitIndices(raw.count, job.data.split, job.seed);
   if (indices.train.length === 0) {
@@ -118,7 +119,7 @@ function readSource(job: Job): RawSamples {
 }
 
 /** `data.target: input`: y is x itself, so the model's output is as wide as its input. */
-function inputTargetLayout(featureSize: number, loss: Job['loss'], file: string): LabelLayout {
+function inputTargetLayout(featureSize: number, loss: LossName, file: string): LabelLayout {
   if (loss !== 'meanSquaredError' && loss !== 'binaryCrossentropy') {
     throw new DatasetError(
       file,

@@ -5,6 +5,7 @@
 //   meanSquaredError               regression: the value; 2 classes: 0/1; more classes: one-hot
 import { DatasetError } from '../errors.js';
 import type { Job, LossName } from '../job-schema.js';
+import { lossName } from '../loss-spec.js';
 import type { RawTarget } from './raw-samples.js';
 
 export interface LabelLayout {
@@ -76,6 +77,6 @@ export function checkModelOutput(job: Job, layout: LabelLayout, file: string): v
         : `${layout.numClasses ?? 0} classes`;
   throw new DatasetError(
     file,
-    `the labels (${what}, loss ${job.loss}) need a final dense layer of ${layout.outputUnits} units, but model.layers.${i} has ${last.units}; set units to ${layout.outputUnits}`,
+    `the labels (${what}, loss ${lossName(job.loss)}) need a final dense layer of ${layout.outputUnits} units, but model.layers.${i} has ${last.units}; set units to ${layout.outputUnits}`,
   );
 }

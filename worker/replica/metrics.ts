@@ -12,6 +12,8 @@ export interface MetricOptions {
    * multiplied by it and mse by its square, so both read in the label's own units. @default 1
    */
   labelScale?: number;
+  /** The model outputs logits (loss fromLogits): a single unit or binaryAccuracy thresholds at 0, not 0.5. @default false */
+  fromLogits?: boolean;
 }
 
 /** Sum over the batch of `metric`, as a scalar tensor. yPred is [batch, ...units]. */
@@ -22,11 +24,13 @@ export function metricSum(metric: MetricName, yTrue: tf.Tensor, yPred: tf.Tensor
     const units = pred.shape[1];
     const labels = options.sparseLabels ? sparseToOneHot(yTrue, units) : tf.reshape<tf.Rank.R2>(yTrue, [batch, -1]);
     const scale = options.labelScale ?? 1;
+    // σ(z) > 0.5 exactly when z > 0, so logits are thresholded at 0 and labels at 0.5.
+    const threshold = options.fromLogits === true ? 0 : 0.5;
     switch (metric) {
       case 'accuracy':
-        return accuracySum(labels, pred);
+        return accuracySum(labels, pred, threshold);
       case 'binaryAccuracy':
-        return tf.sum(tf.mean(thresholdMatch(labels, pred), 1));
+        return tf.sum(tf.mean(thresholdMatch(labels, pred, threshold), 1));
       case 'mae':
         return tf.mul(tf.sum(tf.mean(tf.abs(tf.sub(pred, labels)), 1)), scale);
       case 'mse':
@@ -35,13 +39,13 @@ export function metricSum(metric: MetricName, yTrue: tf.Tensor, yPred: tf.Tensor
   });
 }
 
-/** Argmax match; a single-unit (sigmoid) output is thresholded at 0.5 instead. */
-function accuracySum(labels: tf.Tensor2D, pred: tf.Tensor2D): tf.Scalar {
-  if (pred.shape[1] === 1) return tf.sum(thresholdMatch(labels, pred));
+/** Argmax match; a single-unit (sigmoid or logit) output is thresholded instead. */
+function accuracySum(labels: tf.Tensor2D, pred: tf.Tensor2D, threshold: number): tf.Scalar {
+  if (pred.shape[1] === 1) return tf.sum(thresholdMatch(labels, pred, threshold));
   return tf.sum(tf.cast(tf.equal(tf.argMax(pred, 1), tf.argMax(labels, 1)), 'float32'));
 }
 
-/** 1 where prediction and label fall on the same side of 0.5, else 0. */
-function thresholdMatch(labels: tf.Tensor, pred: tf.Tensor): tf.Tensor {
-  return tf.cast(tf.equal(tf.greater(pred, 0.5), tf.greater(labels, 0.5)), 'float32');
+/** 1 where the prediction is above `threshold` exactly when the label is above 0.5, else 0. */
+function thresholdMatch(labels: tf.Tensor, pred: tf.Tensor, threshold: number): tf.Tensor {
+  return tf.cast(tf.equal(tf.greater(pred, threshold), tf.greater(labels, 0.5)), 'float32');
 }

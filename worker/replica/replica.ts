@@ -19,6 +19,7 @@ import type { Job, MetricName } from '../../shared/job-schema.js';
 import { dropoutMasks, dropoutSitesOf, type DropoutSite } from './dropout-masks.js';
 import { FlatLayout } from './flat-layout.js';
 import { hostView } from '../backend/host-view.js';
+import { lossFromLogits, lossName } from '../../shared/loss-spec.js';
 import { perSampleLoss } from './losses.js';
 import { metricSum } from './metrics.js';
 import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
@@ -69,7 +70,7 @@ export class Replica {
     this.featureShape = [...job.model.input];
     this.featureSize = product(this.featureShape);
     this.outputUnits = product(model.outputs[0]?.shape.slice(1) ?? []);
-    this.labelSize = job.loss === 'sparseCategoricalCrossentropy' ? 1 : this.outputUnits;
+    this.labelSize = lossName(job.loss) === 'sparseCategoricalCrossentropy' ? 1 : this.outputUnits;
     this.labelScale = options.labelScale ?? 1;
     this.syncSites = job.model.syncBatchNorm ? batchNormSitesOf(model) : [];
   }
@@ -193,7 +194,8 @@ export class Replica {
         const [xs, ys] = this.toTensors(x, y, start, end);
         const pred = this.forward(xs, null);
         const options = {
-          sparseLabels: this.job.loss === 'sparseCategoricalCrossentropy',
+          sparseLabels: lossName(this.job.loss) === 'sparseCategoricalCrossentropy',
+          fromLogits: lossFromLogits(this.job.loss),
           labelScale: this.labelScale,
         };
         const scalars = [
