@@ -100,10 +100,10 @@ describe('seeded initial weights of the sequence layers', () => {
       tf.dispose([q, gram, identity]);
     }
     const lstmBias = w.get('lstm_3/bias') as Float32Array;
-    expect([...lstmBias]).toEqual([...Array(7).fill(0), ...Array(7).fill(1), ...Array(14).fill(0)]);
-    expect([...(w.get('gru_4/bias') as Float32Array)]).toEqual(Array(12).fill(0));
-    expect([...(w.get('layerNormalization_6/gamma') as Float32Array)]).toEqual(Array(4).fill(1));
-    expect([...(w.get('layerNormalization_6/beta') as Float32Array)]).toEqual(Array(4).fill(0));
+    expect([...lstmBias]).toEqual([0, 1, 0, 0].flatMap((v) => new Array<number>(7).fill(v)));
+    expect([...(w.get('gru_4/bias') as Float32Array)]).toEqual(new Array<number>(12).fill(0));
+    expect([...(w.get('layerNormalization_6/gamma') as Float32Array)]).toEqual(new Array<number>(4).fill(1));
+    expect([...(w.get('layerNormalization_6/beta') as Float32Array)]).toEqual(new Array<number>(4).fill(0));
     model.dispose();
   });
 
