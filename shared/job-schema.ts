@@ -150,10 +150,15 @@ export const jobSchema = z.strictObject({
    * A loss name, or `{ type, fromLogits: true }` for a crossentropy whose model ends without
    * softmax/sigmoid (the loss applies it, as Keras's from_logits). See shared/loss-spec.ts.
    */
-  loss: z.union([
-    z.enum(LOSSES),
-    z.strictObject({ type: z.enum(LOSSES).exclude(['meanSquaredError']), fromLogits: z.boolean().default(false) }),
-  ]),
+  loss: z.union(
+    [
+      z.enum(LOSSES),
+      z.strictObject({ type: z.enum(LOSSES).exclude(['meanSquaredError']), fromLogits: z.boolean().default(false) }),
+    ],
+    {
+      error: `Invalid option: expected one of ${LOSSES.map((l) => `"${l}"`).join('|')}, or { type: <a crossentropy>, fromLogits: true }`,
+    },
+  ),
   metrics: z.array(z.enum(METRICS)).default([]),
   optimizer: optimizerSchema,
   schedule: scheduleSchema.default({
