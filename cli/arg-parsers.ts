@@ -14,6 +14,16 @@ export function positiveInt(flag: string): (value: string) => number {
   };
 }
 
+/** Commander argument parser for positive finite numbers (a learning rate). */
+export function positiveNumber(flag: string): (value: string) => number {
+  return (value) => {
+    const n = value.trim() === '' ? Number.NaN : Number(value);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`${flag} must be a positive number, got "${value}"`);
+    return n;
+  };
+}
+
 /** Commander argument parser for non-negative integers (ports, seeds). */
 export function nonNegativeInt(flag: string, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value) => {

@@ -8,12 +8,13 @@ import { runCoordinator, type CoordinatorOptions } from '../coordinator/coordina
 import { FlagError, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { loadJob, type JobOverrides } from '../shared/job.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
-import { detectGpus, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { detectGpus, nonNegativeInt, parseGpus, positiveInt, positiveNumber } from './arg-parsers.js';
 
 interface CommonFlags {
   epochs?: number;
   batchSize?: number;
   seed?: number;
+  learningRate?: number;
   backend?: string;
   maxSteps?: number;
   out?: string;
@@ -28,6 +29,7 @@ function addCommonOptions(command: Command): Command {
     .option('--epochs <E>', 'override training.epochs', positiveInt('--epochs'))
     .option('--batch-size <B>', 'override training.batchSize (global batch)', positiveInt('--batch-size'))
     .option('--seed <S>', 'override seed', nonNegativeInt('--seed', 2 ** 31 - 1))
+    .option('--learning-rate <LR>', 'override optimizer.learningRate', positiveNumber('--learning-rate'))
     .option(
       '--max-steps <K>',
       'stop this run after global step K (checkpointing there); --resume continues it',
@@ -43,7 +45,10 @@ function addCommonOptions(command: Command): Command {
     )
     .option('--out <dir>', 'run directory (default runs/<timestamp>-<name>)')
     .option('--runs-dir <dir>', 'parent of timestamped run directories', 'runs')
-    .option('--resume <dir>', 'continue the run in <dir> from its newest valid checkpoint')
+    .option(
+      '--resume <dir>',
+      'continue the run in <dir> from its newest valid checkpoint; with --epochs N (or other run-length settings), extend it',
+    )
     .option(
       '--resume-if-exists',
       'with --out DIR: continue the run in DIR if it holds one (a restarted pod), else start it there',
@@ -80,6 +85,7 @@ function resolveJobFor(
   if (flags.epochs !== undefined) overrides.epochs = flags.epochs;
   if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
   if (flags.seed !== undefined) overrides.seed = flags.seed;
+  if (flags.learningRate !== undefined) overrides.learningRate = flags.learningRate;
   if (flags.backend !== undefined) overrides.backend = flags.backend;
   let source = file;
   if (source === undefined && flags.resume !== undefined) {

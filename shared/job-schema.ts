@@ -203,6 +203,12 @@ export const jobSchema = z.strictObject({
           patience: positiveInt.default(3),
           minDelta: z.number().nonnegative().default(0),
           mode: z.enum(['auto', 'min', 'max']).default('auto'),
+          /**
+           * Keras's name: model/ and the final train/validation/test metrics come from the best
+           * step (its checkpoint is loaded into the workers first) instead of the last one; the
+           * checkpoints still end at the last step, so --resume continues from there. @default false
+           */
+          restoreBestWeights: z.boolean().default(false),
         })
         .optional(),
     })

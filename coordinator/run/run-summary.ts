@@ -1,10 +1,15 @@
-// The end of a run: final metrics on every split, the final model in TensorFlow.js layers format,
-// and summary.json (what the run did, including failures, recoveries and stragglers).
+// The end of a run: final metrics on every split, the final model in TensorFlow.js layers format
+// (from the best step with earlyStopping.restoreBestWeights; else the last step, with the best in
+// model-best/ beside it), and summary.json (how the run ended, which step each model holds, what
+// it did, including failures, recoveries and stragglers). A run that ends by a signal or an error
+// still gets a summary.json that says so (endedSummary).
 import * as os from 'node:os';
 import type { Dataset } from '../../shared/data/dataset.js';
 import { RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import { decodeModelBlob } from '../../shared/model-blob.js';
+import { broadcastState } from '../loop/resume-state.js';
+import type { CheckpointStore } from './checkpoint-store.js';
 import type { EventLog } from './event-log.js';
 import type { Evaluator, SplitMetrics } from '../loop/evaluator.js';
 import type { Generation } from '../loop/membership.js';
@@ -13,9 +18,11 @@ import type { RunDirectory } from './run-directory.js';
 import type { StragglerReport } from '../loop/straggler-detector.js';
 import type { LoopResult } from '../loop/training-loop.js';
 import type { UserHooks } from '../user-hooks.js';
+import { finalLine, statusOf, type RunStatus } from './run-status.js';
 
 export interface RunSummary extends Record<string, unknown> {
   runDir: string;
+  status: RunStatus;
   worldSize: number;
   steps: number;
   test: SplitMetrics;
@@ -26,14 +33,17 @@ export interface FinishContext {
   hash: string;
   reporter: ProgressReporter;
   hooks: UserHooks;
-  requestId: number;
+  checkpoints: CheckpointStore;
+  nextRequestId: () => number;
   stepTimeoutMs: number;
   startStep: number;
+  /** Steps the job's epochs plan (batches per epoch × epochs). */
+  plannedSteps: number;
   events: EventLog;
   stragglers: StragglerReport[];
 }
 
-/** Final metrics on every split, the final model, and summary.json. */
+/** Final metrics on every split, the final model (and model-best/), and summary.json. */
 export async function finish(
   generation: Generation,
   dataset: Dataset,
@@ -42,23 +52,39 @@ export async function finish(
   loop: LoopResult,
   ctx: FinishContext,
 ): Promise<RunSummary> {
+  const bestStep = await ctx.checkpoints.bestStep();
+  const restoreBest = ctx.job.validation.earlyStopping?.restoreBestWeights === true && bestStep !== undefined;
+  // restoreBestWeights: the best step's state goes back into the workers before anything is
+  // measured or exported, so model/ and every final metric are of that step.
+  const modelStep = restoreBest ? bestStep : loop.finalStep;
+  if (modelStep !== loop.finalStep) await loadCheckpoint(generation, modelStep, ctx);
   const train = await evaluator.evaluate(generation, 'train', dataset.train.count);
   const validation = await evaluator.evaluate(generation, 'validation', dataset.validation.count);
   const test = await evaluator.evaluate(generation, 'test', dataset.test.count);
   ctx.reporter.final('test', test);
-  const model = decodeModelBlob(
-    await leaderOf(generation).session.fetchBlob(ctx.requestId + 1, 'model', ctx.stepTimeoutMs),
-  );
-  await runDir.writeModel({ 'model.json': model.modelJson, 'weights.bin': model.weights });
+  await exportModel(generation, runDir, runDir.modelDir, ctx);
+  // Otherwise the best is exported beside the last: nobody has to dig it out of a checkpoint.
+  const bestModelStep = !restoreBest && bestStep !== undefined ? bestStep : undefined;
+  if (bestModelStep !== undefined) {
+    if (bestModelStep !== modelStep) await loadCheckpoint(generation, bestModelStep, ctx);
+    await exportModel(generation, runDir, runDir.bestModelDir, ctx);
+  }
+  const status = statusOf({ ...loop, plannedSteps: ctx.plannedSteps });
   const summary: RunSummary = {
     name: ctx.job.name,
+    status,
     jobHash: ctx.hash,
     runDir: runDir.path,
     worldSize: generation.members.length,
     epochs: ctx.job.training.epochs,
+    plannedSteps: ctx.plannedSteps,
     steps: loop.finalStep,
     stepsThisRun: loop.stepsRun,
     resumedFromStep: ctx.startStep,
+    modelStep,
+    bestStep: bestStep ?? null,
+    restoredBestWeights: restoreBest,
+    modelBestStep: bestModelStep ?? null,
     globalBatchSize: ctx.job.training.batchSize,
     samplesPerSecond: loop.trainSeconds > 0 ? loop.trainSamples / loop.trainSeconds : 0,
     trainSeconds: loop.trainSeconds,
@@ -82,8 +108,72 @@ export async function finish(
   };
   await runDir.writeSummary(summary);
   await ctx.hooks.call('onTrainEnd', { summary });
-  ctx.reporter.note(`run directory: ${runDir.path}`);
+  ctx.reporter.note(
+    finalLine({ ...loop, status, plannedSteps: ctx.plannedSteps, runDir: runDir.path, modelStep, bestModelStep }),
+  );
   return summary;
+}
+
+export interface EndedRun {
+  job: Job;
+  hash: string;
+  status: Extract<RunStatus, 'preempted' | 'failed'>;
+  plannedSteps: number;
+  /** Steps done, where known (the step a signal stopped at). */
+  steps: number | undefined;
+  /** The error's one line (`ringtrain: ...`), for a failed run. */
+  error?: string;
+  exitCode: number;
+  events: EventLog;
+}
+
+/**
+ * summary.json of a run that ended by a signal or an error: no final metrics and no new model
+ * (model/ and model-best/, if there, are an earlier attempt's), but how it ended and where a
+ * --resume would continue (the newest checkpoint).
+ */
+export async function writeEndedSummary(
+  runDir: RunDirectory,
+  checkpoints: CheckpointStore,
+  end: EndedRun,
+): Promise<void> {
+  const newest = (await checkpoints.list().catch(() => [])).at(-1);
+  await runDir.writeSummary({
+    name: end.job.name,
+    status: end.status,
+    ...(end.error !== undefined ? { error: end.error } : {}),
+    exitCode: end.exitCode,
+    jobHash: end.hash,
+    runDir: runDir.path,
+    epochs: end.job.training.epochs,
+    plannedSteps: end.plannedSteps,
+    steps: end.steps ?? null,
+    lastCheckpointStep: newest?.step ?? null,
+    modelStep: null,
+    globalBatchSize: end.job.training.batchSize,
+    events: end.events.events,
+    coordinatorHost: os.hostname(),
+    finishedAt: new Date().toISOString(),
+  });
+}
+
+/** Loads checkpoint `step` into every member (its state is the whole training state). */
+async function loadCheckpoint(generation: Generation, step: number, ctx: FinishContext): Promise<void> {
+  const { state } = await ctx.checkpoints.load(step);
+  await broadcastState(generation, state, undefined, ctx.nextRequestId(), ctx.stepTimeoutMs);
+}
+
+/** The leader's model, in TensorFlow.js layers format, into `dir` (atomically). */
+async function exportModel(
+  generation: Generation,
+  runDir: RunDirectory,
+  dir: string,
+  ctx: FinishContext,
+): Promise<void> {
+  const model = decodeModelBlob(
+    await leaderOf(generation).session.fetchBlob(ctx.nextRequestId(), 'model', ctx.stepTimeoutMs),
+  );
+  await runDir.writeModel({ 'model.json': model.modelJson, 'weights.bin': model.weights }, dir);
 }
 
 function leaderOf(generation: Generation): Generation['members'][number] {
