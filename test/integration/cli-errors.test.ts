@@ -209,7 +209,7 @@ describe('--resume-if-exists', () => {
     expect(result.stdout).toMatch(/holds a run; continuing it/);
     expectOneLine(
       result.stderr,
-      /^ringtrain: .*auto-other\/job\.yaml: this run is of a different job \(hash \w+, this job \w+\)/,
+      /^ringtrain: .*auto-other\/job\.yaml: seed: 8 in this run, 7 now \(it alters the trajectory so far\); on resume only run-length settings may change/,
     );
     expect(readdirSync(run)).toEqual(['job.yaml']);
   });
