@@ -15,6 +15,7 @@ import {
   rethrowStorageFull,
   RingtrainError,
   StoppedBySignalError,
+  StorageFullError,
   userFacingError,
   WorkerFailedError,
   type StopSignal,
@@ -342,11 +343,13 @@ class CoordinatorRun {
 
   /**
    * summary.json for a run that a signal or an error ended, so that no earlier attempt's summary
-   * is left looking like this one's. Best effort: the error that ended the run (a full disk, say)
-   * may keep this from being written too, and must not be hidden by it.
+   * is left looking like this one's. Best effort: the error that ended the run may keep this from
+   * being written too, and must not be hidden by it; after a StorageFullError it is not tried.
    */
   private async writeEnded(status: 'preempted' | 'failed', error: unknown, steps: number | undefined): Promise<void> {
     const failure = userFacingError(error);
+    // A full disk (or file-size limit) has no room for it, and a part-written summary is worse.
+    if (failure instanceof StorageFullError) return;
     await writeEndedSummary(this.runDir, this.checkpoints, {
       job: this.options.job,
       hash: this.hash,
