@@ -10,13 +10,10 @@ import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
 import { loadDataset, type Dataset } from '../shared/data/dataset.js';
 import {
-  JobConfigError,
   PreemptedError,
   rethrowStorageFull,
   RingtrainError,
   StoppedBySignalError,
-  StorageFullError,
-  userFacingError,
   WorkerFailedError,
   type StopSignal,
 } from '../shared/errors.js';
@@ -27,7 +24,6 @@ import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
-import { batchesPerEpoch } from '../shared/shard-plan.js';
 import { LocalWorkers } from './local-workers.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
@@ -41,7 +37,9 @@ import { EventLog } from './run/event-log.js';
 import { ProgressReporter } from './run/progress-reporter.js';
 import { openRunDirectory } from './run/open-run.js';
 import type { RunDirectory } from './run/run-directory.js';
-import { finish, writeEndedSummary, type RunSummary } from './run/run-summary.js';
+import { writeEndedSummary } from './run/ended-summary.js';
+import { assertBatchFits, plannedSteps } from './run/run-plan.js';
+import { finish, type RunSummary } from './run/run-summary.js';
 import { ControlServer } from './session/control-server.js';
 import type { WorkerSession } from './session/worker-session.js';
 import { UserHooks } from './user-hooks.js';
@@ -231,19 +229,18 @@ class CoordinatorRun {
         runDir: this.runDir.path,
       });
       const loop = await this.elastic.run(startStep, earlyStopping);
-      if (loop.preempted) {
-        const error = new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
-        await this.writeEnded('preempted', error, loop.finalStep);
-        throw error;
-      }
+      if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
       const summary = await this.finish(loop, startStep);
       for (const member of this.elastic.generation.members) member.session.shutdown('training complete');
       return summary;
     } catch (error) {
-      if (!(error instanceof PreemptedError)) {
-        const stopped = error instanceof StoppedBySignalError;
-        await this.writeEnded(stopped ? 'preempted' : 'failed', error, undefined);
-      }
+      await writeEndedSummary(this.runDir, this.checkpoints, error, {
+        job,
+        hash: this.hash,
+        plannedSteps: plannedSteps(job, this.dataset),
+        events: this.events,
+        logger: this.logger,
+      });
       const reason = `job failed: ${error instanceof Error ? error.message : String(error)}`;
       for (const member of this.elastic?.generation.members ?? []) member.session.shutdown(reason);
       this.membership.shutdownAll(reason); // also workers of a ring that failed to form, and spares
@@ -341,60 +338,12 @@ class CoordinatorRun {
     });
   }
 
-  /**
-   * summary.json for a run that a signal or an error ended, so that no earlier attempt's summary
-   * is left looking like this one's. Best effort: the error that ended the run may keep this from
-   * being written too, and must not be hidden by it; after a StorageFullError it is not tried.
-   */
-  private async writeEnded(status: 'preempted' | 'failed', error: unknown, steps: number | undefined): Promise<void> {
-    const failure = userFacingError(error);
-    // A full disk (or file-size limit) has no room for it, and a part-written summary is worse.
-    if (failure instanceof StorageFullError) return;
-    await writeEndedSummary(this.runDir, this.checkpoints, {
-      job: this.options.job,
-      hash: this.hash,
-      status,
-      plannedSteps: plannedSteps(this.options.job, this.dataset),
-      steps,
-      ...(status === 'failed' ? { error: reportLine(failure) } : {}),
-      exitCode: failure instanceof RingtrainError ? failure.exitCode : 1,
-      events: this.events,
-    }).catch((writeError: unknown) =>
-      this.logger.warn({ err: writeError }, 'could not write summary.json for the run that ended'),
-    );
-  }
-
   async close(): Promise<void> {
     await this.workers?.stopAll();
     process.removeListener('exit', this.killOnExit);
     await this.server.close();
     await this.runDir.close();
   }
-}
-
-/** Steps the job's epochs plan: what a run must reach to be complete. */
-function plannedSteps(job: Job, dataset: Dataset): number {
-  return batchesPerEpoch(dataset.train.count, job.training.batchSize) * job.training.epochs;
-}
-
-/**
- * A global batch larger than the training split is refused (not capped): every step would be the
- * whole split, and a summary would report a batch size the run never used.
- */
-function assertBatchFits(job: Job, dataset: Dataset, source: string): void {
-  const { batchSize } = job.training;
-  const count = dataset.train.count;
-  if (count > 0 && batchSize > count)
-    throw new JobConfigError(source, [
-      `training.batchSize: ${batchSize} is larger than the training split (${count} samples); use at most ${count} (a full batch), with --batch-size or in the job file`,
-    ]);
-}
-
-/** The one line a failure is reported with (as the CLI prints it). */
-function reportLine(error: unknown): string {
-  if (error instanceof RingtrainError) return `ringtrain: ${error.message}`;
-  const text = error instanceof Error ? error.message : String(error);
-  return `ringtrain: internal error: ${text.split('\n')[0] ?? text}`;
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -2,7 +2,7 @@
 // (from the best step with earlyStopping.restoreBestWeights; else the last step, with the best in
 // model-best/ beside it), and summary.json (how the run ended, which step each model holds, what
 // it did, including failures, recoveries and stragglers). A run that ends by a signal or an error
-// still gets a summary.json that says so (endedSummary).
+// gets its summary from ended-summary.ts.
 import * as os from 'node:os';
 import type { Dataset } from '../../shared/data/dataset.js';
 import { RingtrainError } from '../../shared/errors.js';
@@ -112,49 +112,6 @@ export async function finish(
     finalLine({ ...loop, status, plannedSteps: ctx.plannedSteps, runDir: runDir.path, modelStep, bestModelStep }),
   );
   return summary;
-}
-
-export interface EndedRun {
-  job: Job;
-  hash: string;
-  status: Extract<RunStatus, 'preempted' | 'failed'>;
-  plannedSteps: number;
-  /** Steps done, where known (the step a signal stopped at). */
-  steps: number | undefined;
-  /** The error's one line (`ringtrain: ...`), for a failed run. */
-  error?: string;
-  exitCode: number;
-  events: EventLog;
-}
-
-/**
- * summary.json of a run that ended by a signal or an error: no final metrics and no new model
- * (model/ and model-best/, if there, are an earlier attempt's), but how it ended and where a
- * --resume would continue (the newest checkpoint).
- */
-export async function writeEndedSummary(
-  runDir: RunDirectory,
-  checkpoints: CheckpointStore,
-  end: EndedRun,
-): Promise<void> {
-  const newest = (await checkpoints.list().catch(() => [])).at(-1);
-  await runDir.writeSummary({
-    name: end.job.name,
-    status: end.status,
-    ...(end.error !== undefined ? { error: end.error } : {}),
-    exitCode: end.exitCode,
-    jobHash: end.hash,
-    runDir: runDir.path,
-    epochs: end.job.training.epochs,
-    plannedSteps: end.plannedSteps,
-    steps: end.steps ?? null,
-    lastCheckpointStep: newest?.step ?? null,
-    modelStep: null,
-    globalBatchSize: end.job.training.batchSize,
-    events: end.events.events,
-    coordinatorHost: os.hostname(),
-    finishedAt: new Date().toISOString(),
-  });
 }
 
 /** Loads checkpoint `step` into every member (its state is the whole training state). */
