@@ -288,6 +288,10 @@ describe('a worker that cannot run the backend the job resolved to', () => {
     expect(fallbackExit.code, fallbackExit.stderr).toBe(6);
     expect(fallbackExit.stderr.trim().split('\n').at(-1)).toMatch(pattern);
     expect(goodExit.code, goodExit.stderr).toBe(0);
-    expect(existsSync(path.join(out, 'summary.json'))).toBe(false);
+    // The run's summary says it failed, and why; nothing in it looks like a finished run.
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    expect(summary).toMatchObject({ status: 'failed', exitCode: 6, modelStep: null });
+    expect(summary['error']).toMatch(pattern);
+    expect(existsSync(path.join(out, 'model'))).toBe(false);
   }, 300_000);
 });
