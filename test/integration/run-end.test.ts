@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
+import { decodeTrainState } from '../../shared/train-state.js';
 import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 import { startCli, waitForSteps } from '../helpers/run-watch.js';
 
@@ -163,10 +164,15 @@ describe('best weights', () => {
     // parameters, the very bytes the other run exported as model-best/, and not its last step.
     expect(weights(restored, 'model').equals(weights(plain, 'model-best'))).toBe(true);
     expect(weights(plain, 'model').equals(weights(plain, 'model-best'))).toBe(false);
+    // ... and they are the best checkpoint's parameters, float for float.
+    const best = path.join(restored, 'checkpoints', 'step-000000001');
+    const params = decodeTrainState(readFileSync(path.join(best, 'state.bin')), best).params;
+    const exported = weights(restored, 'model');
+    expect([...new Float32Array(exported.buffer, exported.byteOffset, exported.byteLength / 4)]).toEqual([...params]);
     // The final metrics are of the best step: its validation is the one its checkpoint recorded.
-    const manifest = JSON.parse(
-      readFileSync(path.join(restored, 'checkpoints', 'step-000000001', 'manifest.json'), 'utf8'),
-    ) as { metrics: Record<string, number> };
+    const manifest = JSON.parse(readFileSync(path.join(best, 'manifest.json'), 'utf8')) as {
+      metrics: Record<string, number>;
+    };
     expect(summaryOf(restored).validation['loss']).toBeCloseTo(manifest.metrics['validation.loss'] ?? Number.NaN, 6);
     expect(summaryOf(plain).validation['loss']).not.toBeCloseTo(manifest.metrics['validation.loss'] ?? 0, 6);
   });
