@@ -24,6 +24,7 @@ import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
+import { epochOfStepsDone } from '../shared/shard-plan.js';
 import { LocalWorkers } from './local-workers.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
@@ -40,7 +41,9 @@ import type { RunDirectory } from './run/run-directory.js';
 import { finish, type RunSummary } from './run/run-summary.js';
 import { ControlServer } from './session/control-server.js';
 import type { WorkerSession } from './session/worker-session.js';
-import { UserHooks } from './user-hooks.js';
+import { LearningRates } from './loop/learning-rates.js';
+import { CallbackRunner, type TrainingCallbacks } from './training-callbacks.js';
+import { hooksAsCallbacks, UserHooks } from './user-hooks.js';
 
 export type { RunSummary } from './run/run-summary.js';
 
@@ -67,8 +70,12 @@ export interface CoordinatorOptions {
   /** @default RUN_DEFAULTS.stepTimeoutMs (300 s) */
   stepTimeoutMs?: number;
   reporter?: ProgressReporter;
-  /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM). */
+  /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM, train()'s signal). */
   signal?: AbortSignal;
+  /** train()'s callbacks, called after the job's hooks. */
+  callbacks?: readonly TrainingCallbacks[];
+  /** onStep runs after every this-many steps. @default 10 */
+  onStepEvery?: number;
 }
 
 /** CoordinatorOptions after `withRunDefaults`: every timeout is a number. */
@@ -111,7 +118,14 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
   for (const session of admit.early.splice(0)) membership.offer(session);
-  const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
+  const learningRates = LearningRates.forJob(job, dataset.train.count, runDir.path);
+  const callbacks = new CallbackRunner(
+    [hooksAsCallbacks(hooks), ...(options.callbacks ?? []).map((c) => ({ callbacks: c }))],
+    learningRates,
+    runDir.path,
+    options.onStepEvery ?? 10,
+  );
+  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger);
   let failed = true;
   try {
     const summary = await run.execute();
@@ -142,11 +156,16 @@ class CoordinatorRun {
   private restartsLeft: number;
   private requestId = 1;
   private readonly killOnExit = (): void => this.workers?.killAllNow();
+  /** The CLI aborts with a StoppedBySignalError naming the signal; any other abort is train()'s signal. */
+  private readonly onStopSignal = (): void => {
+    const reason: unknown = this.options.signal?.reason;
+    this.abort.abort(reason instanceof StoppedBySignalError ? reason : new StoppedBySignalError('abort'));
+  };
 
   constructor(
     private readonly options: ResolvedOptions,
     private readonly dataset: Dataset,
-    private readonly hooks: UserHooks,
+    private readonly callbacks: CallbackRunner,
     private readonly server: ControlServer,
     private readonly runDir: RunDirectory,
     private readonly membership: Membership,
@@ -183,8 +202,8 @@ class CoordinatorRun {
         : undefined;
     process.once('exit', this.killOnExit);
     // A signal that came during setup (loading data, binding) stops the run as soon as it starts.
-    if (options.signal?.aborted === true) this.abort.abort(options.signal.reason);
-    else options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
+    if (options.signal?.aborted === true) this.onStopSignal();
+    else options.signal?.addEventListener('abort', this.onStopSignal, { once: true });
   }
 
   async execute(): Promise<RunSummary> {
@@ -216,14 +235,17 @@ class CoordinatorRun {
       const earlyStopping =
         job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
       const startStep = await restoreState(this.resumeContext(), first, earlyStopping);
+      if (this.options.resumeDir !== undefined) await this.callbacks.learningRates.resumeAt(startStep);
       this.reporter.note(
         `${first.members.length} workers (${first.members[0]?.backend ?? '?'} backend), ${first.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`,
       );
-      await this.hooks.call('onTrainBegin', {
+      await this.callbacks.emit('onTrainBegin', {
         job,
         worldSize: first.members.length,
         startStep,
-        runDir: this.runDir.path,
+        epoch: epochOfStepsDone(startStep, this.dataset.train.count, job.training.batchSize),
+        step: startStep,
+        metrics: {},
       });
       const loop = await this.elastic.run(startStep, earlyStopping);
       if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
@@ -257,7 +279,7 @@ class CoordinatorRun {
       dataset: this.dataset,
       runDir: this.runDir,
       checkpoints: this.checkpoints,
-      hooks: this.hooks,
+      callbacks: this.callbacks,
       reporter: this.reporter,
       logger: this.logger,
       events: this.events,
@@ -317,7 +339,7 @@ class CoordinatorRun {
       job: this.options.job,
       hash: this.hash,
       reporter: this.reporter,
-      hooks: this.hooks,
+      callbacks: this.callbacks,
       requestId: this.requestId++,
       stepTimeoutMs: this.options.stepTimeoutMs,
       startStep,
@@ -329,6 +351,7 @@ class CoordinatorRun {
   async close(): Promise<void> {
     await this.workers?.stopAll();
     process.removeListener('exit', this.killOnExit);
+    this.options.signal?.removeEventListener('abort', this.onStopSignal);
     await this.server.close();
     await this.runDir.close();
   }

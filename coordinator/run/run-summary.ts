@@ -6,13 +6,14 @@ import { RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import { decodeModelBlob } from '../../shared/model-blob.js';
 import type { EventLog } from './event-log.js';
-import type { Evaluator, SplitMetrics } from '../loop/evaluator.js';
+import { prefixed, type Evaluator, type SplitMetrics } from '../loop/evaluator.js';
+import { epochOfStepsDone } from '../../shared/shard-plan.js';
 import type { Generation } from '../loop/membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { RunDirectory } from './run-directory.js';
 import type { StragglerReport } from '../loop/straggler-detector.js';
 import type { LoopResult } from '../loop/training-loop.js';
-import type { UserHooks } from '../user-hooks.js';
+import type { CallbackRunner } from '../training-callbacks.js';
 
 export interface RunSummary extends Record<string, unknown> {
   runDir: string;
@@ -25,7 +26,7 @@ export interface FinishContext {
   job: Job;
   hash: string;
   reporter: ProgressReporter;
-  hooks: UserHooks;
+  callbacks: CallbackRunner;
   requestId: number;
   stepTimeoutMs: number;
   startStep: number;
@@ -63,6 +64,8 @@ export async function finish(
     samplesPerSecond: loop.trainSeconds > 0 ? loop.trainSamples / loop.trainSeconds : 0,
     trainSeconds: loop.trainSeconds,
     stoppedEarly: loop.stoppedEarly,
+    stoppedByCallback: loop.stoppedByCallback,
+    learningRateChanges: ctx.callbacks.learningRates.history,
     skippedSteps: loop.skippedSteps,
     train: train ?? {},
     validation: validation ?? {},
@@ -81,7 +84,12 @@ export async function finish(
     finishedAt: new Date().toISOString(),
   };
   await runDir.writeSummary(summary);
-  await ctx.hooks.call('onTrainEnd', { summary });
+  await ctx.callbacks.emit('onTrainEnd', {
+    epoch: epochOfStepsDone(loop.finalStep, dataset.train.count, ctx.job.training.batchSize),
+    step: loop.finalStep,
+    metrics: { ...prefixed('train', train), ...prefixed('validation', validation), ...prefixed('test', test) },
+    summary,
+  });
   ctx.reporter.note(`run directory: ${runDir.path}`);
   return summary;
 }
