@@ -12,6 +12,7 @@ import type { Generation } from '../loop/membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { RunDirectory } from './run-directory.js';
 import type { StragglerReport } from '../loop/straggler-detector.js';
+import type { LearningRateChange } from '../loop/learning-rates.js';
 import type { LoopResult } from '../loop/training-loop.js';
 import type { CallbackRunner } from '../training-callbacks.js';
 
@@ -20,6 +21,10 @@ export interface RunSummary extends Record<string, unknown> {
   worldSize: number;
   steps: number;
   test: SplitMetrics;
+  /** A callback called stop(): the run ended at that boundary, with a checkpoint. */
+  stoppedByCallback: boolean;
+  /** The learning-rate changes callbacks made (each from its step on). */
+  learningRateChanges: readonly LearningRateChange[];
 }
 
 export interface FinishContext {

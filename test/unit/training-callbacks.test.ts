@@ -32,7 +32,7 @@ async function coordinator(callbacks: TrainingCallbacks[], onStepEvery = 1): Pro
 const orderedSteps = (w: MemoryWorker): Array<{ step: number; learningRate: number }> =>
   w.log
     .filter((e): e is Extract<LogEntry, { event: 'order' }> => e.event === 'order')
-    .map((e) => ({ step: e.step, learningRate: e.order.learningRate }));
+    .map((e) => ({ step: e.step, learningRate: Number(e.order.learningRate) }));
 
 describe('stop()', () => {
   it('from onEpochEnd: the run ends at that boundary, with its checkpoint, as stopped by a callback', async () => {
