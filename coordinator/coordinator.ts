@@ -358,6 +358,9 @@ class CoordinatorRun {
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  // When the abort wins, `work` may still fail later (it sees the same abort): that failure is
+  // expected, and must not surface as an unhandled rejection in the caller's process.
+  work.catch(() => undefined);
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new RingtrainError('run aborted');
   return await new Promise<T>((resolve, reject) => {
     const onAbort = (): void =>
