@@ -57,10 +57,17 @@ function childPids(): number[] {
   return children;
 }
 
+/** How many listeners the process has for the events a library must not leave handlers on. */
+function processListeners(): Record<string, number> {
+  const events = ['exit', 'SIGINT', 'SIGTERM', 'uncaughtException', 'unhandledRejection'] as const;
+  return Object.fromEntries(events.map((e) => [e, process.listenerCount(e)]));
+}
+
 describe('train()', () => {
   it('an abort signal stops at the next step boundary with a checkpoint; the resumed run keeps the learning rates set before', async () => {
     const out = path.join(dir, 'aborted');
     const controller = new AbortController();
+    const listenersBefore = processListeners();
     const error = await lib
       .train({
         job,
@@ -95,6 +102,7 @@ describe('train()', () => {
     expect(records.map((r) => r.step)).toEqual(Array.from({ length: 24 }, (_, s) => s));
     for (const r of records) expect(r.learningRate, `step ${r.step}`).toBe(r.step < 6 ? 0.2 : 0.05);
     expect(childPids()).toEqual([]);
+    expect(processListeners()).toEqual(listenersBefore);
   });
 
   it('an abort before training began rejects with StoppedBySignalError and leaves no worker running', async () => {
