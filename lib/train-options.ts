@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { CoordinatorOptions } from '../coordinator/coordinator.js';
 import { ProgressReporter } from '../coordinator/run/progress-reporter.js';
 import type { TrainingCallbacks } from '../coordinator/training-callbacks.js';
-import { detectGpus, parseGpus } from '../cli/arg-parsers.js';
+import { detectGpus, parseGpus } from '../shared/gpus.js';
 import { FlagError } from '../shared/errors.js';
 import { loadJob, resolveJob, type JobOverrides } from '../shared/job.js';
 import type { Job, JobInput } from '../shared/job-schema.js';
