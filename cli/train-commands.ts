@@ -1,21 +1,20 @@
 // `ringtrain train` (coordinator + local workers) and `ringtrain coordinator` (workers join from
-// other hosts). Both resolve the job the same way: file (or default, or the resumed run's
-// job.yaml) -> CLI overrides -> schema.
-import * as path from 'node:path';
-import { existsSync } from 'node:fs';
+// other hosts): thin callers of the library's train() (lib/train.ts), which resolves the job the
+// same way for both: file (or default, or the resumed run's job.yaml) -> overrides -> schema.
+// What only a process needs stays here: turning SIGINT/SIGTERM into train()'s abort signal.
 import { type Command, Option } from 'commander';
-import { runCoordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
-import { FlagError, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
-import { loadJob, type JobOverrides } from '../shared/job.js';
+import { train } from '../lib/train.js';
+import type { TrainOptions } from '../lib/train-options.js';
+import { signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
-import { detectGpus, nonNegativeInt, parseGpus, positiveInt, positiveNumber } from './arg-parsers.js';
+import { nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
 
 interface CommonFlags {
   epochs?: number;
   batchSize?: number;
   seed?: number;
   learningRate?: number;
-  backend?: string;
+  backend?: NonNullable<TrainOptions['backend']>;
   maxSteps?: number;
   out?: string;
   resume?: string;
@@ -45,64 +44,11 @@ function addCommonOptions(command: Command): Command {
     )
     .option('--out <dir>', 'run directory (default runs/<timestamp>-<name>)')
     .option('--runs-dir <dir>', 'parent of timestamped run directories', 'runs')
-    .option(
-      '--resume <dir>',
-      'continue the run in <dir> from its newest valid checkpoint; with --epochs N (or other run-length settings), extend it',
-    )
+    .option('--resume <dir>', 'continue the run in <dir> from its newest valid checkpoint')
     .option(
       '--resume-if-exists',
       'with --out DIR: continue the run in DIR if it holds one (a restarted pod), else start it there',
     );
-}
-
-/**
- * `--resume-if-exists` turns into `--resume DIR` when `--out DIR` already holds a run (its
- * job.yaml, written before any step), so one unchanged command line starts a run and, run again
- * after a crash or a pod restart, continues it.
- */
-function withAutoResume<T extends CommonFlags>(flags: T): T {
-  if (flags.resumeIfExists !== true) return flags;
-  if (flags.out === undefined)
-    throw new FlagError('--resume-if-exists', 'needs --out DIR, the run directory to continue or start');
-  if (flags.resume !== undefined)
-    throw new FlagError(
-      '--resume-if-exists',
-      `conflicts with --resume ${flags.resume}; give --out DIR --resume-if-exists, or --resume DIR alone`,
-    );
-  if (!existsSync(path.join(flags.out, 'job.yaml'))) return flags;
-  process.stdout.write(`ringtrain: ${flags.out} holds a run; continuing it (--resume-if-exists)\n`);
-  return { ...flags, resume: flags.out };
-}
-
-/** The job for a command: an explicit file, else the resumed run's job.yaml, else the default. */
-function resolveJobFor(
-  file: string | undefined,
-  flags: CommonFlags,
-  workers: number | undefined,
-): { job: ReturnType<typeof loadJob>; source: string } {
-  const overrides: JobOverrides = {};
-  if (workers !== undefined) overrides.workers = workers;
-  if (flags.epochs !== undefined) overrides.epochs = flags.epochs;
-  if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
-  if (flags.seed !== undefined) overrides.seed = flags.seed;
-  if (flags.learningRate !== undefined) overrides.learningRate = flags.learningRate;
-  if (flags.backend !== undefined) overrides.backend = flags.backend;
-  let source = file;
-  if (source === undefined && flags.resume !== undefined) {
-    source = path.join(flags.resume, 'job.yaml');
-    if (!existsSync(source))
-      throw new FlagError(`--resume ${flags.resume}`, 'no job.yaml there; is it a run directory?');
-  }
-  return { job: loadJob(source, overrides), source: source ?? 'default job' };
-}
-
-function baseOptions(flags: CommonFlags): Pick<CoordinatorOptions, 'outDir' | 'resumeDir' | 'runsRoot' | 'stopAtStep'> {
-  return {
-    ...(flags.maxSteps !== undefined ? { stopAtStep: flags.maxSteps } : {}),
-    ...(flags.out !== undefined ? { outDir: flags.out } : {}),
-    ...(flags.resume !== undefined ? { resumeDir: flags.resume } : {}),
-    ...(flags.runsDir !== undefined ? { runsRoot: flags.runsDir } : {}),
-  };
 }
 
 /**
@@ -144,28 +90,9 @@ export function addTrainCommands(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        parsed: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
+        flags: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
       ) => {
-        const flags = withAutoResume(parsed);
-        const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
-        if (gpus.length > 0 && flags.workers !== undefined && flags.workers !== gpus.length) {
-          throw new FlagError(
-            `--workers ${flags.workers}`,
-            `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
-          );
-        }
-        const { job, source } = resolveJobFor(file, flags, gpus.length > 0 ? gpus.length : flags.workers);
-        const workers = typeof job.workers === 'number' ? job.workers : job.workers.max;
-        await runCoordinator({
-          job,
-          jobSource: source,
-          host: flags.host,
-          port: flags.port,
-          localWorkers: workers,
-          gpus,
-          signal: stopSignal(),
-          ...baseOptions(flags),
-        });
+        await train({ ...flags, ...(file !== undefined ? { job: file } : {}), signal: stopSignal() });
       },
     );
 
@@ -189,21 +116,9 @@ export function addTrainCommands(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        parsed: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout?: number },
+        flags: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout?: number },
       ) => {
-        const flags = withAutoResume(parsed);
-        const { job, source } = resolveJobFor(file, flags, flags.expectWorkers);
-        await runCoordinator({
-          job,
-          jobSource: source,
-          host: flags.host,
-          port: flags.port,
-          localWorkers: 0,
-          gpus: [],
-          ...(flags.joinTimeout !== undefined ? { joinTimeoutMs: flags.joinTimeout * 1000 } : {}),
-          signal: stopSignal(),
-          ...baseOptions(flags),
-        });
+        await train({ ...flags, ...(file !== undefined ? { job: file } : {}), cluster: true, signal: stopSignal() });
       },
     );
 }

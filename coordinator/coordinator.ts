@@ -24,6 +24,7 @@ import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
+import { epochOfStepsDone } from '../shared/shard-plan.js';
 import { LocalWorkers } from './local-workers.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
@@ -42,7 +43,9 @@ import { assertBatchFits, plannedSteps } from './run/run-plan.js';
 import { finish, type RunSummary } from './run/run-summary.js';
 import { ControlServer } from './session/control-server.js';
 import type { WorkerSession } from './session/worker-session.js';
-import { UserHooks } from './user-hooks.js';
+import { LearningRates } from './loop/learning-rates.js';
+import { CallbackRunner, type TrainingCallbacks } from './training-callbacks.js';
+import { hooksAsCallbacks, UserHooks } from './user-hooks.js';
 
 export type { RunSummary } from './run/run-summary.js';
 
@@ -69,8 +72,12 @@ export interface CoordinatorOptions {
   /** @default RUN_DEFAULTS.stepTimeoutMs (300 s) */
   stepTimeoutMs?: number;
   reporter?: ProgressReporter;
-  /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM). */
+  /** Aborting stops the run at the next step boundary (SIGINT/SIGTERM, train()'s signal). */
   signal?: AbortSignal;
+  /** train()'s callbacks, called after the job's hooks. */
+  callbacks?: readonly TrainingCallbacks[];
+  /** onStep runs after every this-many steps. @default 10 */
+  onStepEvery?: number;
 }
 
 /** CoordinatorOptions after `withRunDefaults`: every timeout is a number. */
@@ -114,7 +121,14 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
   admit.membership = membership;
   for (const session of admit.early.splice(0)) membership.offer(session);
-  const run = new CoordinatorRun(options, dataset, hooks, server, runDir, membership, bounds, logger);
+  const learningRates = LearningRates.forJob(job, dataset.train.count, runDir.path);
+  const callbacks = new CallbackRunner(
+    [hooksAsCallbacks(hooks), ...(options.callbacks ?? []).map((c) => ({ callbacks: c }))],
+    learningRates,
+    runDir.path,
+    options.onStepEvery ?? 10,
+  );
+  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger);
   let failed = true;
   try {
     const summary = await run.execute();
@@ -145,11 +159,16 @@ class CoordinatorRun {
   private restartsLeft: number;
   private requestId = 1;
   private readonly killOnExit = (): void => this.workers?.killAllNow();
+  /** The CLI aborts with a StoppedBySignalError naming the signal; any other abort is train()'s signal. */
+  private readonly onStopSignal = (): void => {
+    const reason: unknown = this.options.signal?.reason;
+    this.abort.abort(reason instanceof StoppedBySignalError ? reason : new StoppedBySignalError('abort'));
+  };
 
   constructor(
     private readonly options: ResolvedOptions,
     private readonly dataset: Dataset,
-    private readonly hooks: UserHooks,
+    private readonly callbacks: CallbackRunner,
     private readonly server: ControlServer,
     private readonly runDir: RunDirectory,
     private readonly membership: Membership,
@@ -186,8 +205,8 @@ class CoordinatorRun {
         : undefined;
     process.once('exit', this.killOnExit);
     // A signal that came during setup (loading data, binding) stops the run as soon as it starts.
-    if (options.signal?.aborted === true) this.abort.abort(options.signal.reason);
-    else options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), { once: true });
+    if (options.signal?.aborted === true) this.onStopSignal();
+    else options.signal?.addEventListener('abort', this.onStopSignal, { once: true });
   }
 
   async execute(): Promise<RunSummary> {
@@ -219,14 +238,17 @@ class CoordinatorRun {
       const earlyStopping =
         job.validation.earlyStopping === undefined ? undefined : new EarlyStopping(job.validation.earlyStopping);
       const startStep = await restoreState(this.resumeContext(), first, earlyStopping);
+      if (this.options.resumeDir !== undefined) await this.callbacks.learningRates.resumeAt(startStep);
       this.reporter.note(
         `${first.members.length} workers (${first.members[0]?.backend ?? '?'} backend), ${first.paramCount.toLocaleString('en-US')} parameters, ${this.dataset.train.count}/${this.dataset.validation.count}/${this.dataset.test.count} train/validation/test samples${startStep > 0 ? `, resuming at step ${startStep}` : ''}`,
       );
-      await this.hooks.call('onTrainBegin', {
+      await this.callbacks.emit('onTrainBegin', {
         job,
         worldSize: first.members.length,
         startStep,
-        runDir: this.runDir.path,
+        epoch: epochOfStepsDone(startStep, this.dataset.train.count, job.training.batchSize),
+        step: startStep,
+        metrics: {},
       });
       const loop = await this.elastic.run(startStep, earlyStopping);
       if (loop.preempted) throw new PreemptedError(loop.finalStep, this.runDir.path, stopSignalOf(this.abort.signal));
@@ -267,7 +289,7 @@ class CoordinatorRun {
       dataset: this.dataset,
       runDir: this.runDir,
       checkpoints: this.checkpoints,
-      hooks: this.hooks,
+      callbacks: this.callbacks,
       reporter: this.reporter,
       logger: this.logger,
       events: this.events,
@@ -327,7 +349,7 @@ class CoordinatorRun {
       job: this.options.job,
       hash: this.hash,
       reporter: this.reporter,
-      hooks: this.hooks,
+      callbacks: this.callbacks,
       checkpoints: this.checkpoints,
       nextRequestId: () => this.requestId++,
       stepTimeoutMs: this.options.stepTimeoutMs,
@@ -341,12 +363,16 @@ class CoordinatorRun {
   async close(): Promise<void> {
     await this.workers?.stopAll();
     process.removeListener('exit', this.killOnExit);
+    this.options.signal?.removeEventListener('abort', this.onStopSignal);
     await this.server.close();
     await this.runDir.close();
   }
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  // When the abort wins, `work` may still fail later (it sees the same abort): that failure is
+  // expected, and must not surface as an unhandled rejection in the caller's process.
+  work.catch(() => undefined);
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new RingtrainError('run aborted');
   return await new Promise<T>((resolve, reject) => {
     const onAbort = (): void =>

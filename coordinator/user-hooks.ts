@@ -2,9 +2,11 @@
 // training. Loading checks the module up front (before any worker starts), so a typo in a hook
 // name or a non-function export is a clear configuration error rather than a silent no-op.
 // Hooks get a deep-frozen copy of their payload: they observe training, they cannot change it.
+// They run as one more set of train() callbacks (training-callbacks.ts), through asCallbacks().
 import * as fsp from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { HookError, JobConfigError, describeError } from '../shared/errors.js';
+import type { CallbackSource } from './training-callbacks.js';
 
 export const HOOK_NAMES = ['onTrainBegin', 'onEpochEnd', 'onValidationEnd', 'onCheckpoint', 'onTrainEnd'] as const;
 export type HookName = (typeof HOOK_NAMES)[number];
@@ -59,6 +61,21 @@ export class UserHooks {
       throw new HookError(hook, this.modulePath ?? '(no module)', { cause });
     }
   }
+}
+
+/** The hooks as callbacks: each gets its documented payload (a frozen copy), never the event's methods. */
+export function hooksAsCallbacks(hooks: UserHooks): CallbackSource {
+  return {
+    reportsOwnErrors: true,
+    callbacks: {
+      onTrainBegin: ({ job, worldSize, startStep, runDir }) =>
+        hooks.call('onTrainBegin', { job, worldSize, startStep, runDir }),
+      onValidationEnd: ({ step, epoch, metrics }) => hooks.call('onValidationEnd', { step, epoch, metrics }),
+      onCheckpoint: ({ step, dir, metrics }) => hooks.call('onCheckpoint', { step, dir, metrics }),
+      onEpochEnd: ({ epoch, step, metrics }) => hooks.call('onEpochEnd', { epoch, step, metrics }),
+      onTrainEnd: ({ summary }) => hooks.call('onTrainEnd', { summary }),
+    },
+  };
 }
 
 /** Splits a module namespace into hooks and problems (non-functions, likely typos). */

@@ -225,6 +225,18 @@ export class HookError extends RingtrainError {
   }
 }
 
+/** A callback given to train() threw (or rejected); `cause` is what it threw. Exit code as for a hook. */
+export class CallbackError extends RingtrainError {
+  override readonly exitCode = 11;
+  constructor(
+    readonly callback: string,
+    options?: { cause?: unknown },
+  ) {
+    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause);
+    super(`callback ${callback} threw: ${why}`, options);
+  }
+}
+
 /** Training produced non-finite values too many times, or replicas diverged. */
 export class TrainingDivergedError extends RingtrainError {
   override readonly exitCode = 12;
@@ -277,18 +289,25 @@ export function signalExitCode(signal: StopSignal): number {
   return signal === 'SIGINT' ? 130 : 143;
 }
 
-export type StopSignal = 'SIGINT' | 'SIGTERM';
+/** What stops a run: a process signal, or the abort signal given to train() (`'abort'`). */
+export type StopSignal = 'SIGINT' | 'SIGTERM' | 'abort';
 
-/** SIGTERM/SIGINT before any step ran (e.g. while waiting for workers): nothing to checkpoint. */
+function stopCauseText(signal: StopSignal): string {
+  return signal === 'abort' ? 'the abort signal' : signal;
+}
+
+/** SIGTERM/SIGINT (or train()'s abort signal) before any step ran (e.g. while waiting for workers): nothing to checkpoint. */
 export class StoppedBySignalError extends RingtrainError {
   override readonly exitCode: number;
   constructor(readonly signal: StopSignal) {
-    super(`stopped by ${signal} before training started; nothing was trained, so nothing was checkpointed`);
+    super(
+      `stopped by ${stopCauseText(signal)} before training started; nothing was trained, so nothing was checkpointed`,
+    );
     this.exitCode = signalExitCode(signal);
   }
 }
 
-/** SIGTERM/SIGINT: the run checkpointed at a step boundary and stopped; `--resume` continues it. */
+/** SIGTERM/SIGINT (or train()'s abort signal): the run checkpointed at a step boundary and stopped; `--resume` continues it. */
 export class PreemptedError extends RingtrainError {
   override readonly exitCode: number;
   constructor(
@@ -296,7 +315,9 @@ export class PreemptedError extends RingtrainError {
     readonly runDir: string,
     readonly signal: StopSignal = 'SIGTERM',
   ) {
-    super(`stopped by ${signal} after step ${step}; checkpointed, continue with: ringtrain train --resume ${runDir}`);
+    super(
+      `stopped by ${stopCauseText(signal)} after step ${step}; checkpointed, continue with: ringtrain train --resume ${runDir}`,
+    );
     this.exitCode = signalExitCode(signal);
   }
 }

@@ -74,6 +74,11 @@ export function cursorOf(
   return { epoch: Math.floor(step / batches), batchInEpoch: step % batches };
 }
 
+/** The epoch of the last of `stepsDone` steps (0 before any step): what an epoch-end event reports. */
+export function epochOfStepsDone(stepsDone: number, trainCount: number, globalBatch: number): number {
+  return stepsDone === 0 ? 0 : cursorOf(stepsDone - 1, trainCount, globalBatch).epoch;
+}
+
 /** Cursor arithmetic: (epoch, batchInEpoch) -> global step; the inverse of cursorOf. */
 export function stepOf(epoch: number, batchInEpoch: number, trainCount: number, globalBatch: number): number {
   checkCount('stepOf: epoch', epoch);

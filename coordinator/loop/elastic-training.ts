@@ -7,12 +7,12 @@ import type { Dataset } from '../../shared/data/dataset.js';
 import { RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
-import { cursorOf } from '../../shared/shard-plan.js';
+import { cursorOf, epochOfStepsDone } from '../../shared/shard-plan.js';
 import type { CheckpointStore } from '../run/checkpoint-store.js';
 import type { EventLog } from '../run/event-log.js';
 import type { ProgressReporter } from '../run/progress-reporter.js';
 import type { RunDirectory } from '../run/run-directory.js';
-import type { UserHooks } from '../user-hooks.js';
+import type { CallbackRunner } from '../training-callbacks.js';
 import type { EarlyStopping } from './early-stopping.js';
 import { Evaluator } from './evaluator.js';
 import { LivenessMonitor } from './liveness-monitor.js';
@@ -27,7 +27,8 @@ export interface ElasticContext {
   dataset: Dataset;
   runDir: RunDirectory;
   checkpoints: CheckpointStore;
-  hooks: UserHooks;
+  /** train()'s callbacks and the job's hooks; owns the learning rates. */
+  callbacks: CallbackRunner;
   reporter: ProgressReporter;
   logger: Logger;
   events: EventLog;
@@ -107,7 +108,7 @@ export class ElasticTraining {
       checkpoints: ctx.checkpoints,
       evaluator,
       earlyStopping,
-      hooks: ctx.hooks,
+      callbacks: ctx.callbacks,
       reporter: ctx.reporter,
       logger: ctx.logger,
       stepTimeoutMs: ctx.stepTimeoutMs,
@@ -216,7 +217,8 @@ export class ElasticTraining {
       metrics: finite,
       extra: { earlyStopping: earlyStopping?.exportState() ?? null },
     });
-    await ctx.hooks.call('onCheckpoint', { step: nextStep, dir: info.dir, metrics: finite });
+    const epoch = epochOfStepsDone(nextStep, ctx.dataset.train.count, ctx.job.training.batchSize);
+    await ctx.callbacks.emit('onCheckpoint', { epoch, step: nextStep, dir: info.dir, metrics: finite });
   }
 }
 

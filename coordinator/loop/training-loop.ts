@@ -1,10 +1,9 @@
 // The training loop, top to bottom: steps, periodic validation, checkpoints, early stopping and
-// hooks. Setup and teardown (server, workers, run directory) live in coordinator.ts.
+// callbacks (the job's hooks among them). Setup and teardown (server, workers, run directory) live in coordinator.ts.
 import type { Dataset } from '../../shared/data/dataset.js';
 import { TrainingDivergedError, WorkerFailedError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
-import { learningRateAt } from '../../shared/lr-schedule.js';
 import { batchesPerEpoch, cursorOf, epochOrder, globalBatch } from '../../shared/shard-plan.js';
 import type { CheckpointStore } from '../run/checkpoint-store.js';
 import type { EarlyStopping, EarlyStoppingVerdict } from './early-stopping.js';
@@ -15,7 +14,7 @@ import type { ProgressReporter } from '../run/progress-reporter.js';
 import type { RunDirectory } from '../run/run-directory.js';
 import { sendStep, settleStep, type StepOutcome, type StepPlan } from './step-driver.js';
 import type { StragglerDetector } from './straggler-detector.js';
-import type { UserHooks } from '../user-hooks.js';
+import type { CallbackRunner } from '../training-callbacks.js';
 
 export interface LoopContext {
   job: Job;
@@ -25,7 +24,8 @@ export interface LoopContext {
   checkpoints: CheckpointStore;
   evaluator: Evaluator;
   earlyStopping: EarlyStopping | undefined;
-  hooks: UserHooks;
+  /** train()'s callbacks and the job's hooks; owns the learning rates (schedule + overrides). */
+  callbacks: CallbackRunner;
   reporter: ProgressReporter;
   logger: Logger;
   stepTimeoutMs: number;
@@ -51,6 +51,10 @@ export interface LoopResult {
   regroupRequested: boolean;
   /** Set when the loop stopped for a signal (after checkpointing). */
   preempted: boolean;
+  /** Set when the loop stopped because a callback called stop() (after checkpointing). */
+  stoppedByCallback: boolean;
+  /** The step of the last checkpoint this loop took (a stop right after it takes no second one). */
+  checkpointedAt: number | undefined;
   finalStep: number;
   trainSamples: number;
   trainSeconds: number;
@@ -88,6 +92,8 @@ export function newLoopResult(startStep: number): LoopResult {
     consecutiveSkips: 0,
     regroupRequested: false,
     preempted: false,
+    stoppedByCallback: false,
+    checkpointedAt: undefined,
     finalStep: startStep,
     trainSamples: 0,
     trainSeconds: 0,
@@ -113,6 +119,8 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
   /** The next step's orders, when they went out early (while the step before still ran). */
   let sentAhead: { plan: StepPlan } | undefined;
   let settledMs = 0;
+  const learningRates = ctx.callbacks.learningRates;
+  learningRates.restartAt(startStep);
 
   const planFor = (step: number): StepPlan => {
     // The epoch's seeded order (independent of world size), the next global batch of it.
@@ -125,9 +133,15 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       epoch,
       batchInEpoch,
       batch: globalBatch(order.indices, batchSize, batchInEpoch),
-      learningRate: learningRateAt(step, job.optimizer.learningRate, job.schedule, batchSize, totalSteps),
+      learningRate: learningRates.at(step),
       wantParamHash,
     };
+  };
+  /** The plan of `step`, whose order goes out now: learning-rate changes apply after it. */
+  const send = (step: number): StepPlan => {
+    const plan = planFor(step);
+    learningRates.sent(step);
+    return plan;
   };
   /** What happens after step `step` besides bookkeeping: nothing may run ahead across these. */
   const boundaryAfter = (step: number): { epochEnd: boolean; validate: boolean; checkpoint: boolean } => {
@@ -179,11 +193,18 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
         result.preempted = true;
         return result;
       }
+      if (ctx.callbacks.stopRequested) {
+        if (result.checkpointedAt !== step)
+          await ctx.checkpoint(step, { 'train.loss': result.lastTrainLoss ?? Number.NaN });
+        ctx.events.record('stopped-by-callback', -1, step, `stopped by a callback; checkpointed at step ${step}`);
+        result.stoppedByCallback = true;
+        return result;
+      }
       if (step > startStep && ctx.shouldRegroup()) {
         result.regroupRequested = true;
         return result;
       }
-      plan = planFor(step);
+      plan = send(step);
       startedMs = sendStep(ctx.generation, plan);
     }
     const boundary = boundaryAfter(step);
@@ -194,9 +215,10 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       !boundary.checkpoint &&
       step + 1 < lastStep &&
       !ctx.stopSignal.aborted &&
+      !ctx.callbacks.stopRequested &&
       !ctx.shouldRegroup()
     ) {
-      sentAhead = { plan: planFor(step + 1) };
+      sentAhead = { plan: send(step + 1) };
       try {
         sendStep(ctx.generation, sentAhead.plan);
       } catch (error) {
@@ -222,6 +244,8 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       result.epochLossCount += outcome.globalCount;
     }
     result.finalStep = step + 1;
+    if (ctx.callbacks.stepDue(step + 1))
+      await ctx.callbacks.emit('onStep', { epoch, step: step + 1, metrics: { 'train.loss': outcome.loss } });
 
     // Periodic validation and checkpoints; epoch-end bookkeeping.
     result.pendingBoundary = { nextStep: step + 1, epoch, ...boundary };
@@ -249,12 +273,15 @@ async function finishBoundary(ctx: LoopContext, result: LoopResult): Promise<boo
     metrics = { ...metrics, ...prefixed('validation', validation) };
     ctx.runDir.appendMetrics({ type: 'validation', step: nextStep, epoch, ...metrics, at: new Date().toISOString() });
     pending.validated = { metrics, verdict: ctx.earlyStopping?.update(metrics) };
-    await ctx.hooks.call('onValidationEnd', { step: nextStep, epoch, metrics });
+    await ctx.callbacks.emit('onValidationEnd', { step: nextStep, epoch, metrics });
   }
   if (pending.validated !== undefined) metrics = pending.validated.metrics;
   const verdict = pending.validated?.verdict;
   const checkpointNow = pending.checkpoint || verdict?.improved === true;
-  if (checkpointNow) await ctx.checkpoint(nextStep, metrics);
+  if (checkpointNow) {
+    await ctx.checkpoint(nextStep, metrics);
+    result.checkpointedAt = nextStep;
+  }
   // The best state exists as a checkpoint (taken just above) before it is marked as the best.
   if (verdict?.improved === true) await ctx.checkpoints.markBest(nextStep);
   result.pendingBoundary = undefined;
@@ -266,7 +293,7 @@ async function finishBoundary(ctx: LoopContext, result: LoopResult): Promise<boo
       validation: result.lastValidation,
       samplesPerSecond: result.trainSamples / result.trainSeconds,
     });
-    await ctx.hooks.call('onEpochEnd', { epoch, step: nextStep, metrics });
+    await ctx.callbacks.emit('onEpochEnd', { epoch, step: nextStep, metrics });
   }
   if (verdict?.shouldStop !== true) return false;
   ctx.reporter.note(

@@ -11,6 +11,7 @@ export type EventKind =
   | 'skipped-step'
   | 'checkpoint-fallback'
   | 'preempted'
+  | 'stopped-by-callback'
   | 'straggler';
 
 export interface JobEvent {

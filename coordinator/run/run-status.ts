@@ -1,7 +1,14 @@
 // How a run ended, as summary.json's `status` and the CLI's last line say it. One list, so that
 // a new way to end (a callback's stop, say) is one more entry here and one more case below.
 
-export const RUN_STATUSES = ['completed', 'stopped-at-max-steps', 'early-stopped', 'preempted', 'failed'] as const;
+export const RUN_STATUSES = [
+  'completed',
+  'stopped-at-max-steps',
+  'early-stopped',
+  'stopped-by-callback',
+  'preempted',
+  'failed',
+] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface RunEnd {
@@ -10,6 +17,8 @@ export interface RunEnd {
   /** Steps the job's epochs plan: batches per epoch × training.epochs. */
   plannedSteps: number;
   stoppedEarly: boolean;
+  /** A callback's stop() ended it (library train()). */
+  stoppedByCallback?: boolean;
   preempted: boolean;
 }
 
@@ -21,6 +30,7 @@ export interface RunEnd {
 export function statusOf(end: RunEnd): RunStatus {
   if (end.preempted) return 'preempted';
   if (end.stoppedEarly) return 'early-stopped';
+  if (end.stoppedByCallback === true) return 'stopped-by-callback';
   if (end.finalStep < end.plannedSteps) return 'stopped-at-max-steps';
   return 'completed';
 }
@@ -44,6 +54,8 @@ export function finalLine(f: FinalLine): string {
   switch (f.status) {
     case 'stopped-at-max-steps':
       return `ringtrain: stopped-at-max-steps at ${where}; ${models}; continue with: ringtrain train --resume ${f.runDir}`;
+    case 'stopped-by-callback':
+      return `ringtrain: stopped-by-callback at ${where}; ${models}; continue with: ringtrain train --resume ${f.runDir}`;
     case 'early-stopped':
       return `ringtrain: early-stopped at ${where}; ${models}; run directory ${f.runDir}`;
     default:

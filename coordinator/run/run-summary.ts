@@ -11,13 +11,15 @@ import { decodeModelBlob } from '../../shared/model-blob.js';
 import { broadcastState } from '../loop/resume-state.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { EventLog } from './event-log.js';
-import type { Evaluator, SplitMetrics } from '../loop/evaluator.js';
+import { prefixed, type Evaluator, type SplitMetrics } from '../loop/evaluator.js';
+import { epochOfStepsDone } from '../../shared/shard-plan.js';
 import type { Generation } from '../loop/membership.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { RunDirectory } from './run-directory.js';
 import type { StragglerReport } from '../loop/straggler-detector.js';
+import type { LearningRateChange } from '../loop/learning-rates.js';
 import type { LoopResult } from '../loop/training-loop.js';
-import type { UserHooks } from '../user-hooks.js';
+import type { CallbackRunner } from '../training-callbacks.js';
 import { finalLine, statusOf, type RunStatus } from './run-status.js';
 
 export interface RunSummary extends Record<string, unknown> {
@@ -26,13 +28,17 @@ export interface RunSummary extends Record<string, unknown> {
   worldSize: number;
   steps: number;
   test: SplitMetrics;
+  /** A callback called stop(): the run ended at that boundary, with a checkpoint. */
+  stoppedByCallback: boolean;
+  /** The learning-rate changes callbacks made (each from its step on). */
+  learningRateChanges: readonly LearningRateChange[];
 }
 
 export interface FinishContext {
   job: Job;
   hash: string;
   reporter: ProgressReporter;
-  hooks: UserHooks;
+  callbacks: CallbackRunner;
   checkpoints: CheckpointStore;
   nextRequestId: () => number;
   stepTimeoutMs: number;
@@ -89,6 +95,8 @@ export async function finish(
     samplesPerSecond: loop.trainSeconds > 0 ? loop.trainSamples / loop.trainSeconds : 0,
     trainSeconds: loop.trainSeconds,
     stoppedEarly: loop.stoppedEarly,
+    stoppedByCallback: loop.stoppedByCallback,
+    learningRateChanges: ctx.callbacks.learningRates.history,
     skippedSteps: loop.skippedSteps,
     train: train ?? {},
     validation: validation ?? {},
@@ -107,7 +115,12 @@ export async function finish(
     finishedAt: new Date().toISOString(),
   };
   await runDir.writeSummary(summary);
-  await ctx.hooks.call('onTrainEnd', { summary });
+  await ctx.callbacks.emit('onTrainEnd', {
+    epoch: epochOfStepsDone(loop.finalStep, dataset.train.count, ctx.job.training.batchSize),
+    step: loop.finalStep,
+    metrics: { ...prefixed('train', train), ...prefixed('validation', validation), ...prefixed('test', test) },
+    summary,
+  });
   ctx.reporter.note(
     finalLine({ ...loop, status, plannedSteps: ctx.plannedSteps, runDir: runDir.path, modelStep, bestModelStep }),
   );

@@ -13,7 +13,8 @@ import { CheckpointStore } from '../../coordinator/run/checkpoint-store.js';
 import { EventLog } from '../../coordinator/run/event-log.js';
 import { ProgressReporter } from '../../coordinator/run/progress-reporter.js';
 import { readMetrics, RunDirectory } from '../../coordinator/run/run-directory.js';
-import { UserHooks } from '../../coordinator/user-hooks.js';
+import { LearningRates } from '../../coordinator/loop/learning-rates.js';
+import { CallbackRunner, type TrainingCallbacks } from '../../coordinator/training-callbacks.js';
 import { loadDataset, type Dataset } from '../../shared/data/dataset.js';
 import { jobHash, resolveJob } from '../../shared/job.js';
 import type { Job } from '../../shared/job-schema.js';
@@ -61,6 +62,8 @@ export interface MemoryCoordinator {
   join: (worker?: MemoryWorker) => MemoryWorker;
   /** Forms generation 1 from the joined workers and trains to the end (or a failure). */
   train: (startStep?: number) => Promise<{ elastic: ElasticTraining; result: LoopResult }>;
+  /** The schedule and the callbacks' overrides (persisted in the run directory). */
+  learningRates: LearningRates;
   /** Step records of metrics.jsonl. */
   stepRecords: () => Array<Record<string, unknown>>;
   validationRecords: () => Array<Record<string, unknown>>;
@@ -73,6 +76,9 @@ export async function memoryCoordinator(options: {
   workers: number;
   bounds: { min: number; max: number };
   evalLoss?: (split: string, step: number) => number;
+  callbacks?: TrainingCallbacks[];
+  /** @default 1 */
+  onStepEvery?: number;
 }): Promise<MemoryCoordinator> {
   const { job } = options;
   const dataset = loadDataset(job);
@@ -93,6 +99,13 @@ export async function memoryCoordinator(options: {
   const stop = new AbortController();
   const joined: MemoryWorker[] = [];
   let requestId = 1;
+  const learningRates = LearningRates.forJob(job, dataset.train.count, runDir.path);
+  const callbacks = new CallbackRunner(
+    (options.callbacks ?? []).map((c) => ({ callbacks: c })),
+    learningRates,
+    runDir.path,
+    options.onStepEvery ?? 1,
+  );
   const join = (worker = cluster.spawn()): MemoryWorker => {
     joined.push(worker);
     membership.offer(worker);
@@ -108,7 +121,7 @@ export async function memoryCoordinator(options: {
         dataset,
         runDir,
         checkpoints,
-        hooks: await UserHooks.load(undefined),
+        callbacks,
         reporter: new ProgressReporter((line) => notes.push(line)),
         logger,
         events,
@@ -144,6 +157,7 @@ export async function memoryCoordinator(options: {
     joined,
     join,
     train,
+    learningRates,
     stepRecords: records('step'),
     validationRecords: records('validation'),
     dispose: async () => {

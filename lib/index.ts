@@ -1,0 +1,42 @@
+// The library's entry point: `import { train, ... } from 'ringtrain'`. Everything a program
+// needs to train from code, with its types; nothing else of the package is public.
+export { train } from './train.js';
+export type { TrainOptions } from './train-options.js';
+export { ReduceLROnPlateau, type ReduceLROnPlateauOptions } from './reduce-lr-on-plateau.js';
+export type {
+  CheckpointEvent,
+  TrainBeginEvent,
+  TrainEndEvent,
+  TrainingCallbacks,
+  TrainingEvent,
+} from '../coordinator/training-callbacks.js';
+export type { RunSummary } from '../coordinator/run/run-summary.js';
+export type { SplitMetrics } from '../coordinator/loop/evaluator.js';
+export type { Job, JobInput } from '../shared/job-schema.js';
+export {
+  BackendUnavailableError,
+  CallbackError,
+  CheckpointError,
+  CollectiveError,
+  CoordinatorUnreachableError,
+  DatasetError,
+  FlagError,
+  HookError,
+  JobConfigError,
+  JoinRejectedError,
+  ModelTooLargeError,
+  NotEnoughWorkersError,
+  OptimizerStateError,
+  OutOfMemoryError,
+  PortInUseError,
+  PreemptedError,
+  RingtrainError,
+  StorageFullError,
+  StoppedBySignalError,
+  TrainingDivergedError,
+  WelcomeTimeoutError,
+  WorkerFailedError,
+  type StopSignal,
+  type WorkerIdentity,
+} from '../shared/errors.js';
+// loadModel(dir) (lib/model-io.ts, written by the "export" helper) is re-exported here after the merge.
