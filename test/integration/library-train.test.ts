@@ -90,7 +90,9 @@ describe('train()', () => {
     );
     // The stop's own checkpoint (the job takes none at epoch ends), and nothing past it.
     expect(existsSync(path.join(out, 'checkpoints', 'step-000000012', 'manifest.json'))).toBe(true);
-    expect(existsSync(path.join(out, 'summary.json'))).toBe(false);
+    // The summary says preempted, with no metrics or model of this attempt.
+    const ended = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    expect(ended).toMatchObject({ status: 'preempted', modelStep: null, lastCheckpointStep: 12 });
     expect(stepRecords(out).map((r) => r.step)).toEqual(Array.from({ length: 12 }, (_, s) => s));
     expect(childPids()).toEqual([]);
 
