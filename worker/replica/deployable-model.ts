@@ -1,0 +1,114 @@
+// The model a run exports: the trained network with the data's standardisation turned into
+// layers, so it takes raw features and answers in the label's own units in any TensorFlow.js
+// runtime, plus the metadata (class names, columns, loss, metrics) that predict/evaluate need.
+//
+// Invariants:
+// - Training is untouched: the wrapper is built around a COPY of the trained model (loaded from
+//   its own saved artifacts, bit-identical weights), so the live replica's layers never gain
+//   nodes or lose tensors, and exporting twice gives the same bytes.
+// - Only built-in layers are added (Dense with a diagonal kernel, Reshape), marked non-trainable,
+//   named `ringtrain_*`: tf.loadLayersModel needs no custom class anywhere.
+import * as tf from '@tensorflow/tfjs';
+import type { Dataset, Normalization } from '../../shared/data/dataset.js';
+import type { Job } from '../../shared/job-schema.js';
+import { MODEL_METADATA_KEY, type ModelMetadata } from '../../shared/model-metadata.js';
+import type { ModelFiles } from '../../shared/model-blob.js';
+import { captureArtifacts, exportModel } from './model-export.js';
+
+/** model.json + weights.bin of the deployable model for `trained`, a model of `job` on `dataset`. */
+export async function exportDeployableModel(trained: tf.LayersModel, job: Job, dataset: Dataset): Promise<ModelFiles> {
+  const metadata = { [MODEL_METADATA_KEY]: modelMetadata(job, dataset) };
+  const scaling = dataset.normalization;
+  if (scaling === undefined) return exportModel(trained, metadata);
+  const artifacts = await captureArtifacts(trained);
+  const copy = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+  const added: tf.layers.Layer[] = [];
+  try {
+    const wrapped = wrapWithScaling(copy, scaling, dataset.task === 'reconstruction', added);
+    return await exportModel(wrapped, metadata);
+  } finally {
+    // The wrapper owns no tensors of its own: the copy's weights and the added layers' are all.
+    copy.dispose();
+    for (const layer of added) for (const weight of layer.weights) weight.dispose();
+  }
+}
+
+export function modelMetadata(job: Job, dataset: Dataset): ModelMetadata {
+  const data = job.data;
+  return {
+    version: 1,
+    inputShape: [...job.model.input],
+    task: dataset.task,
+    loss: job.loss,
+    metrics: [...job.metrics],
+    labelEncoding: dataset.task === 'classification' ? (dataset.labelSize === 1 ? 'sparse' : 'oneHot') : 'value',
+    ...(dataset.numClasses === undefined ? {} : { numClasses: dataset.numClasses }),
+    ...(dataset.classNames === undefined ? {} : { classNames: dataset.classNames }),
+    ...(dataset.columns === undefined
+      ? {}
+      : { featureColumns: dataset.columns.features, labelColumn: dataset.columns.label }),
+    ...(data.format === 'csv' ? { delimiter: data.delimiter } : {}),
+    ...(dataset.normalization === undefined ? {} : { normalization: dataset.normalization }),
+  };
+}
+
+/**
+ * raw input → standardise → the trained layers → (regression) label scale, or (autoencoder)
+ * feature un-scale. A Sequential's layers are re-applied one by one so the exported graph is
+ * flat; any other model is applied as one nested layer.
+ */
+function wrapWithScaling(
+  model: tf.LayersModel,
+  scaling: Normalization,
+  reconstruct: boolean,
+  added: tf.layers.Layer[],
+): tf.LayersModel {
+  const inputShape = (model.inputs[0]?.shape ?? []).slice(1) as number[];
+  if (model.inputs.length !== 1 || inputShape.some((d) => d === null))
+    throw new Error('a standardised data set needs a model with one input of fixed shape');
+  const input = tf.input({ shape: inputShape, name: 'ringtrain_raw_input' });
+  const invStd = scaling.featureStd.map((s) => 1 / s);
+  let x = affine(
+    input,
+    invStd,
+    scaling.featureMean.map((m, i) => -m * (invStd[i] as number)),
+    'standardize',
+    added,
+  );
+  if (model instanceof tf.Sequential) for (const layer of model.layers) x = layer.apply(x) as tf.SymbolicTensor;
+  else x = model.apply(x) as tf.SymbolicTensor;
+  if (scaling.labelMean !== undefined && scaling.labelStd !== undefined)
+    x = affine(x, [scaling.labelStd], [scaling.labelMean], 'label_scale', added);
+  else if (reconstruct) x = affine(x, scaling.featureStd, scaling.featureMean, 'unstandardize', added);
+  return tf.model({ inputs: input, outputs: x, name: `${model.name}_raw_io` });
+}
+
+/**
+ * x·scale + offset per element, as a frozen Dense over the flattened sample whose kernel is
+ * diag(scale): Dense is the one built-in layer with a per-element weight that every runtime
+ * loads. Reshapes around it keep a multi-dimensional sample's shape.
+ */
+function affine(
+  x: tf.SymbolicTensor,
+  scale: number[],
+  offset: number[],
+  name: string,
+  added: tf.layers.Layer[],
+): tf.SymbolicTensor {
+  const shape = x.shape.slice(1) as number[];
+  const size = scale.length;
+  const kernel = new Float32Array(size * size);
+  scale.forEach((s, i) => (kernel[i * size + i] = s));
+  const weights = [tf.tensor2d(kernel, [size, size]), tf.tensor1d(offset)];
+  const dense = tf.layers.dense({ units: size, trainable: false, weights, name: `ringtrain_${name}` });
+  added.push(dense);
+  const flat =
+    shape.length === 1
+      ? x
+      : (tf.layers.reshape({ targetShape: [size], name: `ringtrain_${name}_in` }).apply(x) as tf.SymbolicTensor);
+  const out = dense.apply(flat) as tf.SymbolicTensor;
+  tf.dispose(weights);
+  return shape.length === 1
+    ? out
+    : (tf.layers.reshape({ targetShape: shape, name: `ringtrain_${name}_out` }).apply(out) as tf.SymbolicTensor);
+}
