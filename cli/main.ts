@@ -54,7 +54,10 @@ export function reportOf(error: unknown): { line: string; exitCode: number } {
     if (error.exitCode === 0) return { line: '', exitCode: 0 };
     // No subcommand: commander has printed the help already.
     if (error.code === 'commander.help')
-      return { line: 'ringtrain: give a command: train, coordinator, worker, bench, predict or evaluate', exitCode: USAGE_EXIT_CODE };
+      return {
+        line: 'ringtrain: give a command: train, coordinator, worker, bench, predict or evaluate',
+        exitCode: USAGE_EXIT_CODE,
+      };
     const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
     return { line: `ringtrain: ${message} (see --help)`, exitCode: USAGE_EXIT_CODE };
   }

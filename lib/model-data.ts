@@ -109,10 +109,17 @@ function readJsonLines(file: string): Table {
     const keys = Object.keys(record);
     if (keys.length !== header.length || header.some((k) => !(k in record)))
       throw new DatasetError(file, `has keys ${keys.join(', ')}, the first object has ${header.join(', ')}`, i + 1);
-    rows.push({ line: i + 1, cells: header.map((k) => (record[k] === null ? '' : String(record[k]))) });
+    rows.push({ line: i + 1, cells: header.map((k) => jsonCell(record[k], k, file, i + 1)) });
   });
   if (header === undefined || rows.length === 0) throw new DatasetError(file, 'holds no JSON objects');
   return { header, headerLine: rows[0]?.line ?? 1, rows };
+}
+
+/** A JSON value as the CSV cell it stands for; null is an empty (missing) cell. */
+function jsonCell(value: unknown, key: string, file: string, line: number): string {
+  if (value === null) return '';
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new DatasetError(file, `"${key}" holds a nested value; every column must be a number or a string`, line);
 }
 
 /** Labels as training laid them out for the loss (see shared/data/labels.ts). */

@@ -3,8 +3,11 @@
 // missing value are dropped, so every remaining cell is a number (or the class name).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import * as path from 'node:path';
 
 const require = createRequire(import.meta.url);
+/** The package exports only its index (build/index.js); the tables sit in data/ beside build/. */
+const DATA_DIR = path.join(path.dirname(require.resolve('vega-datasets')), '..', 'data');
 
 interface Table {
   header: string[];
@@ -12,9 +15,7 @@ interface Table {
 }
 
 function vegaRows(name: string): Array<Record<string, unknown>> {
-  return JSON.parse(readFileSync(require.resolve(`vega-datasets/data/${name}`), 'utf8')) as Array<
-    Record<string, unknown>
-  >;
+  return JSON.parse(readFileSync(path.join(DATA_DIR, name), 'utf8')) as Array<Record<string, unknown>>;
 }
 
 /** The columns `header` of every row that has a value in each. */
@@ -38,6 +39,9 @@ export function cars(): Table {
 export function toCsv(table: Table, header = table.header): string {
   const at = header.map((c) => table.header.indexOf(c));
   const quote = (cell: string): string => (/[",]/.test(cell) ? `"${cell.replace(/"/g, '""')}"` : cell);
-  const lines = [header.map(quote).join(','), ...table.rows.map((row) => at.map((i) => quote(String(row[i]))).join(','))];
+  const lines = [
+    header.map(quote).join(','),
+    ...table.rows.map((row) => at.map((i) => quote(String(row[i]))).join(',')),
+  ];
   return `${lines.join('\n')}\n`;
 }

@@ -27,9 +27,9 @@ export async function exportDeployableModel(trained: tf.LayersModel, job: Job, d
     const wrapped = wrapWithScaling(copy, scaling, dataset.task === 'reconstruction', added);
     return await exportModel(wrapped, metadata);
   } finally {
-    // The wrapper owns no tensors of its own: the copy's weights and the added layers' are all.
-    copy.dispose();
-    for (const layer of added) for (const weight of layer.weights) weight.dispose();
+    // The only tensors involved are the copy's weights and the added layers': freed directly,
+    // since model.dispose()'s reference counts differ between flattened and nested layers.
+    for (const weight of [...copy.weights, ...added.flatMap((layer) => layer.weights)]) weight.dispose();
   }
 }
 
