@@ -113,14 +113,11 @@ describe('exported model on raw data (penguins classifier, cars regression; real
     const accuracy = classes.filter((c, i) => c === penguins.testLabels[i]).length / classes.length;
     expect(Math.abs(accuracy - (penguins.test['accuracy'] as number))).toBeLessThanOrEqual(0.01);
 
-    const jsonl = await runCli([
-      'predict',
-      path.join(cars.runDir, 'model'),
-      '--data',
-      cars.testCsv,
-      '--format',
-      'jsonl',
-    ]);
+    // JSON lines in, JSON lines out; keys in any order (columns are matched by name).
+    const rowsFile = path.join(dir, 'cars-test.jsonl');
+    const objects = cars.testX.map((x) => Object.fromEntries(cars.features.map((c, k) => [c, x[k]]).reverse()));
+    writeFileSync(rowsFile, objects.map((o) => JSON.stringify(o)).join('\n'));
+    const jsonl = await runCli(['predict', path.join(cars.runDir, 'model'), '--data', rowsFile, '--format', 'jsonl']);
     expect(jsonl.code).toBe(0);
     const values = jsonl.stdout
       .trim()
