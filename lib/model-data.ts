@@ -1,7 +1,8 @@
 // Reads a data file for an exported model: a CSV (header row, the model's delimiter) or JSON lines
 // (one object per line, keyed by column name). Columns are matched BY NAME against the columns
 // the model was trained on, in any order; the label column is optional for predict and required
-// for evaluate. Every problem is a DatasetError (exit 3) naming the file and, where known, line.
+// for evaluate. A model trained without column names (mnist, idx, xor) takes every column but
+// "label" in file order. Every problem is a DatasetError (exit 3) naming the file and, where known, line.
 import { parseCsv } from '../shared/data/csv-parse.js';
 import { parseNumber } from '../shared/data/csv-source.js';
 import { readDataFile } from '../shared/data/read-data-file.js';
@@ -23,15 +24,13 @@ interface Table {
 }
 
 export function readModelData(file: string, metadata: ModelMetadata, options: { labels: boolean }): ModelData {
-  const features = metadata.featureColumns;
-  if (features === undefined)
-    throw new DatasetError(
-      file,
-      'the model was not trained on named columns (csv), so it cannot read this file by column',
-    );
   const table = /\.(jsonl|ndjson)$/i.test(file) ? readJsonLines(file) : readCsvTable(file, metadata.delimiter ?? ',');
+  // An autoencoder's target is its input: it needs no label column.
+  const needLabel = options.labels && metadata.task !== 'reconstruction';
+  const label = metadata.labelColumn ?? (metadata.featureColumns === undefined ? UNNAMED_LABEL : undefined);
+  const features = metadata.featureColumns ?? positionalFeatures(file, table, metadata, label ?? UNNAMED_LABEL);
   const index = new Map(table.header.map((name, i) => [name, i]));
-  checkColumns(file, table, features, metadata.labelColumn, options.labels);
+  checkColumns(file, table, features, label, needLabel);
   const x = new Float32Array(table.rows.length * features.length);
   const featureAt = features.map((name) => index.get(name) as number);
   table.rows.forEach((row, r) =>
@@ -40,11 +39,30 @@ export function readModelData(file: string, metadata: ModelMetadata, options: { 
     ),
   );
   const data: ModelData = { count: table.rows.length, x };
-  if (options.labels && metadata.labelColumn !== undefined) {
-    const labelAt = index.get(metadata.labelColumn) as number;
-    data.y = encodeLabels(table, labelAt, metadata, file);
+  if (needLabel && label !== undefined) {
+    const labelAt = index.get(label) as number;
+    data.y = encodeLabels(table, labelAt, label, metadata, file);
   }
   return data;
+}
+
+/** The label column of a file for a model trained without column names (mnist, idx, xor). */
+const UNNAMED_LABEL = 'label';
+
+/**
+ * A model trained on data without column names takes every column but "label", in file order;
+ * only their count can be checked.
+ */
+function positionalFeatures(file: string, table: Table, metadata: ModelMetadata, label: string): string[] {
+  const features = table.header.filter((name) => name !== label);
+  const featureSize = metadata.inputShape.reduce((a, b) => a * b, 1);
+  if (features.length !== featureSize)
+    throw new DatasetError(
+      file,
+      `has ${features.length} feature columns (every column but "${label}"), but the model takes ${featureSize} (input [${metadata.inputShape.join(', ')}]); it was trained without column names, so columns are read in file order`,
+      table.headerLine,
+    );
+  return features;
 }
 
 /** One line naming what is missing and what is extra, against what the model was trained on. */
@@ -123,8 +141,7 @@ function jsonCell(value: unknown, key: string, file: string, line: number): stri
 }
 
 /** Labels as training laid them out for the loss (see shared/data/labels.ts). */
-function encodeLabels(table: Table, column: number, metadata: ModelMetadata, file: string): Float32Array {
-  const name = metadata.labelColumn ?? '';
+function encodeLabels(table: Table, column: number, name: string, metadata: ModelMetadata, file: string): Float32Array {
   const oneHot = metadata.labelEncoding === 'oneHot';
   const width = oneHot ? (metadata.numClasses ?? 0) : 1;
   const y = new Float32Array(table.rows.length * width);

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../lib/model-io.js';
 import { selectBackend } from '../../worker/backend/backend.js';
-import { REPO_ROOT, runCli, runNode, tempDir } from '../helpers/cli.js';
+import { REPO_ROOT, runCli, runNode, tempDir, writeJob } from '../helpers/cli.js';
 import { rSquared, runRSquared, trainTable, type TrainedTable } from '../helpers/trained-tables.js';
 import { toCsv } from '../helpers/vega-tables.js';
 
@@ -187,5 +187,63 @@ describe('exported model on raw data (penguins classifier, cars regression; real
     expect(result.code).toBe(10);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/^ringtrain: model .*: holds no model\.json; pass a run folder/);
+  });
+});
+
+describe('a model trained without column names (xor) reads columns in file order', () => {
+  const dir = tempDir();
+  let runDir: string;
+  let train: Record<string, number>;
+
+  beforeAll(async () => {
+    runDir = path.join(dir, 'xor-run');
+    const job = {
+      name: 'xor',
+      seed: 1,
+      data: { format: 'xor', samples: 4 },
+      model: {
+        input: [2],
+        layers: [
+          { type: 'dense', units: 4, activation: 'tanh' },
+          { type: 'dense', units: 1, activation: 'sigmoid' },
+        ],
+      },
+      loss: 'binaryCrossentropy',
+      metrics: ['binaryAccuracy'],
+      optimizer: { type: 'adam', learningRate: 0.05 },
+      training: { epochs: 150, batchSize: 4 },
+      workers: 1,
+      backend: 'cpu',
+      checkpoint: { everySteps: 0, keep: 1, atEpochEnd: false },
+    };
+    const result = await runCli(['train', writeJob(dir, job), '--out', runDir]);
+    if (result.code !== 0) throw new Error(`training xor failed (${result.code}):\n${result.stderr}`);
+    train = (JSON.parse(readFileSync(path.join(runDir, 'summary.json'), 'utf8')) as { train: Record<string, number> })
+      .train;
+  });
+
+  it("predict and evaluate take every column but 'label'; a wrong count is one line, exit 3", async () => {
+    const corners = path.join(dir, 'corners.csv');
+    writeFileSync(corners, 'a,b,label\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n');
+    const predicted = await runCli(['predict', runDir, '--data', corners]);
+    expect(predicted.code).toBe(0);
+    const lines = predicted.stdout.trim().split('\n');
+    expect(lines[0]).toBe('class,p(0),p(1)');
+    // The run's train split is the four corners; its own figure says how many it gets right.
+    const right = lines.slice(1).filter((line, i) => line.split(',')[0] === ['0', '1', '1', '0'][i]).length;
+    expect(right / 4).toBe(train['binaryAccuracy']);
+    const evaluated = await runCli(['evaluate', runDir, '--data', corners]);
+    expect(evaluated.code).toBe(0);
+    const figures = JSON.parse(evaluated.stdout) as Record<string, number>;
+    expect(figures['binaryAccuracy']).toBe(train['binaryAccuracy']);
+    expect(figures['loss']).toBeCloseTo(train['loss'] as number, 4);
+
+    const wide = path.join(dir, 'wide.csv');
+    writeFileSync(wide, 'a,b,c\n0,0,0\n');
+    const refused = await runCli(['predict', runDir, '--data', wide]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr.trim()).toMatch(
+      /^ringtrain: .*wide\.csv:1: has 3 feature columns \(every column but "label"\), but the model takes 2/,
+    );
   });
 });
