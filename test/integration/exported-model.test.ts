@@ -115,7 +115,9 @@ describe('exported model on raw data (penguins classifier, cars regression; real
 
     // JSON lines in, JSON lines out; keys in any order (columns are matched by name).
     const rowsFile = path.join(dir, 'cars-test.jsonl');
-    const objects = cars.testX.map((x) => Object.fromEntries(cars.features.map((c, k) => [c, x[k]]).reverse()));
+    const objects = cars.testX.map((x) =>
+      Object.fromEntries(cars.features.map((c, k): [string, number] => [c, x[k] ?? Number.NaN]).reverse()),
+    );
     writeFileSync(rowsFile, objects.map((o) => JSON.stringify(o)).join('\n'));
     const jsonl = await runCli(['predict', path.join(cars.runDir, 'model'), '--data', rowsFile, '--format', 'jsonl']);
     expect(jsonl.code).toBe(0);
