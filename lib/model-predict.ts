@@ -32,7 +32,11 @@ export function predictOutputs(loaded: LoadedModel, data: ModelData): { outputs:
     out.dispose();
   });
   const outputs = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
-  chunks.reduce((at, c) => (outputs.set(c, at), at + c.length), 0);
+  let at = 0;
+  for (const chunk of chunks) {
+    outputs.set(chunk, at);
+    at += chunk.length;
+  }
   return { outputs, units };
 }
 

@@ -95,6 +95,10 @@ describe('exportDeployableModel', () => {
     const tensors = tf.memory().numTensors;
     const { loaded, json } = await exportAndLoad(model, job, ds);
     expect(weightBytes(model)).toEqual(before);
+    // A second export (e.g. of the best weights) is byte-identical: the first left nothing behind.
+    const [first, second] = [await exportDeployableModel(model, job, ds), await exportDeployableModel(model, job, ds)];
+    expect(second.modelJson).toBe(first.modelJson);
+    expect(Buffer.from(second.weights).equals(Buffer.from(first.weights))).toBe(true);
     const n = ds.normalization;
     if (n?.labelMean === undefined || n.labelStd === undefined) throw new Error('expected label normalisation');
     const expected = tf.tidy(() =>
