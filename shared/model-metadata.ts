@@ -26,7 +26,9 @@ export const modelMetadataSchema = z.object({
   /** Per-sample input shape (job.model.input). */
   inputShape: z.array(z.number().int().positive()),
   task: z.enum(['classification', 'binary', 'regression', 'reconstruction']),
+  /** The loss's name; on probabilities (a loss `fromLogits` was trained on logits, but the export appends softmax/sigmoid). */
   loss: z.enum(LOSSES),
+  fromLogits: z.boolean().optional(),
   metrics: z.array(z.enum(METRICS)),
   /** How labels are laid out for the loss: one-hot, a class index (sparse), or the value itself. */
   labelEncoding: z.enum(['oneHot', 'sparse', 'value']),

@@ -197,4 +197,29 @@ describe('exportDeployableModel', () => {
     expect(tf.memory().numTensors).toBe(tensors);
     model.dispose();
   });
+  it('a loss fromLogits: the export appends softmax, so it answers probabilities', async () => {
+    const base = csvJob(writeCsv('kind'), {
+      label: 'kind',
+      task: 'classification',
+      input: [4],
+      layers: [{ type: 'dense', units: 3 }],
+      loss: 'categoricalCrossentropy',
+    });
+    const job = { ...base, loss: { type: 'categoricalCrossentropy', fromLogits: true } } as Job;
+    const ds = loadDataset(job);
+    const model = buildModel(job);
+    const { loaded, json } = await exportAndLoad(model, job, ds);
+    const expected = tf.tidy(() =>
+      tf.softmax(model.predict(tf.tensor2d(ds.test.x, [ds.test.count, 4])) as tf.Tensor2D).dataSync(),
+    );
+    const actual = tf.tidy(() =>
+      (loaded.predict(tf.tensor2d(rawRows(ds), [ds.test.count, 4])) as tf.Tensor).dataSync(),
+    );
+    actual.forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
+    expect(
+      (json as { userDefinedMetadata: Record<string, unknown> }).userDefinedMetadata[MODEL_METADATA_KEY],
+    ).toMatchObject({ loss: 'categoricalCrossentropy', fromLogits: true });
+    loaded.dispose();
+    model.dispose();
+  });
 });
