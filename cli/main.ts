@@ -7,6 +7,7 @@ import { describeError, RingtrainError, userFacingError } from '../shared/errors
 import { componentLogger } from '../shared/logger.js';
 import { ringtrainVersion } from '../shared/version.js';
 import { addBenchCommand } from './bench-command.js';
+import { addPredictCommands } from './predict-commands.js';
 import { addTrainCommands } from './train-commands.js';
 import { addWorkerCommand } from './worker-command.js';
 
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   addTrainCommands(program);
   addWorkerCommand(program);
   addBenchCommand(program);
+  addPredictCommands(program);
   return program;
 }
 
@@ -52,7 +54,10 @@ export function reportOf(error: unknown): { line: string; exitCode: number } {
     if (error.exitCode === 0) return { line: '', exitCode: 0 };
     // No subcommand: commander has printed the help already.
     if (error.code === 'commander.help')
-      return { line: 'ringtrain: give a command: train, coordinator, worker or bench', exitCode: USAGE_EXIT_CODE };
+      return {
+        line: 'ringtrain: give a command: train, coordinator, worker, bench, predict or evaluate',
+        exitCode: USAGE_EXIT_CODE,
+      };
     const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
     return { line: `ringtrain: ${message} (see --help)`, exitCode: USAGE_EXIT_CODE };
   }

@@ -27,6 +27,7 @@ export {
   ModelTooLargeError,
   NotEnoughWorkersError,
   OptimizerStateError,
+  ModelLoadError,
   OutOfMemoryError,
   PortInUseError,
   PreemptedError,
@@ -39,4 +40,6 @@ export {
   type StopSignal,
   type WorkerIdentity,
 } from '../shared/errors.js';
-// loadModel(dir) (lib/model-io.ts, written by the "export" helper) is re-exported here after the merge.
+export { loadModel, readMetadata, resolveModelDir, type LoadedModel, type ModelMetadata } from './model-io.js';
+export { readModelData, type ModelData } from './model-data.js';
+export { describePredictions, evaluateModel, predictOutputs, type Prediction } from './model-predict.js';

@@ -212,6 +212,18 @@ export class CheckpointError extends RingtrainError {
   }
 }
 
+/** An exported model folder (or a run's model/) is missing, unreadable or lacks ringtrain's metadata. */
+export class ModelLoadError extends RingtrainError {
+  override readonly exitCode = 10;
+  constructor(
+    readonly path: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`model ${path}: ${reason}`, options);
+  }
+}
+
 /** A user hook threw. */
 export class HookError extends RingtrainError {
   override readonly exitCode = 11;

@@ -41,7 +41,8 @@ export function readCsv(spec: CsvSpec): RawSamples {
     spec.task === 'regression'
       ? regressionTarget(labelCells, spec.label, file)
       : classTarget(labelCells, spec.label, file);
-  return { file, count: dataRows.length, featureSize, x, target };
+  const features = columns.filter((_, column) => column !== labelColumn);
+  return { file, count: dataRows.length, featureSize, x, target, columns: { features, label: spec.label } };
 }
 
 function readText(file: string): string {
@@ -73,7 +74,7 @@ const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
  * A finite double such as 1e39 overflows to Infinity in a Float32Array and would poison every
  * gradient it touches, so it is refused here rather than discovered as skipped steps.
  */
-function parseNumber(cell: string, column: string, file: string, line: number): number {
+export function parseNumber(cell: string, column: string, file: string, line: number): number {
   if (cell === '') throw new DatasetError(file, `column "${column}" is empty`, line);
   const value = Number(cell);
   if (Number.isFinite(Math.fround(value))) return value;

@@ -48,7 +48,9 @@ export interface Dataset {
   train: Split;
   validation: Split;
   test: Split;
-  /** Feature/label normalisation fitted on the training split only (csv); saved with the model so raw rows can be predicted. */
+  /** The source's column names (csv): features in input order, and the label column. */
+  columns?: { features: string[]; label: string };
+  /** Feature/label normalisation fitted on the training split only (csv); built into the exported model (model-export.ts) so it predicts raw rows. */
   normalization?: Normalization;
   /** sha256 (hex, first 16 chars) over the three splits' bytes: workers must load the same data as the coordinator. */
   hash: string;
@@ -98,6 +100,7 @@ export function loadDataset(job: Job): Dataset {
     task: targetsInput ? 'reconstruction' : layout.task,
     ...(layout.numClasses === undefined ? {} : { numClasses: layout.numClasses }),
     ...(classNames === undefined ? {} : { classNames }),
+    ...(raw.columns === undefined ? {} : { columns: raw.columns }),
     ...splits,
     ...(normalization === undefined ? {} : { normalization }),
     hash: hashSplits([splits.train, splits.validation, splits.test]),

@@ -17,4 +17,6 @@ export interface RawSamples {
   /** Row-major, count × featureSize. */
   x: Float32Array;
   target: RawTarget;
+  /** Column names where the source has them (csv): the features in x's order, and the label. */
+  columns?: { features: string[]; label: string };
 }

@@ -12,7 +12,7 @@ import { encodeModelBlob } from '../../shared/model-blob.js';
 import type { ControlConnection } from './control-client.js';
 import { dieIfEvalFault } from './eval-fault.js';
 import { Heartbeat } from './heartbeat.js';
-import { exportModel } from '../replica/model-export.js';
+import { exportDeployableModel } from '../replica/deployable-model.js';
 import type { Replica } from '../replica/replica.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
 import type { RingEndpoint } from '../transport/ring-endpoint.js';
@@ -135,12 +135,7 @@ export class WorkerRuntime {
         if (!request) return;
         const blob = await this.heartbeat.busy('export', this.trainer.completedSteps, async () =>
           request.kind === 'model'
-            ? encodeModelBlob(
-                await exportModel(this.replica.model, {
-                  normalization: this.dataset.normalization ?? null,
-                  classNames: this.dataset.classNames ?? null,
-                }),
-              )
+            ? encodeModelBlob(await exportDeployableModel(this.replica.model, this.job, this.dataset))
             : this.trainer.exportState(),
         );
         sendBlob(this.connection, request.requestId, blob);

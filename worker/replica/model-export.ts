@@ -2,7 +2,8 @@
 // loaded back from a folder, without @tensorflow/tfjs-node's file:// handlers.
 //
 // The exported topology uses built-in layers only (input normalization is a Rescaling layer,
-// see model-builder.ts), so any TensorFlow.js runtime can load it with tf.loadLayersModel.
+// see model-builder.ts; a data set's standardisation is added by deployable-model.ts), so any
+// TensorFlow.js runtime can load it with tf.loadLayersModel.
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -26,14 +27,7 @@ export async function exportModel(
   model: tf.LayersModel,
   extra?: Record<string, unknown>,
 ): Promise<{ modelJson: string; weights: Uint8Array }> {
-  let captured: tf.io.ModelArtifacts | undefined;
-  await model.save(
-    tf.io.withSaveHandler((artifacts) => {
-      captured = artifacts;
-      return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) });
-    }),
-  );
-  if (captured === undefined) throw new Error('exportModel: model.save did not hand over any artifacts');
+  const captured = await captureArtifacts(model);
   const json: ExportedModelJson = {
     modelTopology: captured.modelTopology ?? {},
     format: 'layers-model',
@@ -45,6 +39,19 @@ export async function exportModel(
   const bytes =
     captured.weightData === undefined ? new ArrayBuffer(0) : tf.io.concatenateArrayBuffers(captured.weightData);
   return { modelJson: JSON.stringify(json), weights: new Uint8Array(bytes) };
+}
+
+/** What model.save hands a save handler: topology, weight specs and weight bytes, in memory. */
+export async function captureArtifacts(model: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let captured: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler((artifacts) => {
+      captured = artifacts;
+      return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) });
+    }),
+  );
+  if (captured === undefined) throw new Error('exportModel: model.save did not hand over any artifacts');
+  return captured;
 }
 
 /** Loads model.json and the weight files it names from `dir` with tf.loadLayersModel. */
