@@ -26,6 +26,7 @@ import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
 import { epochOfStepsDone } from '../shared/shard-plan.js';
 import { LocalWorkers } from './local-workers.js';
+import { probeModel } from './model-probe.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
 import { Evaluator } from './loop/evaluator.js';
@@ -99,8 +100,12 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
       : workerBounds(job);
   // A step that cannot fit the backend's memory is a configuration error, not a worker crash.
   // RINGTRAIN_MEMORY_CHECK=off skips it, for a model the estimate judges wrongly (and for drills).
-  if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off') assertFitsMemory(job, bounds.min, expectedBackend(job.backend));
-  checkModelAgainstLoss(job, dataset);
+  // The model, built once here from its source, must fit the data and the loss (model-probe.ts).
+  const probe = await probeModel(job, dataset, options.jobSource);
+  if (process.env['RINGTRAIN_MEMORY_CHECK'] !== 'off')
+    assertFitsMemory(job, bounds.min, expectedBackend(job.backend), probe);
+  // A YAML stack (no probe size: checked by shape arithmetic) is built only once it is known to fit.
+  if (probe === undefined) checkModelAgainstLoss(job, dataset);
   // Workers that say Hello while the coordinator is still starting (their port opened with ours;
   // in Kubernetes that is the normal case) wait here and are offered once membership exists.
   const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
@@ -317,6 +322,7 @@ class CoordinatorRun {
       events: this.events,
       nextRequestId: () => this.requestId++,
       stateTimeoutMs: this.options.stepTimeoutMs,
+      broadcastInitialState: this.options.job.model.module !== undefined,
     };
   }
 

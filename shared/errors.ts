@@ -254,6 +254,24 @@ export class TrainingDivergedError extends RingtrainError {
   override readonly exitCode = 12;
 }
 
+/**
+ * The model has a layer whose randomness ringtrain cannot seed (GaussianNoise, a recurrent
+ * layer's dropout, ...), so 1 and N workers would not train the same: a configuration error.
+ */
+export class UnseededLayerError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly layer: string,
+    readonly what: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `model: layer "${layer}" is ${what}, whose randomness ringtrain cannot seed, so training would differ with the number of workers; remove it or use a Dropout layer`,
+      options,
+    );
+  }
+}
+
 /** errno codes that mean "no room to write": a full disk, a quota, a file-size limit (RLIMIT_FSIZE). */
 const STORAGE_FULL_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 

@@ -140,12 +140,33 @@ export const jobSchema = z.strictObject({
     .default('job'),
   seed: nonNegativeInt.max(2 ** 31 - 1).default(42),
   data: dataSchema,
-  model: z.strictObject({
-    input: z.array(positiveInt).min(1),
-    layers: z.array(layerSchema).min(1),
-    /** BatchNorm statistics over the global batch (all-reduced) instead of each rank's slice. @default false */
-    syncBatchNorm: z.boolean().default(false),
-  }),
+  /**
+   * The model, from exactly one source: `layers` (YAML, a stack or a graph), `from` (a saved
+   * TensorFlow.js layers model's model.json) or `module` (an ES module exporting
+   * createModel(tf, job)). Paths are relative to the job file. See shared/model-source.ts.
+   */
+  model: z
+    .strictObject({
+      /** Per-sample feature shape of the data; the model's input must match it. */
+      input: z.array(positiveInt).min(1),
+      layers: z.array(layerSchema).min(1).optional(),
+      from: z.string().min(1).optional(),
+      /** `from` only: train from the saved weights, or from fresh seeded ones. @default 'pretrained' */
+      initialize: z.enum(['pretrained', 'fresh']).optional(),
+      module: z.string().min(1).optional(),
+      /** BatchNorm statistics over the global batch (all-reduced) instead of each rank's slice. @default false */
+      syncBatchNorm: z.boolean().default(false),
+    })
+    .superRefine((model, ctx) => {
+      const given = (['layers', 'from', 'module'] as const).filter((key) => model[key] !== undefined);
+      if (given.length !== 1)
+        ctx.addIssue({
+          code: 'custom',
+          message: `give exactly one of layers, from (a saved model.json) or module (an ES module exporting createModel), not ${given.length === 0 ? 'none' : given.join(' and ')}`,
+        });
+      if (model.initialize !== undefined && model.from === undefined)
+        ctx.addIssue({ code: 'custom', path: ['initialize'], message: 'only applies to model.from' });
+    }),
   /**
    * A loss name, or `{ type, fromLogits: true }` for a crossentropy whose model ends without
    * softmax/sigmoid (the loss applies it, as Keras's from_logits). See shared/loss-spec.ts.

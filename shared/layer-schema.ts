@@ -151,6 +151,10 @@ export const layerSchema = z.discriminatedUnion('type', [
     axis: z.number().int().default(-1),
     epsilon: z.number().positive().default(0.001),
   }),
+  /** Graph form: the element-wise sum of its `inputs` (two or more, same shape), e.g. a residual. */
+  z.strictObject({ type: z.literal('add'), ...graphKeys }),
+  /** Graph form: its `inputs` (two or more) joined along `axis`. @default axis -1 */
+  z.strictObject({ type: z.literal('concatenate'), ...graphKeys, axis: z.number().int().default(-1) }),
 ]);
 
 export type LayerSpec = z.output<typeof layerSchema>;

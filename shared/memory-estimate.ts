@@ -21,6 +21,7 @@
 // passes (EVAL_BATCH_SIZE rows, no backward) count when they need more.
 import { ModelTooLargeError } from './errors.js';
 import type { Job, LayerSpec } from './job-schema.js';
+import { isGraph } from './model-graph.js';
 
 /** Rows per evaluation forward pass (worker/replica/replica.ts EVAL_BATCH_SIZE). */
 const EVAL_ROWS = 256;
@@ -48,8 +49,20 @@ export interface MemoryEstimate {
   hostBytes: number;
 }
 
-export function estimateMemory(job: Job, minWorkers: number): MemoryEstimate {
-  const { paramCount, layerOutputs } = walkLayers(job.model.input, job.model.layers);
+/** A built model's size, from the coordinator's probe (coordinator/model-probe.ts). */
+export interface ModelShape {
+  paramCount: number;
+  /** Σ of every layer's output floats per sample (flatten and reshape count 0). */
+  layerOutputs: number;
+}
+
+/** `probe` sizes a model the YAML walk cannot (from, module, a graph); a YAML stack is walked. */
+export function estimateMemory(job: Job, minWorkers: number, probe?: ModelShape): MemoryEstimate {
+  const layers = job.model.layers;
+  const stack = layers !== undefined && !isGraph(layers) ? layers : undefined;
+  if (stack === undefined && probe === undefined)
+    throw new TypeError('estimateMemory: a model without a plain layers stack needs the probe');
+  const { paramCount, layerOutputs } = stack === undefined ? (probe as ModelShape) : walkLayers(job.model.input, stack);
   const input = product(job.model.input);
   const perRank = Math.ceil(job.training.batchSize / Math.max(1, minWorkers));
   const samplesPerRank = Math.ceil(perRank / job.training.accumulationSteps);
@@ -79,8 +92,13 @@ export function tensorLimitBytes(backend: 'wasm' | 'tensorflow' | 'cpu'): number
  * Throws ModelTooLargeError (one line naming the estimate, its parts and the limit) when the
  * job's step cannot fit `backend`'s fixed tensor memory on the fewest workers it may run with.
  */
-export function assertFitsMemory(job: Job, minWorkers: number, backend: 'wasm' | 'tensorflow' | 'cpu'): MemoryEstimate {
-  const estimate = estimateMemory(job, minWorkers);
+export function assertFitsMemory(
+  job: Job,
+  minWorkers: number,
+  backend: 'wasm' | 'tensorflow' | 'cpu',
+  probe?: ModelShape,
+): MemoryEstimate {
+  const estimate = estimateMemory(job, minWorkers, probe);
   const limit = tensorLimitBytes(backend);
   if (limit === undefined || estimate.tensorBytes <= limit) return estimate;
   throw new ModelTooLargeError(
@@ -150,6 +168,10 @@ function layerShape(layer: LayerSpec, shape: number[]): { shape: number[]; param
     case 'activation':
     case 'normalization':
       return { shape, params: 0 };
+    case 'add':
+    case 'concatenate':
+      // Graph models are estimated from the coordinator's probe (estimateMemory's `probe`), never walked.
+      return { shape, params: 0 };
     default:
       return sequenceLayerShape(layer, shape, last);
   }
@@ -172,7 +194,9 @@ function sequenceLayerShape(
         | 'reshape'
         | 'dropout'
         | 'activation'
-        | 'normalization';
+        | 'normalization'
+        | 'add'
+        | 'concatenate';
     }
   >,
   shape: number[],

@@ -1,6 +1,7 @@
 // The state a run starts from: step 0, the newest valid checkpoint (--resume), or the in-memory
 // state of a rejoining worker when that is newer (workers keep their replica when a coordinator
-// dies, and reconnect to its successor). Loads it into every rank of the first generation.
+// dies, and reconnect to its successor). Loads it into every rank of the first generation; a new
+// run of a model written in code starts every rank from rank 0's initial state.
 import type { CheckpointStore } from '../run/checkpoint-store.js';
 import type { EventLog } from '../run/event-log.js';
 import type { ProgressReporter } from '../run/progress-reporter.js';
@@ -19,6 +20,11 @@ export interface ResumeContext {
   nextRequestId: () => number;
   /** How long a rank may take to send or load a state (the run's step timeout). */
   stateTimeoutMs: number;
+  /**
+   * A new run starts from rank 0's initial state on every rank: for models whose initialisation
+   * ringtrain cannot seed (`model.module`). @default false
+   */
+  broadcastInitialState?: boolean;
 }
 
 /** Loads the most advanced state into every rank and returns the step to start at. */
@@ -55,6 +61,11 @@ export async function restoreState(
   }
   if (latest === undefined) {
     if (ctx.resumeDir !== undefined) ctx.reporter.note('no valid checkpoint to resume from; starting from step 0');
+    const first = generation.members[0];
+    if (ctx.broadcastInitialState === true && first !== undefined && generation.members.length > 1) {
+      const state = await first.session.fetchBlob(ctx.nextRequestId(), 'state', ctx.stateTimeoutMs);
+      await broadcastState(generation, state, first, ctx.nextRequestId(), ctx.stateTimeoutMs);
+    }
     return 0;
   }
   await broadcastState(generation, latest.state, undefined, ctx.nextRequestId(), ctx.stateTimeoutMs);

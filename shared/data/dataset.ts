@@ -7,7 +7,7 @@ import { lossName } from '../loss-spec.js';
 import { readCsv } from './csv-source.js';
 import { hashSplits } from './data-hash.js';
 import { readIdx } from './idx-source.js';
-import { checkModelOutput, encodeLabels, labelLayout, type LabelLayout } from './labels.js';
+import { encodeLabels, labelLayout, type LabelLayout } from './labels.js';
 import { readMnist } from './mnist-source.js';
 import { fitColumns, standardize } from './normalization.js';
 import type { RawSamples } from './raw-samples.js';
@@ -71,7 +71,6 @@ export function loadDataset(job: Job): Dataset {
   const layout = targetsInput
     ? inputTargetLayout(featureSize, lossName(job.loss), raw.file)
     : labelLayout(raw.target, lossName(job.loss), raw.file);
-  checkModelOutput(job, layout, raw.file);
   const indices = splitIndices(raw.count, job.data.split, job.seed);
   if (indices.train.length === 0) {
     throw new DatasetError(

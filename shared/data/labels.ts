@@ -3,7 +3,7 @@
 //   sparseCategoricalCrossentropy  1 value: the class index as a float
 //   binaryCrossentropy             1 value 0/1 (the source must have classes 0 and 1 only)
 //   meanSquaredError               regression: the value; 2 classes: 0/1; more classes: one-hot
-import { DatasetError } from '../errors.js';
+import { DatasetError, JobConfigError } from '../errors.js';
 import type { Job, LossName } from '../job-schema.js';
 import { lossName } from '../loss-spec.js';
 import type { RawTarget } from './raw-samples.js';
@@ -56,27 +56,28 @@ export function encodeLabels(target: RawTarget, layout: LabelLayout, indices: Ui
   return y;
 }
 
-/** Layers that keep their input's shape, so the layer before them decides the model's output width. */
-const SHAPE_KEEPING = new Set(['dropout', 'batchNormalization', 'activation', 'normalization', 'layerNormalization']);
-
 /**
- * When the model ends in a dense layer (possibly followed by shape-keeping layers), its units
- * must match the labels; catching that here gives one clear line instead of a shape error mid-step.
+ * The model's output (per sample, from the coordinator's probe: coordinator/model-probe.ts) must
+ * hold the labels' units, whatever the model's source; catching that before any worker starts
+ * gives one clear line naming both shapes instead of a shape error mid-step.
  */
-export function checkModelOutput(job: Job, layout: LabelLayout, file: string): void {
-  const layers = job.model.layers;
-  let i = layers.length - 1;
-  while (i >= 0 && SHAPE_KEEPING.has((layers[i] as Job['model']['layers'][number]).type)) i--;
-  const last = layers[i];
-  if (last?.type !== 'dense' || last.units === layout.outputUnits) return;
+export function checkModelOutput(
+  job: Job,
+  expected: { task: string; outputUnits: number; numClasses?: number | undefined },
+  modelOutput: readonly (number | null)[],
+  source: string,
+): void {
+  const units = modelOutput.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+  if (modelOutput.length === 2 && units === expected.outputUnits) return;
   const what =
-    layout.task === 'regression'
+    expected.task === 'regression'
       ? 'one regression value'
-      : layout.task === 'binary'
+      : expected.task === 'binary'
         ? 'one 0/1 value'
-        : `${layout.numClasses ?? 0} classes`;
-  throw new DatasetError(
-    file,
-    `the labels (${what}, loss ${lossName(job.loss)}) need a final dense layer of ${layout.outputUnits} units, but model.layers.${i} has ${last.units}; set units to ${layout.outputUnits}`,
-  );
+        : expected.task === 'reconstruction'
+          ? `the ${expected.outputUnits} input features`
+          : `${expected.numClasses ?? 0} classes`;
+  throw new JobConfigError(source, [
+    `model: the labels (${what}, loss ${lossName(job.loss)}) need a model output of shape [null, ${expected.outputUnits}], but the model outputs [${modelOutput.map((d) => (d === null ? 'null' : String(d))).join(', ')}]; make the last layer produce ${expected.outputUnits} units`,
+  ]);
 }

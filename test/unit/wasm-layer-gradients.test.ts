@@ -12,7 +12,7 @@ import { buildModel } from '../../worker/replica/model-builder.js';
 import { Replica } from '../../worker/replica/replica.js';
 
 type Backend = 'cpu' | 'wasm';
-type Layers = Extract<JobInput['model'], { layers: unknown }>['layers'];
+type Layers = NonNullable<JobInput['model']['layers']>;
 
 const COUNT = 5;
 const CLASSES = 3;

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import { collectGarbage } from '../../shared/collect-garbage.js';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
-import { formatIssues } from '../../shared/job.js';
+import { formatIssues, jobHash } from '../../shared/job.js';
 import { jobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
@@ -12,7 +12,7 @@ import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
 import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
 import { ControlConnection, defaultRetry, type RetryPolicy } from './control-client.js';
-import { buildModel } from '../replica/model-builder.js';
+import { createJobModel } from '../replica/model-source.js';
 import { Replica } from '../replica/replica.js';
 import { RingEndpoint } from '../transport/ring-endpoint.js';
 import { TrainerReplica } from '../replica/trainer-replica.js';
@@ -77,7 +77,8 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
     await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
-    const replica = new Replica(buildModel(job), job, labelScaleOf(dataset.normalization));
+    checkModelFiles(job, connection.welcome.jobHash);
+    const replica = new Replica(await createJobModel(job), job, labelScaleOf(dataset.normalization));
     runtime = new WorkerRuntime(
       connection,
       server,
@@ -177,4 +178,16 @@ function parseWireJob(json: string): Job {
 
 function labelScaleOf(normalization: { labelStd?: number } | undefined): { labelScale?: number } {
   return normalization?.labelStd !== undefined ? { labelScale: normalization.labelStd } : {};
+}
+
+/**
+ * A `from`/`module` model is read from this worker's disk: its files must be the coordinator's
+ * (their digest is in the job hash), or this worker would train another model.
+ */
+function checkModelFiles(job: Job, coordinatorHash: string): void {
+  if (job.model.from === undefined && job.model.module === undefined) return;
+  if (jobHash(job) === coordinatorHash) return;
+  throw new JobConfigError(job.model.from ?? job.model.module ?? 'model', [
+    "model: this worker's copy of the file differs from the coordinator's (the job hashes differ); give every worker the same file at the same path",
+  ]);
 }

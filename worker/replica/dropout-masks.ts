@@ -1,9 +1,12 @@
 // Seeded inverted-dropout masks, so training is reproducible and independent of sharding.
 //
 // The mask of sample i at step s comes from Rng(seedFrom(seed, s, sampleIds[i])), which draws the
-// masks of all dropout layers for that sample in model order. A sample's mask therefore does not
+// masks of all dropout layers for that sample in model order (for a graph: topological order,
+// model.layers). Replica installs the masks by overriding each Dropout layer's call, so a mask
+// applies wherever the layer sits in the graph. A sample's mask therefore does not
 // depend on which rank holds it, on its position in the slice, or on micro-batching.
 import type * as tf from '@tensorflow/tfjs';
+import { UnseededLayerError } from '../../shared/errors.js';
 import { Rng, seedFrom } from '../../shared/rng.js';
 
 /** A dropout layer of the model: `units` values per sample are dropped with probability `rate`. */
@@ -13,16 +16,29 @@ export interface DropoutSite {
   units: number;
 }
 
-/** The model's dropout layers, in model order. */
-export function dropoutSitesOf(model: tf.Sequential): DropoutSite[] {
-  return model.layers
+/**
+ * The model's dropout layers in model order: model.layers order (a stack's order; a functional
+ * model's topological order), nested models expanded where they sit. A Dropout layer applied at
+ * more than one place in the graph is refused: its sites would share one mask shape.
+ */
+export function dropoutSitesOf(model: tf.LayersModel): DropoutSite[] {
+  return layersOf(model)
     .filter((layer) => layer.getClassName() === 'Dropout')
     .map((layer) => {
-      const rate = (layer.getConfig() as { rate?: unknown }).rate;
-      if (typeof rate !== 'number') throw new TypeError(`dropout layer ${layer.name} has no numeric rate`);
+      const config = layer.getConfig() as { rate?: unknown; noiseShape?: unknown };
+      if (typeof config.rate !== 'number') throw new TypeError(`dropout layer ${layer.name} has no numeric rate`);
+      if (config.noiseShape !== null && config.noiseShape !== undefined)
+        throw new UnseededLayerError(layer.name, 'a Dropout layer with noiseShape (its seeded masks are per unit)');
+      if (layer.inboundNodes.length > 1)
+        throw new UnseededLayerError(layer.name, 'a Dropout layer applied at more than one place in the graph');
       const shape = layer.outputShape as (number | null)[];
-      return { layer, rate, units: shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1) };
+      return { layer, rate: config.rate, units: shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1) };
     });
+}
+
+/** Every layer of `model`, nested models (layers that are models themselves) replaced by their layers. */
+export function layersOf(model: tf.LayersModel): tf.layers.Layer[] {
+  return model.layers.flatMap((layer) => ('layers' in layer && Array.isArray(layer.layers) ? layersOf(layer as tf.LayersModel) : [layer]));
 }
 
 /**

@@ -119,6 +119,10 @@ export function toTfLayers(spec: LayerSpec, base: BaseArgs): tf.layers.Layer[] {
           betaInitializer: 'zeros',
         }),
       ];
+    case 'add':
+      return [tf.layers.add({ name: base.name })];
+    case 'concatenate':
+      return [tf.layers.concatenate({ name: base.name, axis: spec.axis })];
   }
 }
 

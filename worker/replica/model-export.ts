@@ -56,7 +56,12 @@ export async function captureArtifacts(model: tf.LayersModel): Promise<tf.io.Mod
 
 /** Loads model.json and the weight files it names from `dir` with tf.loadLayersModel. */
 export async function loadModelFromDir(dir: string): Promise<tf.LayersModel> {
-  const modelJsonPath = path.join(dir, MODEL_JSON_FILE);
+  return loadModelFile(path.join(dir, MODEL_JSON_FILE));
+}
+
+/** Loads a model.json (any name) and the weight files it names, which must sit in its folder. */
+export async function loadModelFile(modelJsonPath: string): Promise<tf.LayersModel> {
+  const dir = path.dirname(modelJsonPath);
   const modelJson = parseModelJson(await readOrThrow(modelJsonPath, dir), modelJsonPath);
   const handler: tf.io.IOHandler = {
     load: () => tf.io.getModelArtifactsForJSON(modelJson, (manifest) => readWeights(dir, manifest)),

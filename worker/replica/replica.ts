@@ -4,18 +4,23 @@
 // Flat layout (flat-layout.ts): trainable weights in model.trainableWeights order, each
 // row-major; likewise the non-trainable weights (BatchNorm moving mean/variance).
 //
+// The model is any tf.LayersModel with one input and one output: a stack, a graph, nested models.
+//
 // Dropout (dropout-masks.ts): masks are seeded by (job.seed, step, global sample index), so they
-// do not depend on sharding. Training runs the layers one by one and multiplies by those masks
-// in place of tfjs's own (unseeded) dropout.
+// do not depend on sharding. Each Dropout layer's call is overridden to multiply by its mask in
+// place of tfjs's own (unseeded) dropout, wherever it sits in the graph; layers with randomness
+// we cannot seed are refused (unseeded-layers.ts).
 //
 // BatchNorm: computeGradients uses the statistics of this rank's slice, and every call moves this
 // rank's moving mean/variance towards them, so with worldSize > 1 the moving statistics differ
 // between ranks; TrainerReplica averages them over ranks after every step
 // (readNonTrainable/writeNonTrainable). With `model.syncBatchNorm`, computeGradientsSynced uses
 // statistics over the global batch through collectives (sync-batch-norm.ts), and the moving
-// statistics stay identical on every rank.
+// statistics stay identical on every rank. That pass cuts the model at its BatchNorm layers, so
+// it needs a chain (a tf.Sequential of plain layers); a graph with syncBatchNorm is refused.
 import * as tf from '@tensorflow/tfjs';
 import type { Job, MetricName } from '../../shared/job-schema.js';
+import { JobConfigError } from '../../shared/errors.js';
 import { dropoutMasks, dropoutSitesOf, type DropoutSite } from './dropout-masks.js';
 import { FlatLayout } from './flat-layout.js';
 import { hostView } from '../backend/host-view.js';
@@ -24,6 +29,7 @@ import { perSampleLoss } from './losses.js';
 import { metricSum } from './metrics.js';
 import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
 import { syncBatchNormPass } from './sync-batch-norm-pass.js';
+import { assertSeedable } from './unseeded-layers.js';
 
 /**
  * Samples per forward pass in evaluate(). Small enough that evaluating does not grow the backend's
@@ -52,12 +58,14 @@ export class Replica {
   private readonly featureShape: number[];
   private readonly outputUnits: number;
   private readonly labelScale: number;
+  /** The dropout masks of the pass in progress (withMasks), read by the Dropout layers' call. */
+  private activeMasks: Float32Array[] | null = null;
   /** BatchNorm layers whose statistics are global (empty unless job.model.syncBatchNorm). */
   private readonly syncSites: BatchNormSite[];
 
   constructor(
     /** The replica owns the model: dispose() disposes it. Exported via model-export.ts. */
-    readonly model: tf.Sequential,
+    readonly model: tf.LayersModel,
     private readonly job: Job,
     options: ReplicaOptions = {},
   ) {
@@ -66,13 +74,19 @@ export class Replica {
     this.paramCount = this.trainable.size;
     this.nonTrainableCount = this.nonTrainable.size;
     this.variables = this.trainable.variables();
+    if (model.inputs.length !== 1 || model.outputs.length !== 1)
+      throw new JobConfigError('model', [
+        `the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; ringtrain trains models with one of each`,
+      ]);
+    assertSeedable(model);
     this.dropoutSites = dropoutSitesOf(model);
+    this.dropoutSites.forEach((site, index) => this.installMask(site, index));
     this.featureShape = [...job.model.input];
     this.featureSize = product(this.featureShape);
     this.outputUnits = product(model.outputs[0]?.shape.slice(1) ?? []);
     this.labelSize = lossName(job.loss) === 'sparseCategoricalCrossentropy' ? 1 : this.outputUnits;
     this.labelScale = options.labelScale ?? 1;
-    this.syncSites = job.model.syncBatchNorm ? batchNormSitesOf(model) : [];
+    this.syncSites = job.model.syncBatchNorm ? batchNormSitesOf(asChain(model)) : [];
   }
 
   /** True when training steps must go through computeGradientsSynced (syncBatchNorm with BatchNorm layers). */
@@ -219,31 +233,57 @@ export class Replica {
   }
 
   /**
-   * Runs the layers one by one. With `masks` (training) each dropout layer multiplies by its
-   * seeded mask and every other layer runs with training=true (BatchNorm: batch statistics);
-   * with null (inference) every layer runs with training=false.
+   * The whole model. With `masks` (training) each Dropout layer multiplies by its seeded mask and
+   * every other layer runs with training=true (BatchNorm: batch statistics); with null
+   * (inference) every layer runs with training=false.
    */
   private forward(xs: tf.Tensor, masks: Float32Array[] | null): tf.Tensor {
-    return this.runLayers(xs, 0, this.model.layers.length, masks);
+    return this.withMasks(masks, () => {
+      const out = this.model.apply(xs, { training: masks !== null });
+      if (!(out instanceof tf.Tensor)) throw new TypeError('the model did not return a single tensor');
+      return out;
+    });
   }
 
-  /** Layers [from, to) as in forward(); the result is a new tensor even for an empty range. */
+  /** Layers [from, to) of a chain (syncBatchNorm only), as in forward(); a new tensor even for an empty range. */
   private runLayers(xs: tf.Tensor, from: number, to: number, masks: Float32Array[] | null): tf.Tensor {
     if (from === to) return tf.clone(xs);
-    const training = masks !== null;
-    let h = xs;
-    for (const layer of this.model.layers.slice(from, to)) {
-      const siteIndex = this.dropoutSites.findIndex((site) => site.layer === layer);
-      if (siteIndex >= 0 && training) {
-        const mask = masks[siteIndex];
-        if (mask !== undefined && mask.length > 0) h = tf.mul(h, tf.tensor(mask, h.shape, 'float32'));
-        continue;
+    return this.withMasks(masks, () => {
+      let h = xs;
+      for (const layer of this.model.layers.slice(from, to)) {
+        const out = layer.apply(h, { training: masks !== null });
+        if (!(out instanceof tf.Tensor)) throw new TypeError(`layer ${layer.name} did not return a single tensor`);
+        h = out;
       }
-      const out = layer.apply(h, { training });
-      if (!(out instanceof tf.Tensor)) throw new TypeError(`layer ${layer.name} did not return a single tensor`);
-      h = out;
+      return h;
+    });
+  }
+
+  /** Runs `fn` with `masks` visible to the Dropout layers' overridden call (installMask). */
+  private withMasks<T>(masks: Float32Array[] | null, fn: () => T): T {
+    this.activeMasks = masks;
+    try {
+      return fn();
+    } finally {
+      this.activeMasks = null;
     }
-    return h;
+  }
+
+  /**
+   * Replaces the Dropout layer's call: in training, multiply by site `index`'s seeded mask (a
+   * rate-0 site keeps its input); otherwise tfjs's own call (the identity at inference).
+   * Invariant: training calls happen only inside withMasks, so a missing mask is a bug.
+   */
+  private installMask(site: DropoutSite, index: number): void {
+    const original = site.layer.call.bind(site.layer);
+    site.layer.call = (inputs, kwargs) => {
+      if (kwargs['training'] !== true) return original(inputs, kwargs);
+      const masks = this.activeMasks;
+      if (masks === null) throw new Error(`dropout layer ${site.layer.name} ran in training outside a seeded pass`);
+      const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+      const mask = masks[index] as Float32Array;
+      return mask.length === 0 ? tf.clone(x) : tf.mul(x, tf.tensor(mask, x.shape, 'float32'));
+    };
   }
 
   /** Trainable tf.Variables of layers [from, to). */
@@ -275,6 +315,15 @@ export class Replica {
     if (y.length < count * this.labelSize)
       throw new RangeError(`y holds ${y.length} floats, need ${count} × ${this.labelSize}`);
   }
+}
+
+/** The model as a chain for the syncBatchNorm pass, or one clear refusal. */
+function asChain(model: tf.LayersModel): tf.Sequential {
+  const nested = model.layers.some((layer) => 'layers' in layer);
+  if (model instanceof tf.Sequential && !nested) return model;
+  throw new JobConfigError('model.syncBatchNorm', [
+    'works on a plain stack of layers only (it cuts the model at its BatchNorm layers); this model is a graph or nests models; turn syncBatchNorm off',
+  ]);
 }
 
 function product(dims: readonly (number | null)[]): number {

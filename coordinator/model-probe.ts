@@ -1,0 +1,73 @@
+// The coordinator builds the job's model once (the "probe") before any worker starts, from
+// whatever source it has, and checks it against the data: the model's input must be the data's
+// per-sample shape, its output the labels' units. Its parameter count and layer output sizes feed
+// the memory estimate of models the YAML walk cannot see (from, module, graphs).
+import * as tf from '@tensorflow/tfjs';
+import type { Dataset } from '../shared/data/dataset.js';
+import { checkModelOutput } from '../shared/data/labels.js';
+import { JobConfigError } from '../shared/errors.js';
+import type { Job } from '../shared/job-schema.js';
+import type { ModelShape } from '../shared/memory-estimate.js';
+import { layersOf } from '../worker/replica/dropout-masks.js';
+import { createJobModel } from '../worker/replica/model-source.js';
+import { Replica } from '../worker/replica/replica.js';
+
+/** Layers that reshape a view of their input: no new activation memory (as memory-estimate.ts). */
+const VIEWS = new Set(['InputLayer', 'Flatten', 'Reshape']);
+
+/** Builds the model, refuses one that cannot train on this data exactly, and returns its size. */
+export async function probeModel(job: Job, dataset: Dataset, source: string): Promise<ModelShape> {
+  const model = await buildOrExplain(job, source);
+  try {
+    // The replica refuses what cannot train exactly: several inputs or outputs, unseedable
+    // randomness, syncBatchNorm on a graph.
+    new Replica(model, job);
+    const input = model.inputs[0]?.shape ?? [];
+    if (input.length !== job.model.input.length + 1 || job.model.input.some((d, i) => input[i + 1] !== d))
+      throw new JobConfigError(source, [
+        `model: the model's input has shape ${shapeText(input)}, but the data's samples (model.input) are [null, ${job.model.input.join(', ')}]; make them agree`,
+      ]);
+    const outputUnits = job.loss === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
+    checkModelOutput(
+      job,
+      { task: dataset.task, outputUnits, numClasses: dataset.numClasses },
+      model.outputs[0]?.shape ?? [],
+      source,
+    );
+    return { paramCount: model.countParams(), layerOutputs: layerOutputFloats(model) };
+  } finally {
+    model.dispose();
+  }
+}
+
+async function buildOrExplain(job: Job, source: string): Promise<tf.LayersModel> {
+  try {
+    return await createJobModel(job);
+  } catch (error) {
+    if (error instanceof JobConfigError) throw error;
+    // tf.js explains a layer that cannot take its input's shape (e.g. add of [8] and [4]).
+    const why = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
+    throw new JobConfigError(source, [`model: cannot be built: ${why}`], { cause: error });
+  }
+}
+
+/** Σ over layers of their output floats per sample. */
+function layerOutputFloats(model: tf.LayersModel): number {
+  let total = 0;
+  for (const layer of layersOf(model)) {
+    if (VIEWS.has(layer.getClassName())) continue;
+    let shape: (number | null)[];
+    try {
+      shape = layer.outputShape as (number | null)[];
+    } catch {
+      continue; // a layer applied at several places with different shapes: counted by none
+    }
+    if (Array.isArray(shape[0])) continue;
+    total += shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+  }
+  return total;
+}
+
+function shapeText(shape: readonly (number | null)[]): string {
+  return `[${shape.map((d) => (d === null ? 'null' : String(d))).join(', ')}]`;
+}
