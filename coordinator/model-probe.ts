@@ -8,15 +8,31 @@ import { checkModelOutput } from '../shared/data/labels.js';
 import { JobConfigError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
 import type { ModelShape } from '../shared/memory-estimate.js';
+import { isGraph } from '../shared/model-graph.js';
 import { layersOf } from '../worker/replica/dropout-masks.js';
+import { stackOutputShape } from '../worker/replica/model-builder.js';
 import { createJobModel } from '../worker/replica/model-source.js';
 import { Replica } from '../worker/replica/replica.js';
 
 /** Layers that reshape a view of their input: no new activation memory (as memory-estimate.ts). */
 const VIEWS = new Set(['InputLayer', 'Flatten', 'Reshape']);
 
-/** Builds the model, refuses one that cannot train on this data exactly, and returns its size. */
-export async function probeModel(job: Job, dataset: Dataset, source: string): Promise<ModelShape> {
+/**
+ * Refuses a model that cannot train on this data exactly; returns the size of a built model
+ * (graph, from, module), or undefined for a YAML stack (memory-estimate.ts walks its specs).
+ */
+export async function probeModel(job: Job, dataset: Dataset, source: string): Promise<ModelShape | undefined> {
+  const outputUnits = job.loss === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
+  const expected = { task: dataset.task, outputUnits, numClasses: dataset.numClasses };
+  const stack = job.model.layers !== undefined && !isGraph(job.model.layers) ? job.model.layers : undefined;
+  if (stack !== undefined) {
+    // A stack is checked by shape arithmetic alone (it may be too large to build here; the
+    // memory estimate walks its specs), and cannot hold what the replica would refuse.
+    checkModelOutput(job, expected, stackOutputShape(job.model.input, stack), source);
+    return undefined;
+  }
+  tf.enableProdMode(); // no tfjs console banners on the coordinator's stderr (as worker/backend/backend.ts)
+  await tf.ready();
   const model = await buildOrExplain(job, source);
   try {
     // The replica refuses what cannot train exactly: several inputs or outputs, unseedable
@@ -27,13 +43,7 @@ export async function probeModel(job: Job, dataset: Dataset, source: string): Pr
       throw new JobConfigError(source, [
         `model: the model's input has shape ${shapeText(input)}, but the data's samples (model.input) are [null, ${job.model.input.join(', ')}]; make them agree`,
       ]);
-    const outputUnits = job.loss === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
-    checkModelOutput(
-      job,
-      { task: dataset.task, outputUnits, numClasses: dataset.numClasses },
-      model.outputs[0]?.shape ?? [],
-      source,
-    );
+    checkModelOutput(job, expected, model.outputs[0]?.shape ?? [], source);
     return { paramCount: model.countParams(), layerOutputs: layerOutputFloats(model) };
   } finally {
     model.dispose();

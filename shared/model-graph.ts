@@ -38,7 +38,8 @@ export function resolveGraph(layers: readonly LayerSpec[]): { nodes: GraphNode[]
   const used = new Set<string>();
   const nodes = layers.map((layer, i): GraphNode => {
     const name = layerName(layer, i);
-    if (name === MODEL_INPUT) problems.push(`model.layers.${i}.name: "${MODEL_INPUT}" names the model's input; choose another name`);
+    if (name === MODEL_INPUT)
+      problems.push(`model.layers.${i}.name: "${MODEL_INPUT}" names the model's input; choose another name`);
     else if (seen.has(name))
       problems.push(`model.layers.${i}.name: "${name}" is already the name of model.layers.${seen.get(name)}`);
     seen.set(name, i);
@@ -48,7 +49,9 @@ export function resolveGraph(layers: readonly LayerSpec[]): { nodes: GraphNode[]
       if (input === MODEL_INPUT || (seen.has(input) && seen.get(input) !== i)) continue;
       const at = allNames.get(input);
       if (at === undefined)
-        problems.push(`model.layers.${i}.inputs: no layer is named "${input}" (use "${MODEL_INPUT}" or an earlier layer's name)`);
+        problems.push(
+          `model.layers.${i}.inputs: no layer is named "${input}" (use "${MODEL_INPUT}" or an earlier layer's name)`,
+        );
       else
         problems.push(
           `model.layers.${i}.inputs: "${input}" is model.layers.${at}, which is not before this layer; a layer can only take earlier layers`,
@@ -71,6 +74,8 @@ function arityProblems(layer: LayerSpec, inputs: readonly string[], i: number): 
   if (merges && inputs.length < 2)
     return [`model.layers.${i}.inputs: ${layer.type} needs two or more inputs, got ${inputs.length}`];
   if (!merges && inputs.length !== 1)
-    return [`model.layers.${i}.inputs: ${layer.type} takes one input, got ${inputs.length}; merge branches with add or concatenate first`];
+    return [
+      `model.layers.${i}.inputs: ${layer.type} takes one input, got ${inputs.length}; merge branches with add or concatenate first`,
+    ];
   return [];
 }

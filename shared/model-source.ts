@@ -32,12 +32,16 @@ export function modelSourceFiles(job: Job): string[] {
       `model.from: ${modelJson} has no weightsManifest; is it a TensorFlow.js layers model.json?`,
     ]);
   const dir = path.dirname(modelJson);
-  const weights = manifest.flatMap((group: { paths?: unknown }) => (Array.isArray(group.paths) ? group.paths : []));
+  const weights = (manifest as Array<{ paths?: unknown }>).flatMap((group): unknown[] =>
+    Array.isArray(group.paths) ? (group.paths as unknown[]) : [],
+  );
   return [
     modelJson,
     ...weights.map((relative) => {
       if (typeof relative !== 'string' || path.isAbsolute(relative) || relative.split(/[\\/]/).includes('..'))
-        throw new JobConfigError(modelJson, [`model.from: weights path ${JSON.stringify(relative)} is outside the model's folder`]);
+        throw new JobConfigError(modelJson, [
+          `model.from: weights path ${JSON.stringify(relative)} is outside the model's folder`,
+        ]);
       return path.join(dir, relative);
     }),
   ];

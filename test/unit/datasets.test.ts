@@ -131,9 +131,7 @@ describe('mnist', () => {
     expect(() => loadDataset(jobFor({ format: 'mnist', limit: 10 }, [100], 'categoricalCrossentropy', 10))).toThrow(
       /784 features per sample, but model.input \[100\]/,
     );
-    expect(() => loadDataset(jobFor({ format: 'mnist', limit: 10 }, [784], 'categoricalCrossentropy', 5))).toThrow(
-      /final dense layer of 10 units.*has 5/,
-    );
+    // The model's output against the labels is the coordinator's probe's check (model-probe.test.ts).
   });
 });
 

@@ -38,7 +38,9 @@ export function dropoutSitesOf(model: tf.LayersModel): DropoutSite[] {
 
 /** Every layer of `model`, nested models (layers that are models themselves) replaced by their layers. */
 export function layersOf(model: tf.LayersModel): tf.layers.Layer[] {
-  return model.layers.flatMap((layer) => ('layers' in layer && Array.isArray(layer.layers) ? layersOf(layer as tf.LayersModel) : [layer]));
+  return model.layers.flatMap((layer) =>
+    'layers' in layer && Array.isArray(layer.layers) ? layersOf(layer as tf.LayersModel) : [layer],
+  );
 }
 
 /**

@@ -61,3 +61,16 @@ function buildGraph(input: readonly number[], specs: readonly LayerSpec[], name:
   });
   return tf.model({ inputs: modelInput, outputs: last, name });
 }
+
+/**
+ * The output shape of a YAML stack, from the layers' shape arithmetic alone: nothing is built or
+ * allocated, so the coordinator can check a model too large to build (memory-estimate.ts refuses it).
+ */
+export function stackOutputShape(input: readonly number[], specs: readonly LayerSpec[]): (number | null)[] {
+  let shape: (number | null)[] = [null, ...input];
+  specs.forEach((spec, index) => {
+    for (const layer of toTfLayers(spec, { name: `${spec.type}_${index}` }))
+      shape = layer.computeOutputShape(shape) as (number | null)[];
+  });
+  return shape;
+}

@@ -32,9 +32,13 @@ async function loadSaved(job: Job, file: string): Promise<tf.LayersModel> {
   try {
     model = await loadModelFile(file);
   } catch (cause) {
-    throw new JobConfigError(file, [`model.from: cannot load it as a TensorFlow.js layers model: ${firstLine(cause)}`], {
-      cause,
-    });
+    throw new JobConfigError(
+      file,
+      [`model.from: cannot load it as a TensorFlow.js layers model: ${firstLine(cause)}`],
+      {
+        cause,
+      },
+    );
   }
   if (job.model.initialize === 'fresh') initialiseFresh(model, job.seed, file);
   return model;
@@ -52,7 +56,7 @@ async function fromModule(job: Job, file: string): Promise<tf.LayersModel> {
     throw new JobConfigError(file, ['model.module: exports no function createModel(tf, job)']);
   const model: unknown = await withSeededMathRandom(job.seed, async () => {
     try {
-      return (await (createModel as (t: typeof tf, j: Job) => unknown)(tf, structuredClone(job))) as unknown;
+      return await (createModel as (t: typeof tf, j: Job) => unknown)(tf, structuredClone(job));
     } catch (cause) {
       throw new JobConfigError(file, [`model.module: createModel threw: ${firstLine(cause)}`], { cause });
     }
