@@ -186,6 +186,29 @@ describe('model.module: a model written in code', () => {
   });
 });
 
+/** A module whose initial weights come from a source ringtrain cannot seed: every process draws others. */
+const UNSEEDABLE_MODULE = `import { randomBytes } from 'node:crypto';
+export function createModel(tf, job) {
+  const model = tf.sequential({ layers: [tf.layers.dense({ units: 10, inputShape: job.model.input, activation: 'softmax' })] });
+  const [kernel, bias] = model.getWeights();
+  const values = Float32Array.from(randomBytes(kernel.size), (b) => (b / 255 - 0.5) * 0.1);
+  model.setWeights([tf.tensor(values, kernel.shape), bias]);
+  return model;
+}
+`;
+
+describe('model.module whose initialisation cannot be seeded', () => {
+  it("ranks start from rank 0's initial state even when createModel draws unseedable randomness", async () => {
+    const dir = tempDir('ringtrain-module-broadcast-');
+    writeFileSync(path.join(dir, 'model.js'), UNSEEDABLE_MODULE);
+    const job = writeJob(dir, { ...jobFor({ input: [784], module: './model.js' }), consistencyCheckEverySteps: 2 });
+    const result = await runCli(['train', job, '--workers', '3', '--out', path.join(dir, 'run')]);
+    // Without the broadcast the parameter hashes differ at the first check (exit 12).
+    expect(result.stderr, result.stdout).toBe('');
+    expect(result.code).toBe(0);
+  });
+});
+
 describe('model.layers as a graph', () => {
   it('a residual block with dropout trains the same on 1 and 3 workers', async () => {
     const dir = tempDir('ringtrain-graph-');
