@@ -1,6 +1,7 @@
 // The coordinator builds the job's model once (the "probe") before any worker starts, from
 // whatever source it has, and checks it against the data: the model's input must be the data's
-// per-sample shape, its output the labels' units. Its parameter count and layer output sizes feed
+// per-sample shape, its output the labels' units, its final activation the loss's
+// (output-guards.ts; a YAML stack gets those in coordinator.ts once it is known to fit memory). Its parameter count and layer output sizes feed
 // the memory estimate of models the YAML walk cannot see (from, module, graphs).
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../shared/data/dataset.js';
@@ -8,10 +9,12 @@ import { checkModelOutput } from '../shared/data/labels.js';
 import { JobConfigError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
 import type { ModelShape } from '../shared/memory-estimate.js';
+import { lossName } from '../shared/loss-spec.js';
 import { isGraph } from '../shared/model-graph.js';
 import { layersOf } from '../worker/replica/dropout-masks.js';
 import { stackOutputShape } from '../worker/replica/model-builder.js';
 import { createJobModel } from '../worker/replica/model-source.js';
+import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { Replica } from '../worker/replica/replica.js';
 
 /** Layers that reshape a view of their input: no new activation memory (as memory-estimate.ts). */
@@ -22,7 +25,8 @@ const VIEWS = new Set(['InputLayer', 'Flatten', 'Reshape']);
  * (graph, from, module), or undefined for a YAML stack (memory-estimate.ts walks its specs).
  */
 export async function probeModel(job: Job, dataset: Dataset, source: string): Promise<ModelShape | undefined> {
-  const outputUnits = job.loss === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
+  const outputUnits =
+    lossName(job.loss) === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
   const expected = { task: dataset.task, outputUnits, numClasses: dataset.numClasses };
   const stack = job.model.layers !== undefined && !isGraph(job.model.layers) ? job.model.layers : undefined;
   if (stack !== undefined) {
@@ -44,6 +48,7 @@ export async function probeModel(job: Job, dataset: Dataset, source: string): Pr
         `model: the model's input has shape ${shapeText(input)}, but the data's samples (model.input) are [null, ${job.model.input.join(', ')}]; make them agree`,
       ]);
     checkModelOutput(job, expected, model.outputs[0]?.shape ?? [], source);
+    checkOutputGuards(job, dataset.task, model);
     return { paramCount: model.countParams(), layerOutputs: layerOutputFloats(model) };
   } finally {
     model.dispose();
