@@ -49,10 +49,24 @@ export async function probeModel(job: Job, dataset: Dataset, source: string): Pr
       ]);
     checkModelOutput(job, expected, model.outputs[0]?.shape ?? [], source);
     checkOutputGuards(job, dataset.task, model);
+    refuseDoubleScaling(job, model, source);
     return { paramCount: model.countParams(), layerOutputs: layerOutputFloats(model) };
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * A model ringtrain exported takes raw features (and answers in the label's units): its own
+ * layers standardise them. Training it further on standardised data would scale twice.
+ */
+function refuseDoubleScaling(job: Job, model: tf.LayersModel, source: string): void {
+  if (job.model.from === undefined || job.data.format !== 'csv' || !job.data.normalize) return;
+  const scaling = layersOf(model).find((l) => /^ringtrain_(standardize|label_scale|unstandardize)$/.test(l.name));
+  if (scaling === undefined) return;
+  throw new JobConfigError(source, [
+    `model.from: ${job.model.from} is a model ringtrain exported, which standardises raw features itself (layer ${scaling.name}); set data.normalize: false so the data is not scaled twice`,
+  ]);
 }
 
 async function buildOrExplain(job: Job, source: string): Promise<tf.LayersModel> {

@@ -11,6 +11,8 @@ import { resolveJob } from '../../shared/job.js';
 import type { Job } from '../../shared/job-schema.js';
 import { estimateMemory } from '../../shared/memory-estimate.js';
 import { selectBackend } from '../../worker/backend/backend.js';
+import { exportDeployableModel } from '../../worker/replica/deployable-model.js';
+import { buildModel } from '../../worker/replica/model-builder.js';
 import { removeTempDirs, tempDir } from '../helpers/cli.js';
 
 function xorJob(model: Record<string, unknown>, dir: string): Job {
@@ -78,5 +80,36 @@ describe('probeModel', () => {
       /need a model output of shape \[null, 1\], but the model outputs \[null, 3\]/,
     );
     expect(tf.memory().numTensors).toBe(numTensors); // nothing was built
+  });
+
+  it('refuses to fine-tune an exported model (it standardises raw features) on standardised data', async () => {
+    const dir = tempDir('ringtrain-probe-');
+    const rows = Array.from({ length: 40 }, (_, i) => `${i},${100 + 3 * i},${i % 2 === 0 ? 'even' : 'odd'}`);
+    writeFileSync(path.join(dir, 'data.csv'), ['a,b,parity', ...rows].join('\n') + '\n');
+    const csvJob = (model: Record<string, unknown>, normalize: boolean): Job =>
+      resolveJob(
+        {
+          data: { format: 'csv', path: 'data.csv', label: 'parity', task: 'classification', normalize },
+          model: { input: [2], ...model },
+          loss: 'categoricalCrossentropy',
+          optimizer: { type: 'sgd', learningRate: 0.1 },
+          training: { epochs: 1, batchSize: 4 },
+        },
+        'job.yaml',
+        {},
+        dir,
+      );
+    const first = csvJob({ layers: [{ type: 'dense', units: 2, activation: 'softmax' }] }, true);
+    const trained = buildModel(first);
+    const files = await exportDeployableModel(trained, first, loadDataset(first));
+    trained.dispose();
+    writeFileSync(path.join(dir, 'model.json'), files.modelJson);
+    writeFileSync(path.join(dir, 'weights.bin'), files.weights);
+    const again = csvJob({ from: 'model.json' }, true);
+    await expect(probeModel(again, loadDataset(again), 'job.yaml')).rejects.toThrow(
+      /model\.from: .*model\.json is a model ringtrain exported, .*layer ringtrain_standardize.*set data\.normalize: false/,
+    );
+    const raw = csvJob({ from: 'model.json' }, false);
+    await expect(probeModel(raw, loadDataset(raw), 'job.yaml')).resolves.toBeDefined();
   });
 });
