@@ -36,7 +36,7 @@ export const CO2_LATE_FROM = '1990-01';
 /** Chapters never trained on: the held-out text of the language model. */
 export const HELDOUT_CHAPTERS = [133, 134, 135];
 /** The symbols kept, space first (id 0); anything else folds as below or is dropped. */
-export const ALPHABET = " abcdefghijklmnopqrstuvwxyz.,;:!?'\"-()#";
+export const ALPHABET = ' abcdefghijklmnopqrstuvwxyz.,;:!?\'"-()#';
 const FOLD = new Map([
   ['\u2014', '-'],
   ['\u2013', '-'],

@@ -29,7 +29,8 @@ async function main([runDir, csv]) {
   const { x, y, width } = readWindows(csv);
   const inputShape = model.inputs[0].shape.slice(1);
   const predicted = tf.tidy(() => model.predict(tf.tensor(x.flat(), [x.length, ...inputShape])).dataSync());
-  if (inputShape.reduce((a, b) => a * b, 1) !== width) throw new Error(`${csv}: ${width} features, the model takes ${inputShape}`);
+  if (inputShape.reduce((a, b) => a * b, 1) !== width)
+    throw new Error(`${csv}: ${width} features, the model takes ${inputShape}`);
   const mse = y.reduce((a, v, i) => a + (v - predicted[i]) ** 2, 0) / y.length;
   const naive = y.reduce((a, v) => a + v * v, 0) / y.length;
   console.log(`windows ${y.length} (${path.basename(csv)})`);

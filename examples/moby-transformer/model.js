@@ -59,7 +59,8 @@ export function registerLayers(tf) {
     }
     build(inputShape) {
       const width = inputShape[2];
-      if (width % this.heads !== 0) throw new Error(`CausalSelfAttention: width ${width} is not divisible by ${this.heads} heads`);
+      if (width % this.heads !== 0)
+        throw new Error(`CausalSelfAttention: width ${width} is not divisible by ${this.heads} heads`);
       const kernel = (name, i) =>
         this.addWeight(name, [width, width], 'float32', tf.initializers.glorotUniform({ seed: this.seed + i }));
       const bias = (name) => this.addWeight(name, [width], 'float32', tf.initializers.zeros());
@@ -78,13 +79,20 @@ export function registerLayers(tf) {
         const project = ([kernel, bias]) => tf.add(tf.matMul(flat, kernel.read()), bias.read());
         // [batch·T, d] → [batch, heads, T, headWidth] → [batch·heads, T, headWidth]
         const split = (t) =>
-          tf.reshape(tf.transpose(tf.reshape(t, [-1, steps, this.heads, headWidth]), [0, 2, 1, 3]), [-1, steps, headWidth]);
+          tf.reshape(tf.transpose(tf.reshape(t, [-1, steps, this.heads, headWidth]), [0, 2, 1, 3]), [
+            -1,
+            steps,
+            headWidth,
+          ]);
         const q = split(project(this.query));
         const k = split(project(this.key));
         const v = split(project(this.value));
         const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(headWidth)), causalMask(tf, steps));
         const attended = tf.matMul(tf.softmax(scores), v);
-        const merged = tf.reshape(tf.transpose(tf.reshape(attended, [-1, this.heads, steps, headWidth]), [0, 2, 1, 3]), [-1, width]);
+        const merged = tf.reshape(
+          tf.transpose(tf.reshape(attended, [-1, this.heads, steps, headWidth]), [0, 2, 1, 3]),
+          [-1, width],
+        );
         const [kernel, bias] = this.output_;
         return tf.reshape(tf.add(tf.matMul(merged, kernel.read()), bias.read()), [-1, steps, width]);
       });
@@ -141,7 +149,8 @@ export function registerLayers(tf) {
     }
   }
 
-  for (const cls of [PositionEmbedding, CausalSelfAttention, LayerNorm, LastPosition]) tf.serialization.registerClass(cls);
+  for (const cls of [PositionEmbedding, CausalSelfAttention, LayerNorm, LastPosition])
+    tf.serialization.registerClass(cls);
   const classes = { PositionEmbedding, CausalSelfAttention, LayerNorm, LastPosition };
   registered.set(tf, classes);
   return classes;
@@ -154,7 +163,8 @@ function inputOf(inputs) {
 /** [T, T]: 0 where key ≤ query, −1e9 above the diagonal (softmax then gives those keys 0). */
 function causalMask(tf, steps) {
   const mask = new Float32Array(steps * steps);
-  for (let query = 0; query < steps; query++) for (let key = query + 1; key < steps; key++) mask[query * steps + key] = -1e9;
+  for (let query = 0; query < steps; query++)
+    for (let key = query + 1; key < steps; key++) mask[query * steps + key] = -1e9;
   return tf.tensor2d(mask, [steps, steps]);
 }
 
@@ -176,7 +186,12 @@ export function createModel(tf, job, options = {}) {
   let seedOffset = 0;
   const nextSeed = () => seed + 10 * seedOffset++;
   const dense = (units, activation, name) =>
-    tf.layers.dense({ units, activation, name, kernelInitializer: tf.initializers.glorotUniform({ seed: nextSeed() }) });
+    tf.layers.dense({
+      units,
+      activation,
+      name,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: nextSeed() }),
+    });
 
   const ids = tf.input({ shape: [context], name: 'ids' });
   const tokens = tf.layers

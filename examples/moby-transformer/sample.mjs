@@ -40,7 +40,10 @@ function uniformFrom(seed) {
 }
 
 function readRows(file, limit) {
-  const lines = readFileSync(file, 'utf8').trim().split('\n').slice(1, 1 + limit);
+  const lines = readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1, 1 + limit);
   return lines.map((line) => line.split(',').map(Number));
 }
 
@@ -75,20 +78,28 @@ function generate(model, prompt, count, uniform, temperature) {
 async function main(argv) {
   const positional = argv.filter((a, i) => !a.startsWith('--') && !argv[i - 1]?.startsWith('--'));
   const [runDir, dataDir = path.join(HERE, '..', 'data')] = positional;
-  if (runDir === undefined) throw new Error('usage: sample.mjs <runDir> [dataDir] [--windows N] [--chars N] [--seed S]');
+  if (runDir === undefined)
+    throw new Error('usage: sample.mjs <runDir> [dataDir] [--windows N] [--chars N] [--seed S]');
   await selectBackend('auto');
   registerLayers(tf);
   const model = await loadModelFromDir(path.join(runDir, 'model'));
   const { vocab, baselines } = JSON.parse(readFileSync(path.join(dataDir, 'moby-vocab.json'), 'utf8'));
   const rows = readRows(path.join(dataDir, 'moby-heldout.csv'), option(argv, '--windows', 4000));
   const loss = heldoutLoss(model, rows);
-  const line = (name, nats) => console.log(`${name} ${nats.toFixed(3)} nats/char, perplexity ${Math.exp(nats).toFixed(2)}`);
+  const line = (name, nats) =>
+    console.log(`${name} ${nats.toFixed(3)} nats/char, perplexity ${Math.exp(nats).toFixed(2)}`);
   console.log(`held-out windows ${rows.length}`);
   line('model  ', loss);
   line('unigram', baselines.unigram);
   line('bigram ', baselines.bigram);
   const prompt = rows[0].slice(0, -1);
-  const ids = generate(model, prompt, option(argv, '--chars', 200), uniformFrom(option(argv, '--seed', 1)), option(argv, '--temperature', 0.8));
+  const ids = generate(
+    model,
+    prompt,
+    option(argv, '--chars', 200),
+    uniformFrom(option(argv, '--seed', 1)),
+    option(argv, '--temperature', 0.8),
+  );
   const decode = (list) => list.map((id) => vocab[id]).join('');
   console.log(`prompt: ${decode(prompt)}`);
   console.log(`sample: ${decode(ids)}`);
