@@ -177,7 +177,7 @@ export function vocabSizeOf(job) {
   return JSON.parse(readFileSync(file, 'utf8')).vocab.length;
 }
 
-/** The model of a job: context = job.model.input[0] (when given) or the CSV's feature count. */
+/** The model of a job: context = job.model.input[0]; `options` (context, vocabSize) serve scripts without a job. */
 export function createModel(tf, job, options = {}) {
   const { PositionEmbedding, CausalSelfAttention, LayerNorm, LastPosition } = registerLayers(tf);
   const context = options.context ?? job.model.input?.[0] ?? 48;
