@@ -8,7 +8,7 @@
 // the coordinator's disk; in a cluster, mount them, e.g. from a ConfigMap). Their content is part
 // of the job hash (shared/job.ts), so a worker whose file differs is refused like any job mismatch.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { describeReadFailure, JobConfigError } from './errors.js';
 import type { Job } from './job-schema.js';
@@ -58,13 +58,24 @@ export function modelSourceDigest(job: Job): string {
 
 /** Resolves `from`/`module` against the job file's folder and checks that the files can be read. */
 export function resolveModelPaths(job: Job, baseDir: string, source: string): void {
-  if (job.model.from !== undefined) job.model.from = path.resolve(baseDir, job.model.from);
-  if (job.model.module !== undefined) job.model.module = path.resolve(baseDir, job.model.module);
+  // Symlinks are resolved now: `from: runs/latest/model/model.json` must name the run that was
+  // latest when the job was read, not the new run the CLI points runs/latest at before training.
+  if (job.model.from !== undefined) job.model.from = pinned(path.resolve(baseDir, job.model.from));
+  if (job.model.module !== undefined) job.model.module = pinned(path.resolve(baseDir, job.model.module));
   try {
     modelSourceDigest(job);
   } catch (error) {
     if (error instanceof JobConfigError) throw new JobConfigError(source, error.problems, { cause: error });
     throw error;
+  }
+}
+
+/** The file's real path when it exists (missing files are reported by the digest below). */
+function pinned(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
   }
 }
 

@@ -1,6 +1,6 @@
 // The coordinator's probe (coordinator/model-probe.ts): it builds a graph, module or saved model
 // once, refuses one that does not fit the data, and sizes it for the memory estimate.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,5 +111,25 @@ describe('probeModel', () => {
     );
     const raw = csvJob({ from: 'model.json' }, false);
     await expect(probeModel(raw, loadDataset(raw), 'job.yaml')).resolves.toBeDefined();
+  });
+
+  it('pins model.from through symlinks when the job is read (runs/latest moves to the new run before training)', async () => {
+    const dir = tempDir('ringtrain-probe-');
+    const runA = path.join(dir, 'run-a', 'model');
+    mkdirSync(runA, { recursive: true });
+    mkdirSync(path.join(dir, 'run-b'));
+    const first = xorJob({ layers: [{ type: 'dense', units: 1, activation: 'sigmoid' }] }, dir);
+    const trained = buildModel(first);
+    const files = await exportDeployableModel(trained, first, loadDataset(first));
+    trained.dispose();
+    writeFileSync(path.join(runA, 'model.json'), files.modelJson);
+    writeFileSync(path.join(runA, 'weights.bin'), files.weights);
+    symlinkSync('run-a', path.join(dir, 'latest'));
+    const job = xorJob({ from: 'latest/model/model.json' }, dir);
+    // The CLI now points latest at the new (empty) run directory, as it does before training.
+    rmSync(path.join(dir, 'latest'));
+    symlinkSync('run-b', path.join(dir, 'latest'));
+    expect(job.model.from).toBe(path.join(realpathSync(runA), 'model.json'));
+    await expect(probeModel(job, loadDataset(job), 'job.yaml')).resolves.toBeDefined();
   });
 });
