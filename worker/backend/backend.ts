@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError, isModuleNotFound } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { registerTileGradient } from './tile-gradient.js';
 import { registerWasmKernels, type WasmKernelOptions } from './wasm-kernels.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -42,6 +43,8 @@ export async function selectBackend(
 ): Promise<BackendInfo> {
   // Silences tfjs's console banners ("install tfjs-node ...") that would interleave with our logs.
   tf.enableProdMode();
+  // Every backend: tfjs's Tile gradient costs one op per copy (see tile-gradient.ts).
+  registerTileGradient();
   const info = await selectInner(choice, logger, kernels);
   logger?.info({ backend: info.name, gpu: info.gpu, detail: info.detail }, 'tensorflow.js backend selected');
   return info;
