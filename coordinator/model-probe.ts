@@ -40,7 +40,7 @@ export async function probeModel(job: Job, dataset: Dataset, source: string): Pr
   const model = await buildOrExplain(job, source);
   try {
     // The replica refuses what cannot train exactly: several inputs or outputs, unseedable
-    // randomness, syncBatchNorm on a graph.
+    // randomness, syncBatchNorm where the pass cannot cut (a BatchNorm inside a nested model).
     new Replica(model, job);
     const input = model.inputs[0]?.shape ?? [];
     if (input.length !== job.model.input.length + 1 || job.model.input.some((d, i) => input[i + 1] !== d))

@@ -106,4 +106,25 @@ describe('data-parallel equivalence with syncBatchNorm, through the real transpo
     expect(relativeDistance(three.state.nonTrainable, one.state.nonTrainable)).toBeLessThanOrEqual(1e-4);
     three.losses.forEach((loss, i) => expect(loss).toBeCloseTo(one.losses[i] ?? Number.NaN, 4));
   });
+
+  it('on a YAML graph (BatchNorm in a residual branch), 1 and 3 workers agree too', async () => {
+    const model = {
+      input: [784],
+      syncBatchNorm: true,
+      layers: [
+        { name: 'stem', type: 'dense', units: 16 },
+        { name: 'norm', type: 'batchNormalization' },
+        { name: 'act', type: 'activation', activation: 'relu' },
+        { type: 'add', inputs: ['stem', 'act'] },
+        { type: 'dense', units: 10, activation: 'softmax' },
+      ],
+    };
+    const sgd = { type: 'momentum', learningRate: 0.05 };
+    const one = await train(sgd, 1, { model });
+    const three = await train(sgd, 3, { model });
+    expect(relativeDistance(three.state.params, one.state.params)).toBeLessThanOrEqual(1e-4);
+    expect(three.state.nonTrainable.length).toBe(32);
+    expect(relativeDistance(three.state.nonTrainable, one.state.nonTrainable)).toBeLessThanOrEqual(1e-4);
+    three.losses.forEach((loss, i) => expect(loss).toBeCloseTo(one.losses[i] ?? Number.NaN, 4));
+  });
 });

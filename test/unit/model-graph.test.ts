@@ -1,6 +1,6 @@
 // The graph form of model.layers (shared/model-graph.ts, model-builder.ts) and the replica on a
 // graph: wiring errors name model.layers.N, seeded dropout inside a branch is independent of
-// sharding, unseedable layers and syncBatchNorm on a graph are refused, and a model file's
+// sharding, unseedable layers are refused, syncBatchNorm on a graph is taken, and a model file's
 // content is part of the job hash.
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -134,16 +134,16 @@ describe('the replica on a graph', () => {
     model.dispose();
   });
 
-  it('refuses syncBatchNorm on a graph with one line', () => {
+  it('takes syncBatchNorm on a graph (sync-batch-norm-graph.test.ts checks the pass)', () => {
     const layers = [
       { name: 'a', type: 'dense', units: 3 },
       { type: 'batchNormalization' },
       { type: 'add', inputs: ['a', 'batchNormalization_1'] },
     ];
     const job = graphJob(layers, { syncBatchNorm: true });
-    expect(() => new Replica(buildModel(job), job)).toThrow(
-      /model\.syncBatchNorm: works on a plain stack of layers only/,
-    );
+    const replica = new Replica(buildModel(job), job);
+    expect(replica.needsCollectives).toBe(true);
+    replica.dispose();
   });
 });
 

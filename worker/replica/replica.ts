@@ -16,8 +16,9 @@
 // between ranks; TrainerReplica averages them over ranks after every step
 // (readNonTrainable/writeNonTrainable). With `model.syncBatchNorm`, computeGradientsSynced uses
 // statistics over the global batch through collectives (sync-batch-norm.ts), and the moving
-// statistics stay identical on every rank. That pass cuts the model at its BatchNorm layers, so
-// it needs a chain (a tf.Sequential of plain layers); a graph with syncBatchNorm is refused.
+// statistics stay identical on every rank. That pass runs the model's nodes in topological order and
+// cuts them at the BatchNorm nodes (sync-batch-norm-graph.ts), so it works on stacks and graphs;
+// it refuses only a BatchNorm inside a nested model and a layer applied at several places.
 import * as tf from '@tensorflow/tfjs';
 import type { Job, MetricName } from '../../shared/job-schema.js';
 import { JobConfigError } from '../../shared/errors.js';
@@ -28,7 +29,8 @@ import { lossFromLogits, lossName } from '../../shared/loss-spec.js';
 import { perSampleLoss } from './losses.js';
 import { metricSum } from './metrics.js';
 import { batchNormSitesOf, type BatchNormSite, type Collective } from './sync-batch-norm.js';
-import { syncBatchNormPass } from './sync-batch-norm-pass.js';
+import { syncBatchNormPass, type TensorMap } from './sync-batch-norm-pass.js';
+import { syncGraphOf, type SyncGraph } from './sync-batch-norm-graph.js';
 import { assertSeedable } from './unseeded-layers.js';
 
 /**
@@ -62,6 +64,8 @@ export class Replica {
   private activeMasks: Float32Array[] | null = null;
   /** BatchNorm layers whose statistics are global (empty unless job.model.syncBatchNorm). */
   private readonly syncSites: BatchNormSite[];
+  /** The model's nodes as the synchronised pass cuts them (null unless job.model.syncBatchNorm). */
+  private readonly syncGraph: SyncGraph | null;
 
   constructor(
     /** The replica owns the model: dispose() disposes it. Exported via model-export.ts. */
@@ -86,7 +90,8 @@ export class Replica {
     this.outputUnits = product(model.outputs[0]?.shape.slice(1) ?? []);
     this.labelSize = lossName(job.loss) === 'sparseCategoricalCrossentropy' ? 1 : this.outputUnits;
     this.labelScale = options.labelScale ?? 1;
-    this.syncSites = job.model.syncBatchNorm ? batchNormSitesOf(asChain(model)) : [];
+    this.syncGraph = job.model.syncBatchNorm ? syncGraphOf(model) : null;
+    this.syncSites = this.syncGraph === null ? [] : batchNormSitesOf(this.syncGraph.nodes.map((n) => n.layer));
   }
 
   /** True when training steps must go through computeGradientsSynced (syncBatchNorm with BatchNorm layers). */
@@ -173,10 +178,11 @@ export class Replica {
       throw new RangeError(`computeGradientsSynced: grad holds ${grad.length} floats, need ${this.paramCount}`);
     const masks = count === 0 ? [] : dropoutMasks(this.dropoutSites, this.job.seed, step, sampleIds, count);
     const [xs, ys] = count === 0 ? [null, null] : this.toTensors(x, y, 0, count);
+    const graph = this.syncGraph as SyncGraph;
     const runner = {
-      layerCount: this.model.layers.length,
-      run: (h: tf.Tensor, from: number, to: number) => this.runLayers(h, from, to, masks),
-      variablesOf: (from: number, to: number) => this.variablesOf(from, to),
+      graph,
+      run: (values: TensorMap, from: number, to: number) => this.runNodes(graph, values, from, to, masks),
+      variablesOf: (from: number, to: number) => this.variablesOf(graph, from, to),
       lossSum: (out: tf.Tensor) => tf.sum<tf.Scalar>(perSampleLoss(this.job.loss, ys as tf.Tensor, out)),
     };
     try {
@@ -245,17 +251,20 @@ export class Replica {
     });
   }
 
-  /** Layers [from, to) of a chain (syncBatchNorm only), as in forward(); a new tensor even for an empty range. */
-  private runLayers(xs: tf.Tensor, from: number, to: number, masks: Float32Array[] | null): tf.Tensor {
-    if (from === to) return tf.clone(xs);
-    return this.withMasks(masks, () => {
-      let h = xs;
-      for (const layer of this.model.layers.slice(from, to)) {
-        const out = layer.apply(h, { training: masks !== null });
-        if (!(out instanceof tf.Tensor)) throw new TypeError(`layer ${layer.name} did not return a single tensor`);
-        h = out;
+  /** Nodes [from, to) of the graph (syncBatchNorm only), as in forward(); their outputs go into `values`. */
+  private runNodes(graph: SyncGraph, values: TensorMap, from: number, to: number, masks: Float32Array[] | null): void {
+    this.withMasks(masks, () => {
+      for (const node of graph.nodes.slice(from, to)) {
+        const args = node.inputs.map((id) => values.get(id) as tf.Tensor);
+        const out = node.layer.apply(args.length === 1 ? (args[0] as tf.Tensor) : args, {
+          ...node.kwargs,
+          training: masks !== null,
+        });
+        const outs = Array.isArray(out) ? out : [out];
+        if (outs.length !== node.outputs.length || !outs.every((t) => t instanceof tf.Tensor))
+          throw new TypeError(`layer ${node.layer.name} did not return its ${node.outputs.length} tensors`);
+        node.outputs.forEach((id, i) => values.set(id, outs[i] as tf.Tensor));
       }
-      return h;
     });
   }
 
@@ -286,10 +295,10 @@ export class Replica {
     };
   }
 
-  /** Trainable tf.Variables of layers [from, to). */
-  private variablesOf(from: number, to: number): tf.Variable[] {
+  /** Trainable tf.Variables of the graph's nodes [from, to). */
+  private variablesOf(graph: SyncGraph, from: number, to: number): tf.Variable[] {
     const owned = new Set(
-      this.model.layers.slice(from, to).flatMap((layer) => layer.trainableWeights.map((w) => w.read())),
+      graph.nodes.slice(from, to).flatMap((node) => node.layer.trainableWeights.map((w) => w.read())),
     );
     return this.variables.filter((v) => owned.has(v));
   }
@@ -315,15 +324,6 @@ export class Replica {
     if (y.length < count * this.labelSize)
       throw new RangeError(`y holds ${y.length} floats, need ${count} × ${this.labelSize}`);
   }
-}
-
-/** The model as a chain for the syncBatchNorm pass, or one clear refusal. */
-function asChain(model: tf.LayersModel): tf.Sequential {
-  const nested = model.layers.some((layer) => 'layers' in layer);
-  if (model instanceof tf.Sequential && !nested) return model;
-  throw new JobConfigError('model.syncBatchNorm', [
-    'works on a plain stack of layers only (it cuts the model at its BatchNorm layers); this model is a graph or nests models; turn syncBatchNorm off',
-  ]);
 }
 
 function product(dims: readonly (number | null)[]): number {

@@ -1,7 +1,9 @@
 // One forward/backward pass of a model whose BatchNorm layers use global-batch statistics
-// (sync-batch-norm.ts has the math). The model is cut at its BatchNorm layers into segments;
-// this module walks them: forward to gather every layer's statistics, then backward from the
-// loss, one segment and one BatchNorm at a time.
+// (sync-batch-norm.ts has the math). The model's nodes are cut at its BatchNorm nodes into
+// segments (sync-batch-norm-graph.ts); this module walks them: forward to gather every layer's
+// statistics, then backward from the loss, one segment and one BatchNorm at a time. Each cut
+// carries a set of tensors (one for a stack; more where a branch or residual spans the cut), so
+// a segment's backward is a vjp over several inputs and outputs.
 //
 // Collective order, identical on every rank: the forward collective of BatchNorm 1..k, then the
 // backward collective of BatchNorm k..1 (a rank with no samples joins each with zeros).
@@ -14,13 +16,17 @@ import {
   type Collective,
   type NormalizedCache,
 } from './sync-batch-norm.js';
+import type { Segment, SyncGraph } from './sync-batch-norm-graph.js';
+
+/** Tensors by symbolic tensor id. */
+export type TensorMap = Map<number, tf.Tensor>;
 
 /** What the pass needs from the replica. */
 export interface SegmentRunner {
-  readonly layerCount: number;
-  /** Layers [from, to) in training mode (seeded dropout masks); the caller owns the result. */
-  run(h: tf.Tensor, from: number, to: number): tf.Tensor;
-  /** Trainable variables of layers [from, to). */
+  readonly graph: SyncGraph;
+  /** Nodes [from, to) in training mode (seeded dropout masks), adding their outputs to `values`. */
+  run(values: TensorMap, from: number, to: number): void;
+  /** Trainable variables of nodes [from, to). */
   variablesOf(from: number, to: number): tf.Variable[];
   /** Sum of the per-sample losses of the model's output. */
   lossSum(output: tf.Tensor): tf.Scalar;
@@ -32,7 +38,7 @@ export interface PassResult {
   lossSum: number;
 }
 
-/** Runs the pass on `xs` (null: an empty slice that only joins the collectives). */
+/** Runs the pass on `xs` (null: an empty slice that only joins the collectives). sites[i] is cut i. */
 export async function syncBatchNormPass(
   runner: SegmentRunner,
   sites: readonly BatchNormSite[],
@@ -48,87 +54,100 @@ export async function syncBatchNormPass(
     }
     return { grads, lossSum: 0 };
   }
-  const bounds = segmentBounds(runner.layerCount, sites);
-  const { inputs, caches } = await forward(runner, sites, bounds, xs, collective);
-  try {
-    return await backwardPass(runner, sites, bounds, inputs, caches, collective, grads);
-  } finally {
-    tf.dispose(inputs.slice(1));
+  const owned = new Set<tf.Tensor>(); // every tensor the forward made and kept (xs is the caller's)
+  const caches: NormalizedCache[] = [];
+  const release = (): void => {
+    owned.delete(xs);
+    tf.dispose([...owned]);
     for (const cache of caches) tf.dispose([cache.xhat, cache.scale]);
+  };
+  try {
+    const inputs = await forward(runner, sites, xs, collective, owned, caches);
+    return await backwardPass(runner, sites, inputs, caches, collective, grads);
+  } finally {
+    release();
   }
 }
 
-/** Segment j is layers [from, to): before the first BatchNorm, between two, after the last. */
-function segmentBounds(layerCount: number, sites: readonly BatchNormSite[]): Array<{ from: number; to: number }> {
-  const cuts = sites.map((s) => s.index);
-  return [...cuts, layerCount].map((to, j) => ({ from: j === 0 ? 0 : (cuts[j - 1] as number) + 1, to }));
-}
-
-/** Inputs of every segment (inputs[0] = xs) and every BatchNorm's cache, gathering global statistics on the way. */
+/** The inputs of every segment (inputs[0] = {xs}), gathering global statistics on the way. */
 async function forward(
   runner: SegmentRunner,
   sites: readonly BatchNormSite[],
-  bounds: ReadonlyArray<{ from: number; to: number }>,
   xs: tf.Tensor,
   collective: Collective,
-): Promise<{ inputs: tf.Tensor[]; caches: NormalizedCache[] }> {
-  const inputs = [xs];
-  const caches: NormalizedCache[] = [];
-  try {
-    for (const [j, site] of sites.entries()) {
-      const { from, to } = bounds[j] as { from: number; to: number };
-      const a = runner.run(inputs[j] as tf.Tensor, from, to);
-      try {
-        const { y, cache } = normalize(site, a, await globalStatistics(site, a, collective));
-        inputs.push(y);
-        caches.push(cache);
-      } finally {
-        a.dispose();
-      }
+  owned: Set<tf.Tensor>,
+  caches: NormalizedCache[],
+): Promise<TensorMap[]> {
+  const { graph } = runner;
+  const inputs: TensorMap[] = [new Map([[graph.input, xs]])];
+  for (const [j, site] of sites.entries()) {
+    const segment = graph.segments[j] as Segment;
+    const current = inputs[j] as TensorMap;
+    const outs = tf.tidy(() => {
+      const values: TensorMap = new Map(current);
+      runner.run(values, segment.from, segment.to);
+      return segment.outputs.map((id) => values.get(id) as tf.Tensor);
+    });
+    outs.forEach((t) => owned.add(t));
+    const a = outs[0] as tf.Tensor;
+    const { y, cache } = normalize(site, a, await globalStatistics(site, a, collective));
+    owned.add(y);
+    caches.push(cache);
+    const node = graph.nodes[graph.cuts[j] as number];
+    const available: TensorMap = new Map(current);
+    segment.outputs.forEach((id, i) => available.set(id, outs[i] as tf.Tensor));
+    available.set(node?.outputs[0] as number, y);
+    const next = graph.segments[j + 1] as Segment;
+    inputs.push(new Map(next.inputs.map((id) => [id, available.get(id) as tf.Tensor])));
+    // The BatchNorm's input is kept only if a later segment reads it too (its cache holds x̂),
+    // or if it is one of this segment's inputs (the backward pass runs the segment again).
+    if (!next.inputs.includes(segment.outputs[0] as number) && ![...current.values()].includes(a)) {
+      owned.delete(a);
+      a.dispose();
     }
-  } catch (error) {
-    tf.dispose(inputs.slice(1));
-    for (const cache of caches) tf.dispose([cache.xhat, cache.scale]);
-    throw error;
   }
-  return { inputs, caches };
+  return inputs;
 }
 
 /** From the loss back to the input: segment k, BatchNorm k, segment k−1, ..., segment 0. */
 async function backwardPass(
   runner: SegmentRunner,
   sites: readonly BatchNormSite[],
-  bounds: ReadonlyArray<{ from: number; to: number }>,
-  inputs: readonly tf.Tensor[],
+  inputs: readonly TensorMap[],
   caches: readonly NormalizedCache[],
   collective: Collective,
   grads: Map<string, tf.Tensor>,
 ): Promise<PassResult> {
-  let upstream: tf.Tensor | null = null; // ∂L/∂(output of segment j)
+  const { graph } = runner;
+  let upstream: tf.Tensor[] | null = null; // ∂L/∂(outputs of segment j), in segment.outputs order
   let lossSum = 0;
   try {
-    for (let j = bounds.length - 1; j >= 0; j--) {
-      const { from, to } = bounds[j] as { from: number; to: number };
-      const segment = segmentGradients(runner, from, to, inputs[j] as tf.Tensor, upstream, j > 0);
-      if (j === bounds.length - 1) lossSum = segment.value;
-      upstream?.dispose();
+    for (let j = graph.segments.length - 1; j >= 0; j--) {
+      const segment = graph.segments[j] as Segment;
+      const result = segmentGradients(runner, segment, inputs[j] as TensorMap, upstream, j > 0);
+      if (j === graph.segments.length - 1) lossSum = result.value;
+      tf.dispose(upstream ?? []);
       upstream = null;
-      for (const [name, grad] of segment.grads) grads.set(name, grad);
+      for (const [name, grad] of result.grads) grads.set(name, grad);
       if (j === 0) break;
       const site = sites[j - 1] as BatchNormSite;
-      const { dA, dGamma, dBeta } = await backward(
-        site,
-        segment.inputGrad,
-        caches[j - 1] as NormalizedCache,
-        collective,
-      );
-      segment.inputGrad?.dispose();
+      const cache = caches[j - 1] as NormalizedCache;
+      const y = graph.nodes[graph.cuts[j - 1] as number]?.outputs[0] as number;
+      const g = result.inputGrads.get(y) ?? tf.zerosLike(cache.xhat);
+      const { dA, dGamma, dBeta } = await backward(site, g, cache, collective);
       grads.set(site.gamma.name, dGamma);
       grads.set(site.beta.name, dBeta);
-      upstream = dA;
+      const before = graph.segments[j - 1] as Segment;
+      upstream = before.outputs.map((id, i) => {
+        const carried = result.inputGrads.get(id);
+        if (i > 0) return carried === undefined ? tf.zerosLike(inputs[j]?.get(id) as tf.Tensor) : tf.clone(carried);
+        return carried === undefined ? (dA as tf.Tensor) : tf.tidy(() => tf.add(dA as tf.Tensor, carried));
+      });
+      if (upstream[0] !== dA) dA?.dispose();
+      tf.dispose([...result.inputGrads.values(), ...(result.inputGrads.has(y) ? [] : [g])]);
     }
   } catch (error) {
-    upstream?.dispose();
+    tf.dispose(upstream ?? []);
     for (const grad of grads.values()) grad.dispose();
     throw error;
   }
@@ -137,30 +156,43 @@ async function backwardPass(
 
 /**
  * Gradients of one segment: of the loss sum for the last segment (upstream null), else of
- * Σ(segment(input) · upstream), with respect to its variables and, when asked, its input.
+ * Σ_k Σ(output_k · upstream_k), with respect to its variables and, when asked, its inputs.
  */
 function segmentGradients(
   runner: SegmentRunner,
-  from: number,
-  to: number,
-  input: tf.Tensor,
-  upstream: tf.Tensor | null,
-  wantInputGrad: boolean,
-): { grads: Map<string, tf.Tensor>; inputGrad: tf.Tensor | null; value: number } {
-  const inputVar = wantInputGrad ? tf.variable(input, true) : null;
-  const variables = [...runner.variablesOf(from, to), ...(inputVar === null ? [] : [inputVar])];
+  segment: Segment,
+  inputs: TensorMap,
+  upstream: readonly tf.Tensor[] | null,
+  wantInputGrads: boolean,
+): { grads: Map<string, tf.Tensor>; inputGrads: Map<number, tf.Tensor>; value: number } {
+  const inputVars = new Map<number, tf.Variable>();
+  if (wantInputGrads)
+    for (const id of segment.inputs) inputVars.set(id, tf.variable(inputs.get(id) as tf.Tensor, true));
+  const variables = [...runner.variablesOf(segment.from, segment.to), ...inputVars.values()];
   try {
-    if (variables.length === 0) return { grads: new Map(), inputGrad: null, value: 0 };
+    if (variables.length === 0) return { grads: new Map(), inputGrads: new Map(), value: 0 };
     const { value, grads } = tf.variableGrads(() => {
-      const out = runner.run(inputVar ?? input, from, to);
-      return upstream === null ? runner.lossSum(out) : tf.sum(tf.mul(out, upstream));
+      const values: TensorMap = new Map(
+        segment.inputs.map((id) => [id, inputVars.get(id) ?? (inputs.get(id) as tf.Tensor)]),
+      );
+      runner.run(values, segment.from, segment.to);
+      const outs = segment.outputs.map((id) => values.get(id) as tf.Tensor);
+      if (upstream === null) return runner.lossSum(outs[0] as tf.Tensor);
+      const terms = outs.map((out, k) => tf.sum<tf.Scalar>(tf.mul(out, upstream[k] as tf.Tensor)));
+      return terms.length === 1 ? (terms[0] as tf.Scalar) : tf.addN(terms);
     }, variables);
     const loss = value.dataSync()[0] as number;
     value.dispose();
-    const inputGrad = inputVar === null ? null : (grads[inputVar.name] ?? null);
-    const own = new Map(Object.entries(grads).filter(([name]) => name !== inputVar?.name));
-    return { grads: own, inputGrad, value: loss };
+    const inputGrads = new Map<number, tf.Tensor>();
+    const varNames = new Set<string>();
+    for (const [id, v] of inputVars) {
+      varNames.add(v.name);
+      const grad = grads[v.name];
+      if (grad !== undefined) inputGrads.set(id, grad);
+    }
+    const own = new Map(Object.entries(grads).filter(([name]) => !varNames.has(name)));
+    return { grads: own, inputGrads, value: loss };
   } finally {
-    inputVar?.dispose();
+    for (const v of inputVars.values()) v.dispose();
   }
 }

@@ -3,8 +3,9 @@
 //
 // A BatchNorm layer couples the samples of a batch, so its forward pass needs a collective
 // mid-graph and so does its backward pass. The model is therefore cut at its BatchNorm layers
-// into segments S0 | BN1 | S1 | ... | BNk | Sk, each segment run by TensorFlow.js and each
-// BatchNorm done here, per channel c (the last axis), over all M rows (samples × positions) of
+// into segments S0 | BN1 | S1 | ... | BNk | Sk (for a graph: its nodes in topological order, each
+// cut carrying every live tensor, sync-batch-norm-graph.ts), each segment run by TensorFlow.js and
+// each BatchNorm done here, per channel c (the last axis), over all M rows (samples × positions) of
 // the global batch:
 //
 //   forward   one all-reduce of [Σ(a − s), Σ(a − s)², rows], s = the moving mean (the same on
@@ -17,8 +18,8 @@
 //             (the parameter sums are this rank's share; the gradient all-reduce adds them up).
 //
 // L is the SUM of per-sample losses over the global batch, as everywhere in ringtrain. Each
-// segment's backward is tf.variableGrads of Σ(segment(input)·g) with the input held in a
-// temporary variable, so segments run forward twice (statistics pass, then backward pass).
+// segment's backward is tf.variableGrads of Σ_k Σ(output_k·g_k) with the inputs held in
+// temporary variables, so segments run forward twice (statistics pass, then backward pass).
 // Invariant: every rank issues the same collectives in the same order (2 per BatchNorm layer),
 // a rank with an empty slice included, so the ring never waits on a rank that skipped one.
 import * as tf from '@tensorflow/tfjs';
@@ -38,9 +39,10 @@ export interface BatchNormSite {
   epsilon: number;
 }
 
-export function batchNormSitesOf(model: tf.Sequential): BatchNormSite[] {
+/** The BatchNorm layers among `layers` (a model's nodes in order); `index` is the position in `layers`. */
+export function batchNormSitesOf(layers: readonly tf.layers.Layer[]): BatchNormSite[] {
   const sites: BatchNormSite[] = [];
-  model.layers.forEach((layer, index) => {
+  layers.forEach((layer, index) => {
     if (layer.getClassName() !== 'BatchNormalization') return;
     const config = layer.getConfig() as { momentum?: unknown; epsilon?: unknown; axis?: unknown };
     const axis = config.axis;
