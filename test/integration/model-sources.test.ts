@@ -225,3 +225,16 @@ describe('model.layers as a graph', () => {
     });
   });
 });
+
+describe('model.layers with a recurrent layer', () => {
+  it('a YAML LSTM (digits read as 28 rows of 28 pixels) trains the same on 1 and 3 workers', async () => {
+    const dir = tempDir('ringtrain-lstm-');
+    await expectOneEqualsThree(dir, {
+      input: [28, 28],
+      layers: [
+        { type: 'lstm', units: 16 },
+        { type: 'dense', units: 10, activation: 'softmax' },
+      ],
+    });
+  });
+});
