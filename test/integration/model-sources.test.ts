@@ -15,6 +15,7 @@ import { decodeTrainState, type TrainState } from '../../shared/train-state.js';
 import { exportModel, loadModelFile } from '../../worker/replica/model-export.js';
 import { Replica } from '../../worker/replica/replica.js';
 import { REPO_ROOT, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { relativeDistance } from '../helpers/memory-world.js';
 
 const STEPS = 20;
 const BATCH = 32;
@@ -52,16 +53,6 @@ async function train(dir: string, model: Record<string, unknown>, workers: numbe
     .filter((r) => r['type'] === 'step')
     .map((r) => Number(r['loss']));
   return { state, losses };
-}
-
-function relativeDistance(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff += ((a[i] ?? 0) - (b[i] ?? 0)) ** 2;
-    norm += (a[i] ?? 0) ** 2;
-  }
-  return Math.sqrt(diff) / Math.sqrt(norm);
 }
 
 async function expectOneEqualsThree(dir: string, model: Record<string, unknown>): Promise<RunOutcome> {
