@@ -1,6 +1,7 @@
 // An in-process data-parallel world for unit tests: N real TrainerReplicas whose collective is
 // the real ringAllReduce over in-memory links, stepped exactly as the coordinator orders steps
 // (shard plan, learning-rate schedule). Callers select the tfjs backend first.
+import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
 import type { StepReport } from '../../proto/generated/ringtrain/v1/StepReport.js';
 import type { Dataset } from '../../shared/data/dataset.js';
@@ -131,4 +132,38 @@ export function xorJob(overrides: Partial<JobInput>): JobInput {
     training: { epochs: 2, batchSize: 11 },
     ...overrides,
   };
+}
+
+/**
+ * One rank, one batch: `synced` (syncBatchNorm, its collectives answered as a lone rank's) must
+ * give `plain`'s (tfjs's own BatchNorm) gradient, loss and moving statistics, call the collective
+ * twice per BatchNorm layer, and leak no tensor. Returns both replicas; the caller disposes them.
+ */
+export async function expectSyncedMatchesPlain(
+  plain: Job,
+  synced: Job,
+  batch: { x: Float32Array; y: Float32Array; ids: Uint32Array; count: number },
+  batchNormLayers: number,
+): Promise<{ a: Replica; b: Replica; gradB: Float32Array }> {
+  const { x, y, ids, count } = batch;
+  const a = new Replica(buildModel(plain), plain);
+  const b = new Replica(buildModel(synced), synced);
+  expect(b.needsCollectives).toBe(true);
+  const gradA = new Float32Array(a.paramCount);
+  const gradB = new Float32Array(b.paramCount);
+  const lossA = a.computeGradients(x, y, count, 3, ids, gradA).lossSum;
+  const before = tf.memory().numTensors;
+  let calls = 0;
+  const lossB = (await b.computeGradientsSynced(x, y, count, 3, ids, gradB, () => Promise.resolve(void calls++)))
+    .lossSum;
+  expect(tf.memory().numTensors).toBe(before);
+  expect(calls).toBe(2 * batchNormLayers);
+  expect(lossB).toBeCloseTo(lossA, 4);
+  expect(gradA.some((g) => g !== 0)).toBe(true);
+  expect(relativeDistance(gradB, gradA)).toBeLessThanOrEqual(1e-4);
+  const [movingA, movingB] = [new Float32Array(a.nonTrainableCount), new Float32Array(b.nonTrainableCount)];
+  a.readNonTrainable(movingA);
+  b.readNonTrainable(movingB);
+  expect(relativeDistance(movingB, movingA)).toBeLessThanOrEqual(1e-5);
+  return { a, b, gradB };
 }

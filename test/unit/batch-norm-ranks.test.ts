@@ -2,15 +2,12 @@
 // ranks every step (identical on every rank); with it, one rank's pass equals tfjs's own
 // BatchNorm (gradient, loss, moving statistics, no leaked tensors), and the job refuses it with
 // gradient accumulation. Multi-rank equivalence with syncBatchNorm is in equivalence-families.
-import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { resolveJob } from '../../shared/job.js';
 import type { JobInput } from '../../shared/job-schema.js';
 import { selectBackend } from '../../worker/backend/backend.js';
-import { buildModel } from '../../worker/replica/model-builder.js';
-import { Replica } from '../../worker/replica/replica.js';
-import { relativeDistance, trainWorld, XOR_DATA, xorJob } from '../helpers/memory-world.js';
+import { expectSyncedMatchesPlain, relativeDistance, trainWorld, XOR_DATA, xorJob } from '../helpers/memory-world.js';
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -89,24 +86,8 @@ describe('syncBatchNorm on one rank', () => {
       const x = Float32Array.from({ length: count * featureSize }, (_, i) => Math.sin(i * 1.7) * 3 + 1);
       const y = Float32Array.from({ length: count * 4 }, (_, i) => (i % 4 === Math.floor(i / 4) % 4 ? 1 : 0));
       const ids = Uint32Array.from({ length: count }, (_, i) => 10 + i);
-      const a = new Replica(buildModel(plain), plain);
-      const b = new Replica(buildModel(synced), synced);
-      expect(b.needsCollectives).toBe(true);
-      const gradA = new Float32Array(a.paramCount);
-      const gradB = new Float32Array(b.paramCount);
-      const lossA = a.computeGradients(x, y, count, 3, ids, gradA).lossSum;
-      const before = tf.memory().numTensors;
-      let calls = 0;
-      const lossB = (await b.computeGradientsSynced(x, y, count, 3, ids, gradB, () => Promise.resolve(void calls++)))
-        .lossSum;
-      expect(tf.memory().numTensors).toBe(before);
-      expect(calls).toBe(2 * layers.filter((l) => l.type === 'batchNormalization').length);
-      expect(lossB).toBeCloseTo(lossA, 4);
-      expect(relativeDistance(gradB, gradA)).toBeLessThanOrEqual(1e-4);
-      const [movingA, movingB] = [new Float32Array(a.nonTrainableCount), new Float32Array(b.nonTrainableCount)];
-      a.readNonTrainable(movingA);
-      b.readNonTrainable(movingB);
-      expect(relativeDistance(movingB, movingA)).toBeLessThanOrEqual(1e-5);
+      const bnCount = layers.filter((l) => l.type === 'batchNormalization').length;
+      const { a, b } = await expectSyncedMatchesPlain(plain, synced, { x, y, ids, count }, bnCount);
       a.dispose();
       b.dispose();
     },

@@ -14,7 +14,14 @@ import { selectBackend } from '../../worker/backend/backend.js';
 import { buildModel } from '../../worker/replica/model-builder.js';
 import { Replica } from '../../worker/replica/replica.js';
 import { syncGraphOf } from '../../worker/replica/sync-batch-norm-graph.js';
-import { relativeDistance, TOLERANCE, trainWorld, XOR_DATA, xorJob } from '../helpers/memory-world.js';
+import {
+  expectSyncedMatchesPlain,
+  relativeDistance,
+  TOLERANCE,
+  trainWorld,
+  XOR_DATA,
+  xorJob,
+} from '../helpers/memory-world.js';
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -90,30 +97,13 @@ describe('syncBatchNorm on a graph, one rank', () => {
     const x = Float32Array.from({ length: count * 2 }, (_, i) => Math.sin(i * 1.7) * 3 + 1);
     const y = Float32Array.from({ length: count * 2 }, (_, i) => (i % 2 === Math.floor(i / 2) % 2 ? 1 : 0));
     const ids = Uint32Array.from({ length: count }, (_, i) => 20 + i);
-    const a = new Replica(buildModel(plain), plain);
-    const b = new Replica(buildModel(synced), synced);
-    expect(b.needsCollectives).toBe(true);
-    const gradA = new Float32Array(a.paramCount);
-    const gradB = new Float32Array(b.paramCount);
-    const lossA = a.computeGradients(x, y, count, 3, ids, gradA).lossSum;
-    const before = tf.memory().numTensors;
-    let calls = 0;
-    const lossB = (await b.computeGradientsSynced(x, y, count, 3, ids, gradB, () => Promise.resolve(void calls++)))
-      .lossSum;
-    expect(tf.memory().numTensors).toBe(before);
-    expect(calls).toBe(2 * layers.filter((l) => l.type === 'batchNormalization').length);
-    expect(lossB).toBeCloseTo(lossA, 4);
-    expect(gradA.some((g) => g !== 0)).toBe(true);
-    expect(relativeDistance(gradB, gradA)).toBeLessThanOrEqual(1e-4);
-    const [movingA, movingB] = [new Float32Array(a.nonTrainableCount), new Float32Array(b.nonTrainableCount)];
-    a.readNonTrainable(movingA);
-    b.readNonTrainable(movingB);
-    expect(relativeDistance(movingB, movingA)).toBeLessThanOrEqual(1e-5);
+    const bnCount = layers.filter((l) => l.type === 'batchNormalization').length;
+    const { a, b, gradB } = await expectSyncedMatchesPlain(plain, synced, { x, y, ids, count }, bnCount);
     // An empty slice joins the same collectives and leaks nothing either.
     const empty = tf.memory().numTensors;
-    calls = 0;
+    let calls = 0;
     await b.computeGradientsSynced(x, y, 0, 4, ids, gradB, () => Promise.resolve(void calls++));
-    expect(calls).toBe(2 * layers.filter((l) => l.type === 'batchNormalization').length);
+    expect(calls).toBe(2 * bnCount);
     expect(tf.memory().numTensors).toBe(empty);
     a.dispose();
     b.dispose();
