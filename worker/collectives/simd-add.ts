@@ -12,6 +12,7 @@
 // The module is built from the bytes below (no toolchain): one memory of MEMORY_PAGES pages and
 // `add(targetByte, sourceByte, byteLength)`, which adds 64 bytes (16 floats) per iteration, so
 // callers pass multiples of 64 bytes and finish the tail in JavaScript.
+import { name, OP, section, TYPE, unsignedLeb, VOID_BLOCK, wasmApi } from '../wasm/wasm-bytes.js';
 
 /** Floats staged per operand per call; two operands fill the module's memory. */
 const TILE_FLOATS = 32 * 1024;
@@ -19,35 +20,11 @@ const MEMORY_PAGES = (2 * TILE_FLOATS * 4) / 65536;
 /** Below this many floats the staging copies cost more than they save. */
 const MIN_SIMD_FLOATS = 64;
 const FLOATS_PER_ITERATION = 16;
-/** Value type i32 in the binary format. */
-const I32 = 0x7f;
 
-/** Binary-format opcodes the module uses. */
-const OP = {
-  block: 0x02,
-  loop: 0x03,
-  end: 0x0b,
-  brIf: 0x0d,
-  localGet: 0x20,
-  localSet: 0x21,
-  i32Const: 0x41,
-  i32LtU: 0x49,
-  i32GeU: 0x4f,
-  i32Add: 0x6a,
-  simdPrefix: 0xfd,
-} as const;
 /** SIMD opcodes after the prefix, LEB128-encoded. */
 const SIMD = { v128Load: [0x00], v128Store: [0x0b], f32x4Add: [0xe4, 0x01] } as const;
-const VOID_BLOCK = 0x40;
 /** log2 of the 16-byte alignment hint of every v128 access. */
 const ALIGN_16 = 0x04;
-
-/** The part of the WebAssembly global used here (this project's lib settings do not declare it). */
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
 
 type AddFn = (targetByte: number, sourceByte: number, byteLength: number) => void;
 
@@ -90,7 +67,7 @@ function addPlain(target: Float32Array, source: Float32Array, start: number, end
 }
 
 function instantiate(): SimdKernel | undefined {
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  const wasm = wasmApi();
   const bytes = moduleBytes();
   if (wasm === undefined || !wasm.validate(bytes)) return undefined;
   const { exports } = new wasm.Instance(new wasm.Module(bytes), {});
@@ -102,7 +79,7 @@ function instantiate(): SimdKernel | undefined {
 /** The binary module; see the header for what it exports. */
 function moduleBytes(): Uint8Array {
   const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  const types = [0x01, 0x60, 0x03, I32, I32, I32, 0x00];
+  const types = [0x01, 0x60, 0x03, TYPE.i32, TYPE.i32, TYPE.i32, 0x00];
   const functions = [0x01, 0x00];
   const memories = [0x01, 0x00, ...unsignedLeb(MEMORY_PAGES)];
   const exports = [0x02, ...name('memory'), 0x02, 0x00, ...name('add'), 0x00, 0x00];
@@ -131,7 +108,7 @@ function addBody(): number[] {
   ];
   const advance = (local: number): number[] => [...get(local), OP.i32Const, 0xc0, 0x00, OP.i32Add, ...set(local)];
   const instructions: number[][] = [
-    [0x01, 0x01, I32], // locals: one i32 (end)
+    [0x01, 0x01, TYPE.i32], // locals: one i32 (end)
     [...get(target), ...get(byteLength), OP.i32Add, ...set(end)],
     [OP.block, VOID_BLOCK, ...get(target), ...get(end), OP.i32GeU, OP.brIf, 0],
     [OP.loop, VOID_BLOCK],
@@ -142,24 +119,4 @@ function addBody(): number[] {
     [OP.end, OP.end, OP.end], // loop, block, function
   ];
   return instructions.flat();
-}
-
-function section(id: number, content: number[]): number[] {
-  return [id, ...unsignedLeb(content.length), ...content];
-}
-
-function name(text: string): number[] {
-  return [...unsignedLeb(text.length), ...Array.from(text, (char) => char.charCodeAt(0))];
-}
-
-function unsignedLeb(value: number): number[] {
-  const out: number[] = [];
-  let rest = value;
-  for (let i = 0; i < 5; i++) {
-    const low = rest & 0x7f;
-    rest >>>= 7;
-    out.push(rest === 0 ? low : low | 0x80);
-    if (rest === 0) break;
-  }
-  return out;
 }

@@ -12,7 +12,8 @@ import type { Job } from '../../shared/job-schema.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../../shared/train-state.js';
 import type { CollectiveStats } from '../collectives/collective-stats.js';
 import { allFinite, averageWithNorm, clipByGlobalNorm, hashParams } from './gradient-ops.js';
-import { createOptimizer, type FlatOptimizer } from './optimizers/optimizer.js';
+import { createOptimizer, slotBuffers, type FlatOptimizer } from './optimizers/optimizer.js';
+import { OptimizerArena } from './optimizers/optimizer-kernels.js';
 import { EVAL_BATCH_SIZE, type Replica } from './replica.js';
 
 /**
@@ -80,15 +81,23 @@ export class TrainerReplica {
     private readonly replica: Replica,
   ) {
     this.paramCount = replica.paramCount;
-    this.params = new Float32Array(this.paramCount);
-    replica.readParams(this.params);
     this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
+    const gradFloats = this.paramCount + this.movingCount + 2;
+    // Parameters, gradient and optimizer slots in one WebAssembly memory, so the update runs as
+    // SIMD in place (optimizer-kernels.ts); plain arrays where that is unavailable.
+    const arena = OptimizerArena.create([
+      this.paramCount,
+      gradFloats,
+      ...Array<number>(slotBuffers(job.optimizer)).fill(this.paramCount),
+    ]);
+    this.params = arena?.allocate(this.paramCount) ?? new Float32Array(this.paramCount);
+    replica.readParams(this.params);
     this.moving = new Float32Array(replica.nonTrainableCount);
     this.localMoving = new Float32Array(this.movingCount);
     if (this.moving.length > 0) replica.readNonTrainable(this.moving);
-    this.gradBuffer = new Float32Array(this.paramCount + this.movingCount + 2);
+    this.gradBuffer = arena?.allocate(gradFloats) ?? new Float32Array(gradFloats);
     this.microGrad = job.training.accumulationSteps > 1 ? new Float32Array(this.paramCount) : undefined;
-    this.optimizer = createOptimizer(job.optimizer, this.paramCount);
+    this.optimizer = createOptimizer(job.optimizer, this.paramCount, arena);
     // Gather buffers sized for the largest slice this rank can get (the whole global batch).
     this.x = new Float32Array(job.training.batchSize * dataset.featureSize);
     this.y = new Float32Array(job.training.batchSize * dataset.labelSize);

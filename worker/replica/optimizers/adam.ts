@@ -5,7 +5,10 @@
 //   m̂ = m / (1−β1^t);      v̂ = v / (1−β2^t)        (bias correction, Math.pow in float64)
 //   p -= lr·m̂ / (sqrt(v̂) + ε)                       (evaluated as (lr/(1−β1^t))·m / (sqrt(v·(1/(1−β2^t))) + ε))
 // Arithmetic runs in float64 locals; only m, v and p are rounded to float32 when stored.
+// When params, grad and the moments all live in one OptimizerArena, the same arithmetic runs as
+// WebAssembly SIMD (optimizer-kernels.ts), bit-identical; this loop is the reference and the rest.
 import { checkApplyArgs, copySlots, importSlots, type FlatOptimizer, type OptimizerState } from './flat-optimizer.js';
+import { offsetsIn, type OptimizerArena } from './optimizer-kernels.js';
 
 export interface AdamOptions {
   beta1: number;
@@ -24,9 +27,10 @@ export class AdamOptimizer implements FlatOptimizer {
   constructor(
     private readonly options: AdamOptions,
     private readonly paramCount: number,
+    private readonly arena?: OptimizerArena,
   ) {
-    this.m = new Float32Array(paramCount);
-    this.v = new Float32Array(paramCount);
+    this.m = arena?.allocate(paramCount) ?? new Float32Array(paramCount);
+    this.v = arena?.allocate(paramCount) ?? new Float32Array(paramCount);
   }
 
   get step(): number {
@@ -46,7 +50,28 @@ export class AdamOptimizer implements FlatOptimizer {
     const inverseCorrection2 = 1 / (1 - Math.pow(b2, this.t));
     const [keep1, keep2] = [1 - b1, 1 - b2];
     const length = params.length;
-    for (let i = 0; i < length; i++) {
+    let start = 0;
+    const offsets = offsetsIn(this.arena, [params, grad, m, v]);
+    if (this.arena !== undefined && offsets !== undefined) {
+      start = length & ~1; // the kernel takes pairs; an odd last element is left to the loop below
+      const [p, g, mo, vo] = offsets as [number, number, number, number];
+      this.arena.kernels.adam(
+        p,
+        g,
+        mo,
+        vo,
+        start * 4,
+        b1,
+        b2,
+        keep1,
+        keep2,
+        lrDecay,
+        stepSize,
+        inverseCorrection2,
+        eps,
+      );
+    }
+    for (let i = start; i < length; i++) {
       const g = grad[i] as number;
       const mi = b1 * (m[i] as number) + keep1 * g;
       const vi = b2 * (v[i] as number) + keep2 * g * g;

@@ -6,7 +6,10 @@
 //   nesterov  v = μ·v + g';  p -= lr·(g' + μ·v)    (v already updated)
 // v starts at zero, so the first momentum step equals a plain step, as in PyTorch.
 // The velocity slot exists iff μ > 0; with μ = 0 every variant is plain SGD.
+// With momentum, when params, grad and the velocity live in one OptimizerArena the update runs as
+// WebAssembly SIMD (optimizer-kernels.ts), bit-identical to the loop here.
 import { checkApplyArgs, copySlots, importSlots, type FlatOptimizer, type OptimizerState } from './flat-optimizer.js';
+import { offsetsIn, type OptimizerArena } from './optimizer-kernels.js';
 
 export interface SgdOptions {
   type: 'sgd' | 'momentum' | 'nesterov';
@@ -28,12 +31,13 @@ export class SgdOptimizer implements FlatOptimizer {
   constructor(
     options: SgdOptions,
     private readonly paramCount: number,
+    private readonly arena?: OptimizerArena,
   ) {
     this.type = options.type;
     this.momentum = options.momentum;
     this.nesterov = options.nesterov;
     this.weightDecay = options.weightDecay;
-    this.slots = this.momentum > 0 ? { velocity: new Float32Array(paramCount) } : {};
+    this.slots = this.momentum > 0 ? { velocity: arena?.allocate(paramCount) ?? new Float32Array(paramCount) } : {};
   }
 
   get step(): number {
@@ -58,7 +62,14 @@ export class SgdOptimizer implements FlatOptimizer {
 
   private applyMomentum(params: Float32Array, grad: Float32Array, velocity: Float32Array, lr: number): void {
     const { weightDecay: wd, momentum: mu, nesterov } = this;
-    for (let i = 0; i < params.length; i++) {
+    let start = 0;
+    const offsets = offsetsIn(this.arena, [params, grad, velocity]);
+    if (this.arena !== undefined && offsets !== undefined) {
+      start = params.length & ~1; // pairs in the kernel, an odd last element below
+      const [p, g, v] = offsets as [number, number, number];
+      this.arena.kernels.momentum(p, g, v, start * 4, lr, wd, mu, nesterov ? 1 : 0);
+    }
+    for (let i = start; i < params.length; i++) {
       const p = params[i] as number;
       const g = (grad[i] as number) + wd * p;
       const v = mu * (velocity[i] as number) + g;
