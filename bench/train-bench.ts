@@ -1,7 +1,8 @@
 // `ringtrain bench train`: the real trainer (coordinator in this process, N local worker
-// processes) at each requested world size, against two baselines measured in the same run:
-// plain single-process `model.fit` on the same model, data and backend, and the resident memory
-// of a worker-like process with no model. Step figures come from the run's metrics.jsonl; peak
+// processes) at each requested world size, against baselines measured in the same run: the bare
+// gradient loop at each world size (the compute ceiling, bare-gradient.ts), plain single-process
+// `model.fit` on the same model, data and backend, the resident memory of a worker-like process
+// with no model, and with --peer pytorch PyTorch DDP on the same job (pytorch-peer.ts). Step figures come from the run's metrics.jsonl; peak
 // RSS per worker from /proc. Targets are printed, never asserted.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
@@ -22,6 +23,8 @@ import { measureModelFit, type FitBaseline } from './fit-baseline.js';
 import { ChildRssMonitor } from './rss-monitor.js';
 import { stepFigures, type RankSplit } from './step-timings.js';
 import { printTrainReport } from './train-report.js';
+import { measureBareCeiling, type BareCeiling } from './bare-gradient.js';
+import { findTorchPython, peerUnsupported, runPytorchPeer } from './pytorch-peer.js';
 
 export interface TrainBenchOptions {
   jobFile: string | undefined;
@@ -32,6 +35,10 @@ export interface TrainBenchOptions {
   compression?: WireCodec;
   /** Measure the model.fit baseline. */
   baseline: boolean;
+  /** Measure the bare gradient loop at each world size (the compute ceiling, bare-gradient.ts). @default true */
+  ceiling?: boolean;
+  /** Also run a peer trainer on the same job, data and batch (pytorch-peer.ts). */
+  peer?: 'pytorch';
   json?: string;
   write: (line: string) => void;
 }
@@ -41,11 +48,15 @@ export interface TrainBenchOptions {
  * on wasm model.fit with ringtrain's wasm kernels ('fit+kernels', for reference).
  */
 export interface TrainRow {
-  kind: 'ringtrain' | 'model.fit' | 'fit+kernels';
+  kind: 'ringtrain' | 'model.fit' | 'fit+kernels' | 'bare-grad' | 'pytorch-ddp';
   workers: number;
   samplesPerSecond: number;
   /** samples/s ÷ ringtrain N = 1 samples/s (NaN without an N = 1 run). */
   speedup: number;
+  /** ringtrain rows: samples/s ÷ the bare gradient loop's at the same world size (NaN without it). */
+  ofCeiling: number;
+  /** Peer rows: intra-op threads per rank. */
+  threads?: number;
   /** speedup ÷ N. */
   efficiency: number;
   meanStepMs: number;
@@ -80,11 +91,28 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRo
     if (fit.backend === 'wasm')
       rows.push(fitRow('fit+kernels', await measureModelFit(job, options.steps, options.warmupSteps, true)));
   }
+  if (options.ceiling !== false) {
+    for (const workers of options.workers) {
+      const ceiling = await measureBareCeiling(
+        options.jobFile,
+        options.backend,
+        job,
+        workers,
+        options.steps,
+        options.warmupSteps,
+      );
+      rows.push(bareRow(ceiling));
+    }
+  }
   for (const workers of options.workers) rows.push(await runRing(job, workers, options));
+  if (options.peer === 'pytorch') rows.push(...(await peerRows(job, options)));
   const single = rows.find((r) => r.kind === 'ringtrain' && r.workers === 1)?.samplesPerSecond ?? Number.NaN;
   for (const row of rows) {
     row.speedup = row.samplesPerSecond / single;
     row.efficiency = row.speedup / row.workers;
+    const ceiling = rows.find((r) => r.kind === 'bare-grad' && r.workers === row.workers);
+    if (row.kind === 'ringtrain' && ceiling !== undefined)
+      row.ofCeiling = row.samplesPerSecond / ceiling.samplesPerSecond;
   }
   printTrainReport({ job, paramCount: await trainableParams(job), runtimeRssBytes, rows }, options);
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
@@ -116,6 +144,7 @@ async function runRing(job: Job, workers: number, options: TrainBenchOptions): P
       workers,
       samplesPerSecond: figures.samplesPerSecond,
       speedup: Number.NaN,
+      ofCeiling: Number.NaN,
       efficiency: Number.NaN,
       meanStepMs: figures.meanStepMs,
       steps: figures.steps,
@@ -134,12 +163,69 @@ async function runRing(job: Job, workers: number, options: TrainBenchOptions): P
   }
 }
 
+/** The peer at every world size, or none (with a line saying why) where it cannot run. */
+async function peerRows(job: Job, options: TrainBenchOptions): Promise<TrainRow[]> {
+  const unsupported = peerUnsupported(job);
+  const python = unsupported === undefined ? await findTorchPython() : undefined;
+  if (unsupported !== undefined || python === undefined) {
+    options.write(
+      `# PyTorch peer skipped: ${unsupported ?? 'no Python with torch and gloo (apt-get install python3-torch, or set RINGTRAIN_PYTHON)'}`,
+    );
+    return [];
+  }
+  const rows: TrainRow[] = [];
+  for (const workers of options.workers) {
+    const peer = await runPytorchPeer(python, job, workers, options.steps, options.warmupSteps);
+    rows.push({
+      ...emptyRow('pytorch-ddp', workers, `torch ${peer.version}, gloo`),
+      samplesPerSecond: peer.samplesPerSecond,
+      meanStepMs: peer.meanStepMs,
+      steps: options.steps,
+      finalLoss: peer.finalLoss,
+      threads: peer.threads,
+      verified: Number.isFinite(peer.finalLoss) && Number.isFinite(peer.samplesPerSecond),
+    });
+  }
+  return rows;
+}
+
+function bareRow(ceiling: BareCeiling): TrainRow {
+  return {
+    ...emptyRow('bare-grad', ceiling.workers, '-'),
+    samplesPerSecond: ceiling.samplesPerSecond,
+    meanStepMs: ceiling.meanStepMs,
+    verified: Number.isFinite(ceiling.samplesPerSecond),
+  };
+}
+
+function emptyRow(kind: TrainRow['kind'], workers: number, backend: string): TrainRow {
+  return {
+    kind,
+    workers,
+    samplesPerSecond: Number.NaN,
+    speedup: Number.NaN,
+    ofCeiling: Number.NaN,
+    efficiency: Number.NaN,
+    meanStepMs: Number.NaN,
+    steps: 0,
+    peakRssBytes: [],
+    ranks: [],
+    nonComputeFraction: Number.NaN,
+    finalLoss: Number.NaN,
+    testMetrics: {},
+    verified: false,
+    backend,
+    compression: '-',
+  };
+}
+
 function fitRow(kind: 'model.fit' | 'fit+kernels', fit: FitBaseline): TrainRow {
   return {
     kind,
     workers: 1,
     samplesPerSecond: fit.samplesPerSecond,
     speedup: Number.NaN,
+    ofCeiling: Number.NaN,
     efficiency: Number.NaN,
     meanStepMs: fit.meanStepMs,
     steps: fit.steps,

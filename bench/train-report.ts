@@ -12,6 +12,7 @@ const RUN_COLUMNS: ReadonlyArray<Column<TrainRow>> = [
   { title: 'samples/s', width: 10, value: (r) => fixed(r.samplesPerSecond, 1) },
   { title: 'step(ms)', width: 8, value: (r) => fixed(r.meanStepMs, 2) },
   { title: 'speedup', width: 7, value: (r) => (r.kind === 'ringtrain' ? fixed(r.speedup, 2) : '-') },
+  { title: 'of ceiling', width: 10, value: (r) => (r.kind === 'ringtrain' ? percent(r.ofCeiling) : '-') },
   { title: 'efficiency', width: 10, value: (r) => (r.kind === 'ringtrain' ? percent(r.efficiency) : '-') },
   { title: 'non-compute', width: 11, value: (r) => percent(r.nonComputeFraction) },
   {
@@ -54,6 +55,13 @@ export function printTrainReport(context: TrainBenchContext, options: TrainBench
     `# ${options.warmupSteps} warm-up + ${options.steps} measured steps per run; samples/s = measured samples / summed coordinator step wall time`,
   );
   write(`# runtime baseline RSS (node + tfjs + backend + dataset, no model): ${fixed(runtimeRssBytes / MIB, 1)} MiB`);
+  write(
+    '# bare-grad: N processes at once doing only the gradient of their slice (same model, kernels, backend); global batch / slowest mean time = the compute ceiling; "of ceiling" = ringtrain / bare-grad at the same N',
+  );
+  if (rows.some((r) => r.kind === 'pytorch-ddp'))
+    write(
+      `# pytorch-ddp: PyTorch DistributedDataParallel over gloo, same model, samples, global batch and optimizer, ${rows.find((r) => r.kind === 'pytorch-ddp')?.threads ?? '?'} thread(s) per rank at N=${rows.find((r) => r.kind === 'pytorch-ddp')?.workers ?? '?'} (cores / N); a peer's figures, never asserted`,
+    );
   write('#');
   write(formatTable(RUN_COLUMNS, rows));
   write('#');
@@ -77,6 +85,23 @@ function targetLines({ rows, paramCount, runtimeRssBytes }: TrainBenchContext): 
   const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
   const lines = ['targets (printed, not asserted):'];
   const one = ring(1);
+  const bare = (n: number): TrainRow | undefined => rows.find((r) => r.kind === 'bare-grad' && r.workers === n);
+  const peer = (n: number): TrainRow | undefined => rows.find((r) => r.kind === 'pytorch-ddp' && r.workers === n);
+  const twoRing = ring(2);
+  if (one !== undefined && twoRing !== undefined) {
+    const ratio = twoRing.samplesPerSecond / one.samplesPerSecond;
+    lines.push(`  N=2 / N=1 samples/s = ${fixed(ratio, 2)} (target >= 1.8): ${verdict(ratio >= 1.8)}`);
+  }
+  const twoPeer = peer(2);
+  if (twoRing !== undefined && twoPeer !== undefined) {
+    const ratio = twoRing.samplesPerSecond / twoPeer.samplesPerSecond;
+    lines.push(`  N=2 samples/s / PyTorch DDP N=2 = ${fixed(ratio, 2)} (target >= 0.6): ${verdict(ratio >= 0.6)}`);
+  }
+  const oneBare = bare(1);
+  if (one !== undefined && oneBare !== undefined) {
+    const ratio = one.samplesPerSecond / oneBare.samplesPerSecond;
+    lines.push(`  N=1 samples/s / bare gradient loop = ${fixed(ratio, 2)} (target >= 0.85): ${verdict(ratio >= 0.85)}`);
+  }
   if (one !== undefined && fit !== undefined) {
     const ratio = one.samplesPerSecond / fit.samplesPerSecond;
     lines.push(`  ringtrain N=1 / model.fit samples/s = ${fixed(ratio, 2)} (target >= 1.2): ${verdict(ratio >= 1.2)}`);

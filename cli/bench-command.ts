@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { runAllreduceBench } from '../bench/allreduce-bench.js';
 import { runAllreduceRank } from '../bench/allreduce-rank.js';
 import { report } from '../bench/bench-child.js';
+import { runBareGradient } from '../bench/bare-gradient.js';
 import { runRssProbe } from '../bench/rss-probe.js';
 import { runTcpSink } from '../bench/tcp-baseline.js';
 import { runTrainBench, type TrainBenchOptions } from '../bench/train-bench.js';
@@ -81,7 +82,7 @@ export function addBenchCommand(program: Command): void {
   bench
     .command('train')
     .description(
-      'training throughput at several world sizes, per-rank step split, peak RSS, vs a single-process model.fit',
+      'training throughput at several world sizes, per-rank step split, peak RSS, vs the bare gradient loop, model.fit and optionally PyTorch DDP',
     )
     .argument('[job]', 'job file; default: the built-in MNIST MLP on the wasm backend')
     .option('--workers <list>', 'world sizes to run, e.g. 1,2,4', parseIntList('--workers', 1, 64), [1, 2, 4])
@@ -99,6 +100,12 @@ export function addBenchCommand(program: Command): void {
       new Option('--compression <codec>', "override the job's allreduce.compression").choices([...WIRE_CODECS]),
     )
     .option('--no-baseline', 'skip the model.fit baseline')
+    .option('--no-ceiling', 'skip the bare gradient loop (the compute ceiling at each world size)')
+    .addOption(
+      new Option('--peer <name>', 'also train the job with a peer in the same sitting (PyTorch DDP over gloo)').choices(
+        ['pytorch'],
+      ),
+    )
     .option('--json <file>', 'write one JSON row per run')
     .action(async (job: string | undefined, flags: Omit<TrainBenchOptions, 'jobFile' | 'write'>) => {
       await runTrainBench({ jobFile: job, ...flags, write: print });
@@ -128,6 +135,22 @@ export function addBenchCommand(program: Command): void {
       const onListening = (port: number): void => report({ event: 'listening', port });
       await reportFailures(async () => report({ event: 'done', ...(await runTcpSink({ ...flags, onListening })) }));
     });
+
+  bench
+    .command('bare-grad', { hidden: true })
+    .argument('[job]', 'job file')
+    .option('--backend <name>', 'backend')
+    .requiredOption('--samples <K>', 'samples per gradient', positiveInt('--samples'))
+    .requiredOption('--steps <K>', 'timed steps', positiveInt('--steps'))
+    .option('--warmup-steps <K>', 'untimed steps', nonNegativeInt('--warmup-steps', 1000), 5)
+    .action(
+      async (
+        job: string | undefined,
+        flags: { backend?: string; samples: number; steps: number; warmupSteps: number },
+      ) => {
+        await reportFailures(() => runBareGradient({ jobFile: job, ...flags, backend: flags.backend }));
+      },
+    );
 
   bench
     .command('rss-probe', { hidden: true })
