@@ -101,7 +101,7 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRo
         options.steps,
         options.warmupSteps,
       );
-      rows.push(bareRow(ceiling));
+      rows.push(bareRow(ceiling, options.steps));
     }
   }
   for (const workers of options.workers) rows.push(await runRing(job, workers, options));
@@ -189,11 +189,12 @@ async function peerRows(job: Job, options: TrainBenchOptions): Promise<TrainRow[
   return rows;
 }
 
-function bareRow(ceiling: BareCeiling): TrainRow {
+function bareRow(ceiling: BareCeiling, steps: number): TrainRow {
   return {
     ...emptyRow('bare-grad', ceiling.workers, '-'),
     samplesPerSecond: ceiling.samplesPerSecond,
     meanStepMs: ceiling.meanStepMs,
+    steps,
     verified: Number.isFinite(ceiling.samplesPerSecond),
   };
 }

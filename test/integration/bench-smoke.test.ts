@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fillPattern, patternError, patternTolerance } from '../../bench/allreduce-rank.js';
+import { findTorchPython } from '../../bench/pytorch-peer.js';
 import { runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 
 interface AllreduceRow {
@@ -18,6 +19,7 @@ interface AllreduceRow {
   transport: string;
   compression: string;
   verified: boolean;
+  ofCeiling: number;
 }
 
 function readRows<T>(file: string): T[] {
@@ -104,7 +106,7 @@ interface TrainRow {
 }
 
 describe('ringtrain bench train', () => {
-  it('runs model.fit (stock and with our kernels) and the trainer at 1 and 2 workers on wasm, all verified', async () => {
+  it('runs the bare gradient loop, model.fit (stock and with our kernels), the trainer at 1 and 2 workers on wasm and the PyTorch peer where present, all verified', async () => {
     const dir = tempDir('ringtrain-bench-');
     const job = writeJob(
       dir,
@@ -125,26 +127,51 @@ describe('ringtrain bench train', () => {
       '5',
       '--warmup-steps',
       '1',
+      '--peer',
+      'pytorch',
       '--json',
       json,
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/ringtrain N=1 \/ model\.fit samples\/s = \d/);
+    expect(result.stdout).toMatch(/N=2 \/ N=1 samples\/s = \d/);
+    expect(result.stdout).toMatch(/N=1 samples\/s \/ bare gradient loop = \d/);
+    expect(result.stdout).toMatch(/ of ceiling /);
     expect(result.stdout).toMatch(/against model\.fit given ringtrain's wasm kernels too: \d/);
     expect(result.stdout).toMatch(/N=2 non-compute share of step time = /);
     expect(result.stdout).toMatch(/ allreduce +wait +optimizer /);
     const rows = readRows<TrainRow>(json);
+    // The peer runs where a Python with torch and gloo is installed; elsewhere one line says so.
+    const python = await findTorchPython();
+    const peerRows =
+      python === undefined
+        ? []
+        : [
+            ['pytorch-ddp', 1],
+            ['pytorch-ddp', 2],
+          ];
+    if (python === undefined) expect(result.stdout).toMatch(/# PyTorch peer skipped: no Python with torch and gloo/);
+    else expect(result.stdout).toMatch(/N=2 samples\/s \/ PyTorch DDP N=2 = \d/);
     expect(rows.map((r) => [r.kind, r.workers])).toEqual([
       ['model.fit', 1],
       ['fit+kernels', 1],
+      ['bare-grad', 1],
+      ['bare-grad', 2],
       ['ringtrain', 1],
       ['ringtrain', 2],
+      ...peerRows,
     ]);
     for (const row of rows) {
-      expect(row.verified).toBe(true);
-      expect(row.steps).toBe(5);
+      expect(row.verified, row.kind).toBe(true);
       expect(row.samplesPerSecond).toBeGreaterThan(0);
+      expect(row.steps).toBe(5);
     }
+    for (const row of rows.filter((r) => r.kind === 'ringtrain'))
+      expect(row.ofCeiling).toBeCloseTo(
+        row.samplesPerSecond /
+          (rows.find((r) => r.kind === 'bare-grad' && r.workers === row.workers)?.samplesPerSecond ?? 0),
+        9,
+      );
     for (const row of rows.filter((r) => r.kind === 'ringtrain')) {
       expect(row.ranks.map((r) => r.rank)).toEqual(Array.from({ length: row.workers }, (_, i) => i));
       for (const split of row.ranks) {
