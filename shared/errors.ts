@@ -93,9 +93,9 @@ export class PortInUseError extends RingtrainError {
   override readonly exitCode = 7;
   constructor(
     readonly address: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; flag?: string },
   ) {
-    super(`cannot listen on ${address}: address already in use; pick another --port`, options);
+    super(`cannot listen on ${address}: address already in use; pick another ${options?.flag ?? '--port'}`, options);
   }
 }
 
