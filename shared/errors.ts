@@ -364,6 +364,18 @@ export class FlagError extends RingtrainError {
   }
 }
 
+/** An input of `ringtrain report` is missing or is neither a run directory nor a bench JSON file. */
+export class ReportInputError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly input: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`report ${input}: ${reason}`, options);
+  }
+}
+
 /** An imported optimizer state (checkpoint or peer) does not fit this job's optimizer. */
 export class OptimizerStateError extends RingtrainError {
   override readonly exitCode = 10;
