@@ -10,10 +10,11 @@ import { chromium, type Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../coordinator/run/run-directory.js';
 import type { StepRecord } from '../../coordinator/monitor/run-telemetry.js';
-import { REPO_ROOT, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
+import { REPO_ROOT, runCli, smallMnistJob, tempDir, writeJob } from '../helpers/cli.js';
 import { parseExposition } from '../helpers/prometheus-text.js';
 import { startCli, waitForSteps, type CliExit } from '../helpers/run-watch.js';
 import { slowdownMs } from '../helpers/slowdown.js';
+import { pointsIn } from '../helpers/svg-elements.js';
 
 const CHROMIUM = process.env['RINGTRAIN_CHROMIUM'] ?? '/usr/bin/chromium';
 const SCREENSHOT = path.join(REPO_ROOT, 'test-output', 'dashboard.png');
@@ -160,6 +161,34 @@ describe('ringtrain train --http', () => {
       expect((await stop(run)).code).toBe(143);
     },
   );
+
+  it('ringtrain report draws the first run: one point per step and per validation, in parseable SVG', async () => {
+    const result = await runCli(['report', firstRun]);
+    expect(result.code, result.stderr).toBe(0);
+    const out = path.join(firstRun, 'report'); // the default for one run
+    const records = readMetrics(path.join(firstRun, 'metrics.jsonl'));
+    const steps = new Set(records.filter((r) => r['type'] === 'step' && r['skipped'] !== true).map((r) => r['step']));
+    const validations = new Set(records.filter((r) => r['type'] === 'validation').map((r) => r['step']));
+    expect(validations.size).toBeGreaterThan(0);
+    const svg = (name: string): string => readFileSync(path.join(out, `${name}.svg`), 'utf8');
+    expect(pointsIn(svg('loss'))).toHaveLength(steps.size + validations.size);
+    expect(pointsIn(svg('validation-accuracy'))).toHaveLength(validations.size);
+    expect(readFileSync(path.join(out, 'index.html'), 'utf8')).toContain('<img src="loss.svg"');
+  });
+
+  it('ringtrain report overlays both runs and lists where their jobs differ', async () => {
+    const out = path.join(dir, 'overlay');
+    const slowRun = path.join(dir, 'slow');
+    const result = await runCli(['report', firstRun, slowRun, '--out', out]);
+    expect(result.code, result.stderr).toBe(0);
+    const html = readFileSync(path.join(out, 'index.html'), 'utf8');
+    // The second job names http: and a shorter straggler patience; nothing else differs.
+    expect(html).toContain('<td>stragglers.patienceSteps</td><td>20</td><td>3</td>');
+    expect(html).toContain('<td>http</td>');
+    expect(html).not.toContain('<td>optimizer.learningRate</td>');
+    const points = pointsIn(readFileSync(path.join(out, 'loss.svg'), 'utf8'));
+    for (const label of ['first', 'slow']) expect(points.some((p) => p.attributes['aria-label']?.includes(`run: ${label}`))).toBe(true);
+  });
 });
 
 function sum(values: number[]): number {
