@@ -10,7 +10,9 @@ export function leaves(value: unknown, prefix = ''): Array<[string, string]> {
 }
 
 /** The paths whose values are not the same in every job, each with every job's value ('—' where absent). */
-export function jobDifferences(jobs: ReadonlyArray<Record<string, unknown>>): Array<{ path: string; values: string[] }> {
+export function jobDifferences(
+  jobs: ReadonlyArray<Record<string, unknown>>,
+): Array<{ path: string; values: string[] }> {
   const maps = jobs.map((job) => new Map(leaves(job)));
   const paths = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort();
   return paths

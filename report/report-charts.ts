@@ -159,7 +159,10 @@ function baselineRule(value: number, text: string): Layer {
   return {
     data: { values: [{ value, text }] },
     layer: [
-      { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { y: { field: 'value', type: 'quantitative' } } },
+      {
+        mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' },
+        encoding: { y: { field: 'value', type: 'quantitative' } },
+      },
       {
         mark: { type: 'text', align: 'right', dy: -6, x: 'width', color: 'gray' },
         encoding: { y: { field: 'value', type: 'quantitative' }, text: { field: 'text' } },

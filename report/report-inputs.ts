@@ -43,7 +43,10 @@ export function readReportInput(source: string): ReportInput {
 function readRun(source: string): RunInput {
   const metricsFile = path.join(source, 'metrics.jsonl');
   if (!existsSync(path.join(source, 'job.yaml')))
-    throw new ReportInputError(source, 'not a run directory (no job.yaml); pass runs/<timestamp>-<name> or runs/latest');
+    throw new ReportInputError(
+      source,
+      'not a run directory (no job.yaml); pass runs/<timestamp>-<name> or runs/latest',
+    );
   const records = guarded(source, () => readMetrics(metricsFile));
   const steps = new Map<number, number>();
   for (const r of records)
@@ -74,7 +77,10 @@ function readBench(source: string): TrainBenchInput | AllreduceBenchInput {
   const parsed = guarded(source, () => JSON.parse(readFileSync(source, 'utf8')) as unknown);
   const rows = Array.isArray(parsed) ? parsed.filter(isObject) : [];
   if (rows.length === 0 || rows.length !== (parsed as unknown[]).length)
-    throw new ReportInputError(source, 'not a run directory or a JSON array of bench rows (bench train/allreduce --json)');
+    throw new ReportInputError(
+      source,
+      'not a run directory or a JSON array of bench rows (bench train/allreduce --json)',
+    );
   if (rows.every((r) => typeof r['bytes'] === 'number' && typeof r['busbwGBps'] === 'number'))
     return { kind: 'bench-allreduce', source, rows: rows as unknown as AllreduceRow[] };
   if (rows.every((r) => typeof r['workers'] === 'number' && typeof r['kind'] === 'string'))

@@ -71,7 +71,8 @@ function runSection(given: readonly RunInput[]): ReportSection {
   const runs = uniqueRunLabels(given);
   const differences = jobDifferences(runs.map((r) => r.job));
   const notes = runs.map(
-    (r) => `${r.label}: ${r.source}, ${r.train.length} steps, last train loss ${r.train.at(-1)?.loss.toFixed(4) ?? '-'}`,
+    (r) =>
+      `${r.label}: ${r.source}, ${r.train.length} steps, last train loss ${r.train.at(-1)?.loss.toFixed(4) ?? '-'}`,
   );
   if (runs.length > 1 && differences.length === 0) notes.push('The runs have the same job.');
   return {

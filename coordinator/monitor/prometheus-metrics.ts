@@ -45,10 +45,11 @@ export class PrometheusMetrics {
       registers,
     });
     this.samplesPerSecond = gauge('samples_per_second', 'Training samples per second of the last step');
-    this.validation = gauge('validation_metric', 'Last validation value of each metric (loss included)', [
-      'metric',
-    ]);
-    this.allreduceBytes = counter('allreduce_bytes_total', 'Bytes of gradient buffers all-reduced (buffer size × steps)');
+    this.validation = gauge('validation_metric', 'Last validation value of each metric (loss included)', ['metric']);
+    this.allreduceBytes = counter(
+      'allreduce_bytes_total',
+      'Bytes of gradient buffers all-reduced (buffer size × steps)',
+    );
     this.busBandwidth = gauge(
       'allreduce_bus_bandwidth_bytes_per_second',
       'Bus bandwidth of the last step gradient all-reduce: bytes / time × 2(N−1)/N',
@@ -60,9 +61,7 @@ export class PrometheusMetrics {
     this.rankComputeTotal = counter('rank_compute_seconds_total', "Each rank's forward/backward time, summed", [
       'rank',
     ]);
-    this.rankWaitTotal = counter('rank_allreduce_wait_seconds_total', "Each rank's all-reduce wait, summed", [
-      'rank',
-    ]);
+    this.rankWaitTotal = counter('rank_allreduce_wait_seconds_total', "Each rank's all-reduce wait, summed", ['rank']);
     this.recoveries = counter('recoveries_total', 'Rings re-formed after a failure without losing steps');
     this.events = counter('events_total', 'Job events by kind (join, failure, eviction, recovery, ...)', ['kind']);
     // Membership is read when scraped, so it is current even between steps.

@@ -48,9 +48,7 @@ export class RunMonitor {
     await new Promise<void>((resolve, reject) => {
       monitor.server.once('error', (error) =>
         reject(
-          isAddressInUse(error)
-            ? new PortInUseError(formatHostPort(options), { cause: error, flag: '--http' })
-            : error,
+          isAddressInUse(error) ? new PortInUseError(formatHostPort(options), { cause: error, flag: '--http' }) : error,
         ),
       );
       monitor.server.listen(options.port, options.host, () => resolve());

@@ -161,11 +161,13 @@ export class RunTelemetry {
     if (views.length < 2) return views;
     // The same rule as the straggler detector, over the recent window: above the (lower) median by the margin.
     const ringMedian = median(views.map((v) => v.medianComputeMs));
-    for (const view of views) view.straggler = ringMedian > 0 && view.medianComputeMs > ringMedian * (1 + this.stragglerMargin);
+    for (const view of views)
+      view.straggler = ringMedian > 0 && view.medianComputeMs > ringMedian * (1 + this.stragglerMargin);
     const slowest = Math.max(...views.filter((v) => v.straggler).map((v) => v.medianComputeMs));
     // A rank that waits at least half of what the straggler computes longer than it is waiting on it.
     for (const view of views)
-      view.waiting = !view.straggler && Number.isFinite(slowest) && view.medianWaitMs >= (slowest - view.medianComputeMs) / 2;
+      view.waiting =
+        !view.straggler && Number.isFinite(slowest) && view.medianWaitMs >= (slowest - view.medianComputeMs) / 2;
     return views;
   }
 }

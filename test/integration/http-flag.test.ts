@@ -16,7 +16,9 @@ describe('ringtrain train --http', () => {
     const out = path.join(dir, 'bad-flag');
     const result = await runCli(['train', job, '--out', out, '--http', 'localhost']);
     expect(result.code).toBe(2);
-    expect(result.stderr.trim()).toMatch(/^ringtrain: option '--http <PORT\|ADDR:PORT>' argument 'localhost' is invalid/);
+    expect(result.stderr.trim()).toMatch(
+      /^ringtrain: option '--http <PORT\|ADDR:PORT>' argument 'localhost' is invalid/,
+    );
     expect(existsSync(out)).toBe(false);
   });
 

@@ -45,7 +45,10 @@ async function httpBase(out: string): Promise<string> {
   throw new Error(`${file} names no http address`);
 }
 
-async function stop(run: { child: { kill: (s: NodeJS.Signals) => boolean }; done: Promise<CliExit> }): Promise<CliExit> {
+async function stop(run: {
+  child: { kill: (s: NodeJS.Signals) => boolean };
+  done: Promise<CliExit>;
+}): Promise<CliExit> {
   run.child.kill('SIGTERM');
   return await run.done;
 }
@@ -86,7 +89,10 @@ describe('ringtrain train --http', () => {
     expect(scraped.value('ringtrain_skipped_steps_total')).toBe(steps.filter((s) => s.skipped).length);
     expect(scraped.value('ringtrain_allreduce_bytes_total')).toBe(steps.length * PARAMS * 4);
     expect(scraped.value('ringtrain_allreduce_bus_bandwidth_bytes_per_second')).toBeGreaterThan(0);
-    expect(scraped.value('ringtrain_samples_per_second')).toBeCloseTo((last?.samples ?? 0) / ((last?.wallMs ?? 0) / 1000), 6);
+    expect(scraped.value('ringtrain_samples_per_second')).toBeCloseTo(
+      (last?.samples ?? 0) / ((last?.wallMs ?? 0) / 1000),
+      6,
+    );
     expect(scraped.value('ringtrain_world_size')).toBe(2);
     expect(scraped.value('ringtrain_generation')).toBeGreaterThanOrEqual(1);
     expect(scraped.value('ringtrain_recoveries_total')).toBe(0);
@@ -94,7 +100,9 @@ describe('ringtrain train --http', () => {
       const mine = steps.map((s) => s.ranks.find((r) => r.rank === rank));
       const label = { rank: String(rank) };
       expect(scraped.value('ringtrain_rank_compute_seconds', label)).toBe((mine.at(-1)?.computeMs ?? 0) / 1000);
-      expect(scraped.value('ringtrain_rank_allreduce_wait_seconds', label)).toBe((mine.at(-1)?.allreduceWaitMs ?? 0) / 1000);
+      expect(scraped.value('ringtrain_rank_allreduce_wait_seconds', label)).toBe(
+        (mine.at(-1)?.allreduceWaitMs ?? 0) / 1000,
+      );
       expect(scraped.value('ringtrain_rank_compute_seconds_total', label)).toBeCloseTo(
         sum(mine.map((r) => r?.computeMs ?? 0)) / 1000,
         6,
@@ -140,7 +148,7 @@ describe('ringtrain train --http', () => {
         await page.goto(`${base}/`);
         const points = "Chart.getChart('loss').data.datasets[0].data.length";
         await waitInPage(page, `${points} > 0`);
-        const before = (await page.evaluate(points)) as number;
+        const before = await page.evaluate<number>(points);
         // Steps keep completing: the curve gains points without reloading the page.
         await waitInPage(page, `${points} > ${before}`);
         await waitInPage(page, "Chart.getChart('loss').data.datasets[1].data.length > 0"); // a validation
@@ -150,7 +158,10 @@ describe('ringtrain train --http', () => {
         expect(await page.getAttribute('#rank-0', 'data-waiting')).toBe('true');
         expect(await page.textContent('#rank-1 .badge')).toBe('straggler');
         // The detector's straggler event reaches the event list.
-        await waitInPage(page, `[...document.querySelectorAll('#events td')].some((td) => td.textContent === 'straggler')`);
+        await waitInPage(
+          page,
+          `[...document.querySelectorAll('#events td')].some((td) => td.textContent === 'straggler')`,
+        );
         mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
         await page.screenshot({ path: SCREENSHOT, fullPage: true });
       } finally {
@@ -187,7 +198,8 @@ describe('ringtrain train --http', () => {
     expect(html).toContain('<td>http</td>');
     expect(html).not.toContain('<td>optimizer.learningRate</td>');
     const points = pointsIn(readFileSync(path.join(out, 'loss.svg'), 'utf8'));
-    for (const label of ['first', 'slow']) expect(points.some((p) => p.attributes['aria-label']?.includes(`run: ${label}`))).toBe(true);
+    for (const label of ['first', 'slow'])
+      expect(points.some((p) => p.attributes['aria-label']?.includes(`run: ${label}`))).toBe(true);
   });
 });
 

@@ -56,7 +56,10 @@ describe('ringtrain report', () => {
     const rows = [trainRow('model.fit', 1, 900), ...[1, 2, 4].map((n, i) => trainRow('ringtrain', n, 800 + 500 * i))];
     writeFileSync(train, JSON.stringify(rows));
     const allreduce = path.join(dir, 'ring.json');
-    writeFileSync(allreduce, JSON.stringify([4096, 65536, 1 << 20, 16 << 20, 64 << 20].map((b, i) => allreduceRow(b, 0.2 * (i + 1)))));
+    writeFileSync(
+      allreduce,
+      JSON.stringify([4096, 65536, 1 << 20, 16 << 20, 64 << 20].map((b, i) => allreduceRow(b, 0.2 * (i + 1)))),
+    );
     const out = path.join(dir, 'bench-report');
     const result = await runCli(['report', train, allreduce, '--out', out]);
     expect(result.code, result.stderr).toBe(0);
@@ -68,7 +71,8 @@ describe('ringtrain report', () => {
     expect(svg('scaling-throughput')).toContain('model.fit');
     expect(svg('ring-busbw')).toContain('raw TCP, one direction'); // the same run's baselines
     const html = readFileSync(path.join(out, 'index.html'), 'utf8');
-    for (const name of ['scaling-throughput', 'scaling-efficiency', 'ring-busbw']) expect(html).toContain(`${name}.svg`);
+    for (const name of ['scaling-throughput', 'scaling-efficiency', 'ring-busbw'])
+      expect(html).toContain(`${name}.svg`);
   });
 
   it('answers bad inputs with one ringtrain: line and exit 2, writing no page', async () => {

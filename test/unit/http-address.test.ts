@@ -12,7 +12,8 @@ describe('parseHttpAddress', () => {
   });
 
   it('refuses what is not a port or ADDR:PORT', () => {
-    for (const bad of ['', 'abc', '70000', 'host:', ':80', '1.2.3.4:99999', '-1']) expect(parseHttpAddress(bad)).toBeUndefined();
+    for (const bad of ['', 'abc', '70000', 'host:', ':80', '1.2.3.4:99999', '-1'])
+      expect(parseHttpAddress(bad)).toBeUndefined();
   });
 
   it("is the job file's http: (a port or ADDR:PORT)", () => {

@@ -21,7 +21,13 @@ function step(n: number, computeMs: number[], waitMs: number[], skipped = false)
     samples: 32,
     skipped,
     wallMs: 100,
-    ranks: computeMs.map((c, rank) => ({ rank, samples: 16, computeMs: c, allreduceMs: 5 + (waitMs[rank] ?? 0), allreduceWaitMs: waitMs[rank] ?? 0 })),
+    ranks: computeMs.map((c, rank) => ({
+      rank,
+      samples: 16,
+      computeMs: c,
+      allreduceMs: 5 + (waitMs[rank] ?? 0),
+      allreduceWaitMs: waitMs[rank] ?? 0,
+    })),
   };
 }
 
@@ -48,8 +54,16 @@ describe('RunTelemetry', () => {
   it('keeps curves and events bounded, leaves skipped steps off the loss curve, reads validation metrics', () => {
     const telemetry = new RunTelemetry(() => ringOf(1, 1), { maxPoints: 3, maxEvents: 2, recentSteps: 2 });
     for (let n = 0; n < 5; n++) telemetry.observe({ ...step(n, [10], [0], n === 4) });
-    for (let n = 0; n < 3; n++) telemetry.observe({ type: 'event', kind: 'join', rank: n, step: n, at: '', detail: '' });
-    telemetry.observe({ type: 'validation', step: 5, epoch: 0, 'train.loss': 2, 'validation.loss': 0.5, 'validation.accuracy': 0.9 });
+    for (let n = 0; n < 3; n++)
+      telemetry.observe({ type: 'event', kind: 'join', rank: n, step: n, at: '', detail: '' });
+    telemetry.observe({
+      type: 'validation',
+      step: 5,
+      epoch: 0,
+      'train.loss': 2,
+      'validation.loss': 0.5,
+      'validation.accuracy': 0.9,
+    });
     const state = telemetry.snapshot();
     expect(state.train.map((p) => p.step)).toEqual([2, 3, 4]);
     expect(state.step).toBe(5);
