@@ -2,8 +2,9 @@
 // Vega in Node with no canvas and no browser (`renderer: 'none'`, then toSVG()).
 //
 // Runs: train loss (one point per step) with validation loss, and one chart per validation
-// metric, several runs overlaid by colour. Bench train: samples/s and scaling efficiency against
-// workers, the model.fit baseline as a rule. Bench allreduce: bus bandwidth against message size
+// metric, several runs overlaid by colour. Bench train: samples/s against workers (ringtrain, and
+// the bare gradient loop and PyTorch DDP where measured), the model.fit baseline as a rule, and
+// ringtrain's scaling efficiency. Bench allreduce: bus bandwidth against message size
 // (log scale), with the same run's TCP baselines as rules, as nccl-tests compares busbw with the link.
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -79,12 +80,16 @@ export function runCharts(runs: readonly RunInput[]): Chart[] {
 export function trainBenchCharts(label: string, rows: readonly TrainRow[]): Chart[] {
   const ring = rows.filter((r) => r.kind === 'ringtrain');
   const baseline = rows.find((r) => r.kind === 'model.fit');
+  // One line per kind measured at each world size: ringtrain, the bare gradient loop (its compute
+  // ceiling) and a peer (PyTorch DDP) when the bench ran them; model.fit is one process, a rule.
+  const series = rows.filter((r) => r.kind !== 'model.fit' && r.kind !== 'fit+kernels');
   const throughput: Layer = {
-    data: { values: ring.map((r) => ({ workers: r.workers, samplesPerSecond: r.samplesPerSecond })) },
+    data: { values: series.map((r) => ({ workers: r.workers, samplesPerSecond: r.samplesPerSecond, kind: r.kind })) },
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'workers', type: 'quantitative', title: 'workers', axis: { tickMinStep: 1 } },
       y: { field: 'samplesPerSecond', type: 'quantitative', title: 'samples/s' },
+      color: { field: 'kind', type: 'nominal', title: 'measured' },
     },
   };
   const rule = baseline === undefined ? [] : [baselineRule(baseline.samplesPerSecond, `model.fit (1 process)`)];

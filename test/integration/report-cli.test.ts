@@ -15,6 +15,7 @@ function trainRow(kind: TrainRow['kind'], workers: number, samplesPerSecond: num
     workers,
     samplesPerSecond,
     speedup: samplesPerSecond / 800,
+    ofCeiling: Number.NaN,
     efficiency: samplesPerSecond / 800 / workers,
     meanStepMs: 10,
     steps: 40,
@@ -53,7 +54,11 @@ describe('ringtrain report', () => {
   it('charts bench train (throughput, efficiency against workers) and bench allreduce (busbw against size)', async () => {
     const train = path.join(dir, 'scaling.json');
     // As bench train writes them: model.fit first, NaN (no N = 1 run) would be null.
-    const rows = [trainRow('model.fit', 1, 900), ...[1, 2, 4].map((n, i) => trainRow('ringtrain', n, 800 + 500 * i))];
+    const rows = [
+      trainRow('model.fit', 1, 900),
+      ...[1, 2, 4].map((n, i) => trainRow('ringtrain', n, 800 + 500 * i)),
+      ...[1, 2, 4].map((n, i) => trainRow('bare-grad', n, 1000 + 600 * i)),
+    ];
     writeFileSync(train, JSON.stringify(rows));
     const allreduce = path.join(dir, 'ring.json');
     writeFileSync(
@@ -65,7 +70,9 @@ describe('ringtrain report', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(path.join(out, 'index.html'));
     const svg = (name: string): string => readFileSync(path.join(out, `${name}.svg`), 'utf8');
-    expect(pointsIn(svg('scaling-throughput'))).toHaveLength(3); // the ring rows; model.fit is a rule
+    // ringtrain and the bare gradient loop at each world size; model.fit is a rule.
+    expect(pointsIn(svg('scaling-throughput'))).toHaveLength(6);
+    expect(svg('scaling-throughput')).toContain('bare-grad');
     expect(pointsIn(svg('scaling-efficiency'))).toHaveLength(3);
     expect(pointsIn(svg('ring-busbw'))).toHaveLength(5);
     expect(svg('scaling-throughput')).toContain('model.fit');
