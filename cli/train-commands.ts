@@ -7,7 +7,7 @@ import { train } from '../lib/train.js';
 import type { TrainOptions } from '../lib/train-options.js';
 import { signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
-import { nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
+import { httpAddress, nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
 
 interface CommonFlags {
   epochs?: number;
@@ -20,6 +20,7 @@ interface CommonFlags {
   resume?: string;
   resumeIfExists?: boolean;
   runsDir?: string;
+  http?: string;
 }
 
 function addCommonOptions(command: Command): Command {
@@ -48,6 +49,11 @@ function addCommonOptions(command: Command): Command {
     .option(
       '--resume-if-exists',
       'with --out DIR: continue the run in DIR if it holds one (a restarted pod), else start it there',
+    )
+    .option(
+      '--http <PORT|ADDR:PORT>',
+      'serve Prometheus /metrics and the live dashboard (a bare port binds 127.0.0.1; 0 = any free port)',
+      httpAddress('--http'),
     );
 }
 

@@ -25,12 +25,15 @@ import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
 import { epochOfStepsDone } from '../shared/shard-plan.js';
+import type { HttpAddress } from '../shared/http-address.js';
 import { LocalWorkers } from './local-workers.js';
+import { RunMonitor } from './monitor/run-monitor.js';
+import type { RingView } from './monitor/run-telemetry.js';
 import { probeModel } from './model-probe.js';
 import { EarlyStopping } from './loop/early-stopping.js';
 import { ElasticTraining, type ElasticContext } from './loop/elastic-training.js';
 import { Evaluator } from './loop/evaluator.js';
-import { Membership } from './loop/membership.js';
+import { Membership, type Generation } from './loop/membership.js';
 import { restoreState, type ResumeContext } from './loop/resume-state.js';
 import { StragglerDetector } from './loop/straggler-detector.js';
 import type { LoopResult } from './loop/training-loop.js';
@@ -79,6 +82,8 @@ export interface CoordinatorOptions {
   callbacks?: readonly TrainingCallbacks[];
   /** onStep runs after every this-many steps. @default 10 */
   onStepEvery?: number;
+  /** Serve /metrics and the live dashboard here (`--http`, the job's `http:`). @default off */
+  http?: HttpAddress;
 }
 
 /** CoordinatorOptions after `withRunDefaults`: every timeout is a number. */
@@ -118,9 +123,23 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
       else admit.early.push(s);
     },
   });
+  // The monitor binds before the run directory exists too: a taken --http port leaves nothing.
+  const monitor =
+    options.http === undefined
+      ? undefined
+      : await RunMonitor.start({
+          ...options.http,
+          title: job.name,
+          stragglerMargin: job.stragglers.margin,
+          logger,
+        }).catch(async (error: unknown) => {
+          await server.close();
+          throw error;
+        });
   await startupFaultDelay();
   const runDir = await openRunDirectory(options).catch(async (error: unknown) => {
     await server.close();
+    await monitor?.close();
     throw error;
   });
   const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
@@ -133,7 +152,7 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
     runDir.path,
     options.onStepEvery ?? 10,
   );
-  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger);
+  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger, monitor);
   let failed = true;
   try {
     const summary = await run.execute();
@@ -179,6 +198,7 @@ class CoordinatorRun {
     private readonly membership: Membership,
     private readonly bounds: { min: number; max: number },
     private readonly logger: Logger,
+    private readonly monitor: RunMonitor | undefined,
   ) {
     const { job } = options;
     this.hash = jobHash(job);
@@ -220,9 +240,19 @@ class CoordinatorRun {
     const addressFile = path.join(this.runDir.path, 'coordinator.json');
     await writeFileAtomic(
       addressFile,
-      JSON.stringify({ host: this.server.host, port: this.server.port, pid: process.pid, hostname: os.hostname() }),
+      JSON.stringify({
+        host: this.server.host,
+        port: this.server.port,
+        pid: process.pid,
+        hostname: os.hostname(),
+        ...(this.monitor !== undefined ? { http: this.monitor.address } : {}),
+      }),
     ).catch((error: unknown) => rethrowStorageFull(error, addressFile));
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
+    // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
+    this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
+    if (this.monitor !== undefined)
+      this.reporter.note(`dashboard ${this.monitor.url}  metrics ${this.monitor.url}metrics`);
     if (this.workers === undefined)
       this.reporter.note(
         `coordinator listening on ${this.server.host}:${this.server.port}, waiting for ${this.bounds.max} workers`,
@@ -371,8 +401,19 @@ class CoordinatorRun {
     process.removeListener('exit', this.killOnExit);
     this.options.signal?.removeEventListener('abort', this.onStopSignal);
     await this.server.close();
+    await this.monitor?.close();
     await this.runDir.close();
   }
+}
+
+/** The ring as the monitor shows it (hosts, generation, buffer size). */
+function ringView(generation: Generation | undefined): RingView | undefined {
+  if (generation === undefined) return undefined;
+  return {
+    generation: generation.generation,
+    paramCount: generation.paramCount,
+    members: generation.members.map((m) => ({ rank: m.rank, host: m.session.hello.host, pid: m.session.hello.pid })),
+  };
 }
 
 async function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

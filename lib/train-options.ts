@@ -8,6 +8,7 @@ import { ProgressReporter } from '../coordinator/run/progress-reporter.js';
 import type { TrainingCallbacks } from '../coordinator/training-callbacks.js';
 import { detectGpus, parseGpus } from '../shared/gpus.js';
 import { FlagError } from '../shared/errors.js';
+import { parseHttpAddress, type HttpAddress } from '../shared/http-address.js';
 import { loadJob, resolveJob, type JobOverrides } from '../shared/job.js';
 import type { Job, JobInput } from '../shared/job-schema.js';
 
@@ -46,6 +47,12 @@ export interface TrainOptions {
   port?: number;
   /** Coordinator bind address (`--host`). @default '127.0.0.1' */
   host?: string;
+  /**
+   * Serve Prometheus /metrics and the live dashboard on this port, or 'ADDR:PORT' (`--http`;
+   * a bare port binds 127.0.0.1, 0 = any free port); overrides the job's `http:`.
+   * @default the job's `http:`, else off
+   */
+  http?: number | string;
   /**
    * Like `ringtrain coordinator`: start no local workers and wait for `expectWorkers` (else the
    * job's `workers`) to join from elsewhere with `ringtrain worker --coordinator HOST:PORT`.
@@ -101,6 +108,7 @@ export function resolveTrainOptions(given: TrainOptions): ResolvedTrain {
     reporter: new ProgressReporter(write),
     callbacks: options.callbacks === undefined ? [] : [options.callbacks].flat(),
     ...(options.onStepEvery !== undefined ? { onStepEvery: options.onStepEvery } : {}),
+    ...httpOf(options, job),
     ...(options.joinTimeout !== undefined ? { joinTimeoutMs: options.joinTimeout * 1000 } : {}),
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(options.maxSteps !== undefined ? { stopAtStep: options.maxSteps } : {}),
@@ -109,6 +117,19 @@ export function resolveTrainOptions(given: TrainOptions): ResolvedTrain {
     runsRoot: options.runsDir ?? 'runs',
   };
   return { coordinator, write };
+}
+
+/** The monitor's address: the `http` option over the job's `http:` (validated by the schema). */
+function httpOf(options: TrainOptions, job: Job): { http?: HttpAddress } {
+  const given = options.http ?? job.http;
+  if (given === undefined) return {};
+  const http = parseHttpAddress(given);
+  if (http === undefined)
+    throw new FlagError(
+      options.http !== undefined ? `--http ${options.http}` : `http: ${given}`,
+      'give a port (0 = any free port) or ADDR:PORT, e.g. 9464 or 0.0.0.0:9464',
+    );
+  return { http };
 }
 
 function writerOf(progress: TrainOptions['progress']): (line: string) => void {

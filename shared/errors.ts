@@ -93,9 +93,9 @@ export class PortInUseError extends RingtrainError {
   override readonly exitCode = 7;
   constructor(
     readonly address: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; flag?: string },
   ) {
-    super(`cannot listen on ${address}: address already in use; pick another --port`, options);
+    super(`cannot listen on ${address}: address already in use; pick another ${options?.flag ?? '--port'}`, options);
   }
 }
 
@@ -361,6 +361,18 @@ export class FlagError extends RingtrainError {
     options?: { cause?: unknown },
   ) {
     super(`${flag}: ${reason}`, options);
+  }
+}
+
+/** An input of `ringtrain report` is missing or is neither a run directory nor a bench JSON file. */
+export class ReportInputError extends RingtrainError {
+  override readonly exitCode = 2;
+  constructor(
+    readonly input: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`report ${input}: ${reason}`, options);
   }
 }
 

@@ -29,6 +29,7 @@ export const RUN_LENGTH_SETTINGS = [
   'stragglers',
   'maxConsecutiveSkippedSteps',
   'timeouts',
+  'http',
   'consistencyCheckEverySteps',
 ] as const;
 

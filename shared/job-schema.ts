@@ -1,6 +1,7 @@
 // The job file's schema: every key, its meaning and its default, in one place.
 // Unknown keys are rejected everywhere (strict objects), so a typo is an error, not a no-op.
 import { z } from 'zod';
+import { httpAddressSchema } from './http-address.js';
 import { layerSchema } from './layer-schema.js';
 
 export { ACTIVATIONS, activationSchema, layerSchema, type Activation, type LayerSpec } from './layer-schema.js';
@@ -254,6 +255,11 @@ export const jobSchema = z.strictObject({
       replacementMs: nonNegativeInt.default(60_000),
     })
     .default({ hangMs: 10_000, collectiveMs: 60_000, replacementMs: 60_000 }),
+  /**
+   * Serve /metrics (Prometheus) and the live dashboard on this port, or ADDR:PORT (a bare port
+   * binds 127.0.0.1; 0 = any free port). `--http` overrides it. @default off
+   */
+  http: httpAddressSchema.optional(),
   /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z

@@ -50,6 +50,8 @@ export class RunDirectory {
   readonly bestModelDir: string;
   readonly metricsFile: string;
   private readonly metrics: MetricsLog;
+  /** Who else reads each record as it is appended (the HTTP monitor); see onRecord. */
+  private readonly recordListeners: Array<(record: Readonly<Record<string, unknown>>) => void> = [];
 
   private constructor(dir: string) {
     this.path = dir;
@@ -115,6 +117,20 @@ export class RunDirectory {
    */
   appendMetrics(record: Record<string, unknown>): void {
     this.metrics.append(record, record['type'] !== 'step');
+    for (const listener of this.recordListeners) listener(record);
+  }
+
+  /**
+   * Calls `listener` with every record appended to metrics.jsonl from now on (steps, validations,
+   * events), after it reached the file: one subscription point for live views of the run, which
+   * so read exactly what metrics.jsonl holds. Returns the unsubscribe function.
+   */
+  onRecord(listener: (record: Readonly<Record<string, unknown>>) => void): () => void {
+    this.recordListeners.push(listener);
+    return () => {
+      const at = this.recordListeners.indexOf(listener);
+      if (at >= 0) this.recordListeners.splice(at, 1);
+    };
   }
 
   /** Replaces summary.json atomically. */

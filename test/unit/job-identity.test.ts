@@ -30,6 +30,7 @@ describe('trajectoryChanges', () => {
       validation: { everySteps: 2, earlyStopping: { patience: 4, restoreBestWeights: true } },
       workers: 3,
       timeouts: { hangMs: 20_000 },
+      http: '0.0.0.0:9464',
     });
     expect(trajectoryChanges(job(), longer)).toEqual([]);
     expect(jobHash(longer)).toBe(jobHash(job()));

@@ -191,6 +191,21 @@ describe.each([
     }
   });
 
+  it('has Prometheus scrape the coordinator: --http on the metrics port, annotated for scraping', () => {
+    const args = coordinator.args ?? [];
+    const address = args[args.indexOf('--http') + 1] ?? '';
+    const port = Number(address.split(':').at(-1));
+    expect(address.startsWith('0.0.0.0:')).toBe(true); // reachable from the pod network, not loopback only
+    expect(coordinator.ports?.find((p) => p.name === 'metrics')?.containerPort).toBe(port);
+    expect(deployment.coordinatorJob.template.metadata?.annotations).toEqual(
+      expect.objectContaining({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': String(port),
+        'prometheus.io/path': '/metrics',
+      }),
+    );
+  });
+
   it('points workers at the coordinator by a name that resolves to its gRPC port', () => {
     const target = resolveCoordinatorTarget(undefined, {
       RINGTRAIN_COORDINATOR: envValue(worker, 'RINGTRAIN_COORDINATOR'),
