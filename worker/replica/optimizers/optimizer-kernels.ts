@@ -291,8 +291,3 @@ export function offsetsIn(arena: OptimizerArena | undefined, views: readonly Flo
   const offsets = views.map((view) => arena.offsetOf(view));
   return offsets.every((offset) => offset >= 0) ? offsets : undefined;
 }
-
-/** For tests: whether this runtime can build the kernels. */
-export function optimizerKernelsAvailable(): boolean {
-  return OptimizerArena.create([4]) !== undefined;
-}
