@@ -4,6 +4,12 @@
 // coordinator, no all-reduce, no optimizer. For world size N, N children run at once (as N ranks
 // would, sharing the machine) with the shard plan's slice sizes, and the ceiling is
 // global batch / the slowest child's mean step time: no synchronous step can be faster.
+//
+// With writeParams each child also writes the (unchanged) parameters back into the model before
+// every gradient, as any trainer must after its update: on the wasm backend a written weight is a
+// new tensor, and XNNPACK re-packs it on its next matMul (its packed-weight cache is keyed by the
+// tensor), which the plain loop, reusing one set of weights, never pays. 'bare-grad+write' is the
+// ceiling for a step that trains.
 import { loadDataset } from '../shared/data/dataset.js';
 import { rankSlices } from '../shared/shard-plan.js';
 import type { Job } from '../shared/job-schema.js';
@@ -20,6 +26,8 @@ export interface BareCeiling {
   meanStepMs: number;
   /** Each child's mean gradient time per step. */
   rankStepMs: number[];
+  /** The children wrote the parameters back before every gradient (see the header). */
+  writeParams: boolean;
 }
 
 /** Runs N children at once and returns the ceiling (see the header). */
@@ -30,6 +38,7 @@ export async function measureBareCeiling(
   workers: number,
   steps: number,
   warmupSteps: number,
+  writeParams = false,
 ): Promise<BareCeiling> {
   const batch = job.training.batchSize;
   const children = rankSlices(batch, workers).map(({ start, end }, rank) =>
@@ -44,6 +53,7 @@ export async function measureBareCeiling(
       String(steps),
       '--warmup-steps',
       String(warmupSteps),
+      ...(writeParams ? ['--write-params'] : []),
     ]),
   );
   try {
@@ -53,7 +63,7 @@ export async function measureBareCeiling(
     const done = await Promise.all(children.map((child) => child.next('done', 600_000)));
     const rankStepMs = done.map((message) => Number(message['meanStepMs']));
     const slowest = Math.max(...rankStepMs);
-    return { workers, samplesPerSecond: (batch / slowest) * 1000, meanStepMs: slowest, rankStepMs };
+    return { workers, samplesPerSecond: (batch / slowest) * 1000, meanStepMs: slowest, rankStepMs, writeParams };
   } finally {
     for (const child of children) child.kill();
   }
@@ -66,6 +76,7 @@ export async function runBareGradient(options: {
   samples: number;
   steps: number;
   warmupSteps: number;
+  writeParams?: boolean;
 }): Promise<void> {
   const job = loadBenchJob(options.jobFile, options.backend !== undefined ? { backend: options.backend } : {});
   await selectBackend(job.backend);
@@ -74,6 +85,8 @@ export async function runBareGradient(options: {
   const count = Math.min(options.samples, dataset.train.count);
   const { featureSize: fs, labelSize: ls } = dataset;
   const grad = new Float32Array(replica.paramCount);
+  const params = new Float32Array(replica.paramCount);
+  replica.readParams(params);
   const batches = Math.max(1, Math.floor(dataset.train.count / Math.max(1, count)));
   const ids = new Uint32Array(count);
   const step = (index: number): void => {
@@ -81,6 +94,7 @@ export async function runBareGradient(options: {
     for (let i = 0; i < count; i++) ids[i] = first + i;
     const x = dataset.train.x.subarray(first * fs, (first + count) * fs);
     const y = dataset.train.y.subarray(first * ls, (first + count) * ls);
+    if (options.writeParams === true) replica.writeParams(params);
     replica.computeGradients(x, y, count, index, ids, grad);
   };
   for (let index = 0; index < options.warmupSteps; index++) step(index);

@@ -48,13 +48,15 @@ export interface TrainBenchOptions {
  * on wasm model.fit with ringtrain's wasm kernels ('fit+kernels', for reference).
  */
 export interface TrainRow {
-  kind: 'ringtrain' | 'model.fit' | 'fit+kernels' | 'bare-grad' | 'pytorch-ddp';
+  kind: 'ringtrain' | 'model.fit' | 'fit+kernels' | 'bare-grad' | 'bare-grad+write' | 'pytorch-ddp';
   workers: number;
   samplesPerSecond: number;
   /** samples/s ÷ ringtrain N = 1 samples/s (NaN without an N = 1 run). */
   speedup: number;
   /** ringtrain rows: samples/s ÷ the bare gradient loop's at the same world size (NaN without it). */
   ofCeiling: number;
+  /** ringtrain rows: samples/s ÷ the bare loop's that also writes the weights each step ('bare-grad+write'). */
+  ofWriteCeiling?: number;
   /** Peer rows: intra-op threads per rank. */
   threads?: number;
   /** speedup ÷ N. */
@@ -93,15 +95,18 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRo
   }
   if (options.ceiling !== false) {
     for (const workers of options.workers) {
-      const ceiling = await measureBareCeiling(
-        options.jobFile,
-        options.backend,
-        job,
-        workers,
-        options.steps,
-        options.warmupSteps,
-      );
-      rows.push(bareRow(ceiling, options.steps));
+      for (const writeParams of [false, true]) {
+        const ceiling = await measureBareCeiling(
+          options.jobFile,
+          options.backend,
+          job,
+          workers,
+          options.steps,
+          options.warmupSteps,
+          writeParams,
+        );
+        rows.push(bareRow(ceiling, options.steps));
+      }
     }
   }
   for (const workers of options.workers) rows.push(await runRing(job, workers, options));
@@ -113,6 +118,9 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainRo
     const ceiling = rows.find((r) => r.kind === 'bare-grad' && r.workers === row.workers);
     if (row.kind === 'ringtrain' && ceiling !== undefined)
       row.ofCeiling = row.samplesPerSecond / ceiling.samplesPerSecond;
+    const writeCeiling = rows.find((r) => r.kind === 'bare-grad+write' && r.workers === row.workers);
+    if (row.kind === 'ringtrain' && writeCeiling !== undefined)
+      row.ofWriteCeiling = row.samplesPerSecond / writeCeiling.samplesPerSecond;
   }
   printTrainReport({ job, paramCount: await trainableParams(job), runtimeRssBytes, rows }, options);
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
@@ -191,7 +199,7 @@ async function peerRows(job: Job, options: TrainBenchOptions): Promise<TrainRow[
 
 function bareRow(ceiling: BareCeiling, steps: number): TrainRow {
   return {
-    ...emptyRow('bare-grad', ceiling.workers, '-'),
+    ...emptyRow(ceiling.writeParams ? 'bare-grad+write' : 'bare-grad', ceiling.workers, '-'),
     samplesPerSecond: ceiling.samplesPerSecond,
     meanStepMs: ceiling.meanStepMs,
     steps,

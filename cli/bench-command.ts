@@ -143,10 +143,11 @@ export function addBenchCommand(program: Command): void {
     .requiredOption('--samples <K>', 'samples per gradient', positiveInt('--samples'))
     .requiredOption('--steps <K>', 'timed steps', positiveInt('--steps'))
     .option('--warmup-steps <K>', 'untimed steps', nonNegativeInt('--warmup-steps', 1000), 5)
+    .option('--write-params', 'write the parameters back into the model before every gradient')
     .action(
       async (
         job: string | undefined,
-        flags: { backend?: string; samples: number; steps: number; warmupSteps: number },
+        flags: { backend?: string; samples: number; steps: number; warmupSteps: number; writeParams?: boolean },
       ) => {
         await reportFailures(() => runBareGradient({ jobFile: job, ...flags, backend: flags.backend }));
       },

@@ -156,7 +156,9 @@ describe('ringtrain bench train', () => {
       ['model.fit', 1],
       ['fit+kernels', 1],
       ['bare-grad', 1],
+      ['bare-grad+write', 1],
       ['bare-grad', 2],
+      ['bare-grad+write', 2],
       ['ringtrain', 1],
       ['ringtrain', 2],
       ...peerRows,
@@ -172,6 +174,13 @@ describe('ringtrain bench train', () => {
           (rows.find((r) => r.kind === 'bare-grad' && r.workers === row.workers)?.samplesPerSecond ?? 0),
         9,
       );
+    for (const row of rows.filter((r) => r.kind === 'ringtrain'))
+      expect(row.ofWriteCeiling).toBeCloseTo(
+        row.samplesPerSecond /
+          (rows.find((r) => r.kind === 'bare-grad+write' && r.workers === row.workers)?.samplesPerSecond ?? 0),
+        9,
+      );
+    expect(result.stdout).toMatch(/against the bare loop that also writes the weights each step: \d/);
     for (const row of rows.filter((r) => r.kind === 'ringtrain')) {
       expect(row.ranks.map((r) => r.rank)).toEqual(Array.from({ length: row.workers }, (_, i) => i));
       for (const split of row.ranks) {
