@@ -28,6 +28,7 @@ import { epochOfStepsDone } from '../shared/shard-plan.js';
 import type { HttpAddress } from '../shared/http-address.js';
 import { LocalWorkers } from './local-workers.js';
 import { RunMonitor } from './monitor/run-monitor.js';
+import { TensorBoardWriter } from './tensorboard/tensorboard-writer.js';
 import type { RingView } from './monitor/run-telemetry.js';
 import { probeModel } from './model-probe.js';
 import { EarlyStopping } from './loop/early-stopping.js';
@@ -179,6 +180,8 @@ class CoordinatorRun {
   private readonly hash: string;
   /** The elastic loop, from the moment the first ring formed; it owns the current generation. */
   private elastic: ElasticTraining | undefined;
+  /** The run's TensorBoard event file (job `tensorboard: true`), from execute() on. */
+  private tensorboard: TensorBoardWriter | undefined;
   private ringFormed = false;
   private restartsLeft: number;
   private requestId = 1;
@@ -251,6 +254,7 @@ class CoordinatorRun {
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
     // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
     this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
+    if (job.tensorboard) this.tensorboard = TensorBoardWriter.open(this.runDir, this.logger);
     if (this.monitor !== undefined)
       this.reporter.note(`dashboard ${this.monitor.url}  metrics ${this.monitor.url}metrics`);
     if (this.workers === undefined)
@@ -402,6 +406,7 @@ class CoordinatorRun {
     this.options.signal?.removeEventListener('abort', this.onStopSignal);
     await this.server.close();
     await this.monitor?.close();
+    this.tensorboard?.close();
     await this.runDir.close();
   }
 }
