@@ -254,7 +254,7 @@ class CoordinatorRun {
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
     // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
     this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
-    if (job.tensorboard) this.tensorboard = TensorBoardWriter.open(this.runDir, this.logger);
+    if (job.tensorboard) this.tensorboard = TensorBoardWriter.openOrWarn(this.runDir, this.logger);
     if (this.monitor !== undefined)
       this.reporter.note(`dashboard ${this.monitor.url}  metrics ${this.monitor.url}metrics`);
     if (this.workers === undefined)
@@ -407,6 +407,7 @@ class CoordinatorRun {
     await this.server.close();
     await this.monitor?.close();
     this.tensorboard?.close();
+    this.reporter.close();
     await this.runDir.close();
   }
 }

@@ -61,6 +61,16 @@ export class TensorBoardWriter {
     return writer;
   }
 
+  /** open(), or undefined after a warning when the folder or file cannot be made (a full disk): TensorBoard never stops a run. */
+  static openOrWarn(runDir: RunDirectory, logger: Logger): TensorBoardWriter | undefined {
+    try {
+      return TensorBoardWriter.open(runDir, logger);
+    } catch (error) {
+      logger.warn({ err: error, runDir: runDir.path }, 'cannot write TensorBoard events for this run');
+      return undefined;
+    }
+  }
+
   /** Takes one metrics.jsonl record; records of other types are ignored. */
   observe(record: Readonly<Record<string, unknown>>): void {
     const wallTime = wallTimeOf(record);
