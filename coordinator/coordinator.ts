@@ -19,7 +19,7 @@ import {
 } from '../shared/errors.js';
 import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
-import { componentLogger, type Logger } from '../shared/logger.js';
+import { componentLogger, runIdOf, type Logger } from '../shared/logger.js';
 import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
@@ -143,7 +143,9 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
     await monitor?.close();
     throw error;
   });
-  const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
+  // From here on every coordinator line names the run.
+  const runLogger = logger.child({ runId: runIdOf(runDir.path) });
+  const membership = new Membership(job, jobHash(job), runDir.path, runLogger, bounds.max);
   admit.membership = membership;
   for (const session of admit.early.splice(0)) membership.offer(session);
   const learningRates = LearningRates.forJob(job, dataset.train.count, runDir.path);
@@ -153,7 +155,7 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
     runDir.path,
     options.onStepEvery ?? 10,
   );
-  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger, monitor);
+  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, runLogger, monitor);
   let failed = true;
   try {
     const summary = await run.execute();
