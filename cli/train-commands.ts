@@ -5,7 +5,7 @@
 import { type Command, Option } from 'commander';
 import { train } from '../lib/train.js';
 import type { TrainOptions } from '../lib/train-options.js';
-import { FlagError, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
+import { FlagError, isBrokenPipe, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
 import { httpAddress, nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
 
@@ -70,8 +70,8 @@ function progressOf(flags: CommonFlags, onClosed: () => void): Pick<TrainOptions
   if (flags.quiet === true && flags.json === true)
     throw new FlagError('--quiet', 'conflicts with --json; give one of them');
   let closed = false;
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (closed || error.code !== 'EPIPE') return;
+  process.stdout.on('error', (error) => {
+    if (closed || !isBrokenPipe(error)) return;
     closed = true;
     onClosed();
   });

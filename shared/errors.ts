@@ -414,6 +414,11 @@ export function isNotFound(error: unknown): boolean {
   return errnoCode(error) === 'ENOENT';
 }
 
+/** True when `error` says the reader of a pipe has gone (EPIPE: `ringtrain train --json | head`). */
+export function isBrokenPipe(error: unknown): boolean {
+  return errnoCode(error) === 'EPIPE';
+}
+
 /** True when `error` says a path exists already (a lost race for a name). */
 export function isAlreadyExists(error: unknown): boolean {
   return errnoCode(error) === 'EEXIST';

@@ -163,6 +163,13 @@ describe('watching a run', () => {
     expect(summary.status).toBe('preempted');
   });
 
+  it('--quiet with --json is a flag error (exit 2), before anything starts', async () => {
+    const result = await runCli(['train', job, '--out', path.join(dir, 'both'), '--quiet', '--json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^ringtrain: --quiet: conflicts with --json; give one of them\n$/);
+    expect(result.stdout).toBe('');
+  });
+
   const hasScript = spawnSync('script', ['--version']).status === 0;
   it.skipIf(!hasScript)('on a TTY: a live bar with loss, samples/s and ETA, then one line per epoch', () => {
     const out = path.join(dir, 'tty');
