@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCoordinator } from '../coordinator/coordinator.js';
-import { ProgressReporter } from '../coordinator/run/progress-reporter.js';
+import { ProgressReporter, QuietProgressView } from '../coordinator/run/progress-reporter.js';
 import { readMetrics } from '../coordinator/run/run-directory.js';
 import { loadDataset } from '../shared/data/dataset.js';
 import { JobConfigError } from '../shared/errors.js';
@@ -143,7 +143,7 @@ async function runRing(job: Job, workers: number, options: TrainBenchOptions): P
       gpus: [],
       outDir: path.join(dir, 'run'),
       stopAtStep: totalSteps,
-      reporter: new ProgressReporter(() => undefined),
+      reporter: new ProgressReporter(new QuietProgressView(() => undefined)),
     });
     const peaks = monitor.stop();
     const figures = stepFigures(readMetrics(path.join(summary.runDir, 'metrics.jsonl')), options.warmupSteps, workers);

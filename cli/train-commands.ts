@@ -5,7 +5,7 @@
 import { type Command, Option } from 'commander';
 import { train } from '../lib/train.js';
 import type { TrainOptions } from '../lib/train-options.js';
-import { signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
+import { FlagError, isBrokenPipe, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
 import { httpAddress, nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
 
@@ -21,6 +21,8 @@ interface CommonFlags {
   resumeIfExists?: boolean;
   runsDir?: string;
   http?: string;
+  quiet?: boolean;
+  json?: boolean;
 }
 
 function addCommonOptions(command: Command): Command {
@@ -54,7 +56,33 @@ function addCommonOptions(command: Command): Command {
       '--http <PORT|ADDR:PORT>',
       'serve Prometheus /metrics and the live dashboard (a bare port binds 127.0.0.1; 0 = any free port)',
       httpAddress('--http'),
-    );
+    )
+    .option('--quiet', 'print only the final line (errors still go to stderr)')
+    .option('--json', 'print one JSON object per event on stdout (steps, epochs, notes, the end), for scripts');
+}
+
+/**
+ * The CLI's progress output: --json, --quiet, else a live bar on a terminal and plain lines
+ * elsewhere. Lines stop once stdout's reader has gone (`--json | head`); `onClosed` then stops
+ * the run as SIGPIPE would stop another program, but at a step boundary with a checkpoint.
+ */
+function progressOf(flags: CommonFlags, onClosed: () => void): Pick<TrainOptions, 'progress' | 'progressStyle'> {
+  if (flags.quiet === true && flags.json === true)
+    throw new FlagError('--quiet', 'conflicts with --json; give one of them');
+  let closed = false;
+  process.stdout.on('error', (error) => {
+    if (closed || !isBrokenPipe(error)) return;
+    closed = true;
+    onClosed();
+  });
+  const progressStyle =
+    flags.json === true ? 'json' : flags.quiet === true ? 'quiet' : process.stdout.isTTY ? 'live' : 'plain';
+  return {
+    progressStyle,
+    progress: (line) => {
+      if (!closed) process.stdout.write(`${line}\n`);
+    },
+  };
 }
 
 /**
@@ -63,7 +91,7 @@ function addCommonOptions(command: Command): Command {
  * (RUN_DEFAULTS.stopGraceMs; Kubernetes gives 30 s), or a second signal comes, exit at once
  * (workers are killed by the exit handler; the previous checkpoint is intact).
  */
-function stopSignal(): AbortSignal {
+function stopSignal(): { signal: AbortSignal; stop: (signal: StopSignal) => void } {
   const controller = new AbortController();
   const graceMs = RUN_DEFAULTS.stopGraceMs;
   const onSignal = (signal: StopSignal): void => {
@@ -79,7 +107,19 @@ function stopSignal(): AbortSignal {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  return controller.signal;
+  return { signal: controller.signal, stop: onSignal };
+}
+
+/** train() with the CLI's signal handling and progress output. */
+async function trainFromCli(file: string | undefined, options: TrainOptions & CommonFlags): Promise<void> {
+  const { signal, stop } = stopSignal();
+  const { quiet: _quiet, json: _json, ...rest } = options;
+  await train({
+    ...rest,
+    ...progressOf(options, () => stop('SIGPIPE')),
+    ...(file !== undefined ? { job: file } : {}),
+    signal,
+  });
 }
 
 export function addTrainCommands(program: Command): void {
@@ -98,7 +138,7 @@ export function addTrainCommands(program: Command): void {
         file: string | undefined,
         flags: CommonFlags & { workers?: number; gpus?: string; port: number; host: string },
       ) => {
-        await train({ ...flags, ...(file !== undefined ? { job: file } : {}), signal: stopSignal() });
+        await trainFromCli(file, flags);
       },
     );
 
@@ -124,7 +164,7 @@ export function addTrainCommands(program: Command): void {
         file: string | undefined,
         flags: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout?: number },
       ) => {
-        await train({ ...flags, ...(file !== undefined ? { job: file } : {}), cluster: true, signal: stopSignal() });
+        await trainFromCli(file, { ...flags, cluster: true });
       },
     );
 }

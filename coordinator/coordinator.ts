@@ -19,7 +19,7 @@ import {
 } from '../shared/errors.js';
 import { jobHash, workerBounds } from '../shared/job.js';
 import type { Job } from '../shared/job-schema.js';
-import { componentLogger, type Logger } from '../shared/logger.js';
+import { componentLogger, runIdOf, type Logger } from '../shared/logger.js';
 import { assertFitsMemory } from '../shared/memory-estimate.js';
 import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
@@ -28,6 +28,7 @@ import { epochOfStepsDone } from '../shared/shard-plan.js';
 import type { HttpAddress } from '../shared/http-address.js';
 import { LocalWorkers } from './local-workers.js';
 import { RunMonitor } from './monitor/run-monitor.js';
+import { TensorBoardWriter } from './tensorboard/tensorboard-writer.js';
 import type { RingView } from './monitor/run-telemetry.js';
 import { probeModel } from './model-probe.js';
 import { EarlyStopping } from './loop/early-stopping.js';
@@ -142,7 +143,9 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
     await monitor?.close();
     throw error;
   });
-  const membership = new Membership(job, jobHash(job), runDir.path, logger, bounds.max);
+  // From here on every coordinator line names the run.
+  const runLogger = logger.child({ runId: runIdOf(runDir.path) });
+  const membership = new Membership(job, jobHash(job), runDir.path, runLogger, bounds.max);
   admit.membership = membership;
   for (const session of admit.early.splice(0)) membership.offer(session);
   const learningRates = LearningRates.forJob(job, dataset.train.count, runDir.path);
@@ -152,7 +155,7 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
     runDir.path,
     options.onStepEvery ?? 10,
   );
-  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, logger, monitor);
+  const run = new CoordinatorRun(options, dataset, callbacks, server, runDir, membership, bounds, runLogger, monitor);
   let failed = true;
   try {
     const summary = await run.execute();
@@ -179,6 +182,8 @@ class CoordinatorRun {
   private readonly hash: string;
   /** The elastic loop, from the moment the first ring formed; it owns the current generation. */
   private elastic: ElasticTraining | undefined;
+  /** The run's TensorBoard event file (job `tensorboard: true`), from execute() on. */
+  private tensorboard: TensorBoardWriter | undefined;
   private ringFormed = false;
   private restartsLeft: number;
   private requestId = 1;
@@ -251,6 +256,7 @@ class CoordinatorRun {
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
     // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
     this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
+    if (job.tensorboard) this.tensorboard = TensorBoardWriter.openOrWarn(this.runDir, this.logger);
     if (this.monitor !== undefined)
       this.reporter.note(`dashboard ${this.monitor.url}  metrics ${this.monitor.url}metrics`);
     if (this.workers === undefined)
@@ -402,6 +408,8 @@ class CoordinatorRun {
     this.options.signal?.removeEventListener('abort', this.onStopSignal);
     await this.server.close();
     await this.monitor?.close();
+    this.tensorboard?.close();
+    this.reporter.close();
     await this.runDir.close();
   }
 }

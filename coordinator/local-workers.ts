@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { Logger } from '../shared/logger.js';
 import { EXIT_WITH_PARENT_FLAG, parentWatchPreload } from '../shared/parent-watch.js';
+import { forwardWorkerStderr } from './worker-stderr.js';
 
 /** glibc's own default (128 KiB), set explicitly so that glibc stops adjusting it (see workerEnv). */
 export const PINNED_MMAP_THRESHOLD = String(128 * 1024);
@@ -46,6 +47,8 @@ export interface WorkerProcessOptions {
   gpu: number | undefined;
   /** Environment to start from (the caller's, plus any extras). */
   env: NodeJS.ProcessEnv;
+  /** Pass its stderr on line by line, prefixed `[rank R]` (R: this rank, or the rank a line names). @default stderr inherited as is */
+  stderrRank?: number;
 }
 
 /**
@@ -58,14 +61,16 @@ export function workerProcessArgv(args: readonly string[]): string[] {
 
 /**
  * Starts one `ringtrain worker` process on this machine: the one way local workers are started.
- * Its stdin is a pipe the parent never writes to; its output goes to the parent's.
+ * Its stdin is a pipe the parent never writes to; its output goes to the parent's (stderr with
+ * rank prefixes when `stderrRank` is given).
  */
 export function spawnWorkerProcess(options: WorkerProcessOptions): ChildProcess {
   const child = spawn(process.execPath, workerProcessArgv(options.args), {
-    stdio: ['pipe', 'inherit', 'inherit'],
+    stdio: ['pipe', 'inherit', options.stderrRank === undefined ? 'inherit' : 'pipe'],
     env: LocalWorkers.workerEnv(options.gpu, options.env),
   });
   child.stdin?.on('error', () => undefined); // EPIPE once the worker is gone: nothing to do
+  if (options.stderrRank !== undefined && child.stderr !== null) forwardWorkerStderr(child.stderr, options.stderrRank);
   return child;
 }
 
@@ -110,11 +115,12 @@ export class LocalWorkers {
       ],
       gpu: this.options.gpus[index],
       env: { ...process.env, ...this.options.env },
+      stderrRank: index,
     });
     this.children[index] = child;
     child.on('exit', (code, signal) => {
       if (this.stopping || this.children[index] !== child) return;
-      this.options.logger.warn({ index, pid: child.pid, code, signal }, 'local worker exited');
+      this.options.logger.warn({ index, workerPid: child.pid, code, signal }, 'local worker exited');
       this.options.onExit?.(index, code, signal);
     });
   }

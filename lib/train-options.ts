@@ -4,7 +4,14 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { CoordinatorOptions } from '../coordinator/coordinator.js';
-import { ProgressReporter } from '../coordinator/run/progress-reporter.js';
+import { LiveProgressView } from '../coordinator/run/live-progress-view.js';
+import {
+  JsonProgressView,
+  PlainProgressView,
+  ProgressReporter,
+  QuietProgressView,
+  type ProgressView,
+} from '../coordinator/run/progress-reporter.js';
 import type { TrainingCallbacks } from '../coordinator/training-callbacks.js';
 import { detectGpus, parseGpus } from '../shared/gpus.js';
 import { FlagError } from '../shared/errors.js';
@@ -75,7 +82,16 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Where the progress lines go. @default each line to process.stdout; false: nowhere */
   progress?: ((line: string) => void) | false;
+  /**
+   * How progress is shown: 'plain' lines (one per epoch, and one every 30 s of a long epoch),
+   * 'live' (a progress bar on process.stdout, which must be a TTY; the CLI's choice on a
+   * terminal), 'quiet' (the final line only) or 'json' (one JSON object per event).
+   * @default 'plain'
+   */
+  progressStyle?: ProgressStyle;
 }
+
+export type ProgressStyle = 'plain' | 'live' | 'quiet' | 'json';
 
 /** The options resolved: the job, where it came from, and the coordinator's options. */
 export interface ResolvedTrain {
@@ -87,7 +103,8 @@ export interface ResolvedTrain {
 export function resolveTrainOptions(given: TrainOptions): ResolvedTrain {
   checkOptions(given);
   const write = writerOf(given.progress);
-  const options = withAutoResume(given, write);
+  const reporter = new ProgressReporter(progressView(given.progressStyle ?? 'plain', write));
+  const options = withAutoResume(given, (line) => reporter.note(line));
   const gpus = options.cluster === true || options.gpus === undefined ? [] : gpuList(options.gpus);
   if (gpus.length > 0 && options.workers !== undefined && options.workers !== gpus.length)
     throw new FlagError(
@@ -105,7 +122,7 @@ export function resolveTrainOptions(given: TrainOptions): ResolvedTrain {
     port: options.port ?? 0,
     localWorkers: options.cluster === true ? 0 : local,
     gpus,
-    reporter: new ProgressReporter(write),
+    reporter,
     callbacks: options.callbacks === undefined ? [] : [options.callbacks].flat(),
     ...(options.onStepEvery !== undefined ? { onStepEvery: options.onStepEvery } : {}),
     ...httpOf(options, job),
@@ -130,6 +147,19 @@ function httpOf(options: TrainOptions, job: Job): { http?: HttpAddress } {
       'give a port (0 = any free port) or ADDR:PORT, e.g. 9464 or 0.0.0.0:9464',
     );
   return { http };
+}
+
+function progressView(style: ProgressStyle, write: (line: string) => void): ProgressView {
+  switch (style) {
+    case 'plain':
+      return new PlainProgressView(write);
+    case 'live':
+      return new LiveProgressView(process.stdout);
+    case 'quiet':
+      return new QuietProgressView(write);
+    case 'json':
+      return new JsonProgressView(write);
+  }
 }
 
 function writerOf(progress: TrainOptions['progress']): (line: string) => void {

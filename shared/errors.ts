@@ -316,13 +316,17 @@ export function userFacingError(error: unknown): unknown {
 
 /** Exit code of a process stopped by `signal`, as shells report it (128 + signal number). */
 export function signalExitCode(signal: StopSignal): number {
-  return signal === 'SIGINT' ? 130 : 143;
+  return signal === 'SIGINT' ? 130 : signal === 'SIGPIPE' ? 141 : 143;
 }
 
-/** What stops a run: a process signal, or the abort signal given to train() (`'abort'`). */
-export type StopSignal = 'SIGINT' | 'SIGTERM' | 'abort';
+/**
+ * What stops a run: a process signal, the abort signal given to train() (`'abort'`), or stdout
+ * closed by its reader (`'SIGPIPE'`, e.g. `ringtrain train --json | head`).
+ */
+export type StopSignal = 'SIGINT' | 'SIGTERM' | 'SIGPIPE' | 'abort';
 
 function stopCauseText(signal: StopSignal): string {
+  if (signal === 'SIGPIPE') return 'a closed stdout (SIGPIPE)';
   return signal === 'abort' ? 'the abort signal' : signal;
 }
 
@@ -408,6 +412,11 @@ export function errnoCode(error: unknown): string | undefined {
 /** True when `error` is a missing file or directory. */
 export function isNotFound(error: unknown): boolean {
   return errnoCode(error) === 'ENOENT';
+}
+
+/** True when `error` says the reader of a pipe has gone (EPIPE: `ringtrain train --json | head`). */
+export function isBrokenPipe(error: unknown): boolean {
+  return errnoCode(error) === 'EPIPE';
 }
 
 /** True when `error` says a path exists already (a lost race for a name). */

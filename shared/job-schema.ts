@@ -260,6 +260,8 @@ export const jobSchema = z.strictObject({
    * binds 127.0.0.1; 0 = any free port). `--http` overrides it. @default off
    */
   http: httpAddressSchema.optional(),
+  /** Write TensorBoard event files to <run>/tensorboard/ (scalars of every step and validation). @default true */
+  tensorboard: z.boolean().default(true),
   /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z

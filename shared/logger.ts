@@ -1,5 +1,10 @@
-// One pino root logger per process; components take child loggers carrying `component` and `rank`.
-// Logs go to stderr as JSON lines (stdout is kept for the human progress report).
+// One pino root logger per process; components take child loggers carrying `component`, and, where
+// they apply, `runId`, `rank` and `generation` (a call adds `step` and the like). Logs go to
+// stderr as JSON lines (stdout is kept for the progress report).
+//
+// Invariant: no key is written twice in one line. pino writes the base (`pid`), each child's
+// bindings and the call's object one after the other without merging, so a field bound in a
+// child is never passed again in a call or a deeper child.
 import { pino, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -22,4 +27,14 @@ export function rootLogger(): Logger {
 /** Child logger for one component (and rank, where it has one). */
 export function componentLogger(component: string, fields: Record<string, unknown> = {}): Logger {
   return rootLogger().child({ component, ...fields });
+}
+
+/** The run's id in logs: the run directory's name (workers receive the coordinator's path of it). */
+export function runIdOf(runDirPath: string): string {
+  return (
+    runDirPath
+      .split(/[\\/]/)
+      .filter((part) => part !== '')
+      .at(-1) ?? runDirPath
+  );
 }

@@ -6,12 +6,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from '../proto/generated/ringtrain.js';
 
-/** Absolute path of the .proto file, found relative to this module in both src and dist. */
-export function protoPath(): string {
+/** Absolute path of a .proto file in proto/, found relative to this module in both src and dist. */
+export function protoPath(file = 'ringtrain.proto'): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   // src: <root>/shared ; dist: <root>/dist/shared
   const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
-  return path.join(root, 'proto', 'ringtrain.proto');
+  return path.join(root, 'proto', file);
 }
 
 let cached: ProtoGrpcType | undefined;

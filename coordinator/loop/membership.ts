@@ -57,7 +57,7 @@ export class Membership {
       );
       return;
     }
-    this.logger.info({ host: hello.host, pid: hello.pid, gpu: hello.gpuIndex }, 'worker joined');
+    this.logger.info({ host: hello.host, workerPid: hello.pid, gpu: hello.gpuIndex }, 'worker joined');
     this.waiting.push(session);
     void session.closed.then(() => {
       const i = this.waiting.indexOf(session);
@@ -188,7 +188,7 @@ export class Membership {
   }
 
   private reject(session: WorkerLink, code: string, message: string): void {
-    this.logger.warn({ host: session.hello.host, pid: session.hello.pid, code }, message);
+    this.logger.warn({ host: session.hello.host, workerPid: session.hello.pid, code }, message);
     session.send({ reject: { code, message } });
     session.shutdown(message);
   }

@@ -121,6 +121,7 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
   let settledMs = 0;
   const learningRates = ctx.callbacks.learningRates;
   learningRates.restartAt(startStep);
+  ctx.reporter.planRun({ lastStep, stepsPerEpoch: perEpoch, epochs: job.training.epochs });
 
   const planFor = (step: number): StepPlan => {
     // The epoch's seeded order (independent of world size), the next global batch of it.
@@ -289,9 +290,9 @@ async function finishBoundary(ctx: LoopContext, result: LoopResult): Promise<boo
     ctx.reporter.epochEnd({
       epoch,
       epochs: job.training.epochs,
+      step: nextStep,
       trainLoss,
       validation: result.lastValidation,
-      samplesPerSecond: result.trainSamples / result.trainSeconds,
     });
     await ctx.callbacks.emit('onEpochEnd', { epoch, step: nextStep, metrics });
   }

@@ -93,6 +93,8 @@ export async function finish(
     modelBestStep: bestModelStep ?? null,
     globalBatchSize: ctx.job.training.batchSize,
     samplesPerSecond: loop.trainSeconds > 0 ? loop.trainSamples / loop.trainSeconds : 0,
+    /** Without the warm-up (the first epoch this process ran); null when too few steps ran to tell. */
+    steadySamplesPerSecond: ctx.reporter.throughput().steadySamplesPerSecond ?? null,
     trainSeconds: loop.trainSeconds,
     stoppedEarly: loop.stoppedEarly,
     stoppedByCallback: loop.stoppedByCallback,
@@ -121,9 +123,13 @@ export async function finish(
     metrics: { ...prefixed('train', train), ...prefixed('validation', validation), ...prefixed('test', test) },
     summary,
   });
-  ctx.reporter.note(
-    finalLine({ ...loop, status, plannedSteps: ctx.plannedSteps, runDir: runDir.path, modelStep, bestModelStep }),
-  );
+  ctx.reporter.end({
+    status,
+    step: loop.finalStep,
+    plannedSteps: ctx.plannedSteps,
+    runDir: runDir.path,
+    text: finalLine({ ...loop, status, plannedSteps: ctx.plannedSteps, runDir: runDir.path, modelStep, bestModelStep }),
+  });
   return summary;
 }
 

@@ -11,7 +11,7 @@ import { StragglerDetector } from '../../coordinator/loop/straggler-detector.js'
 import type { LoopResult } from '../../coordinator/loop/training-loop.js';
 import { CheckpointStore } from '../../coordinator/run/checkpoint-store.js';
 import { EventLog } from '../../coordinator/run/event-log.js';
-import { ProgressReporter } from '../../coordinator/run/progress-reporter.js';
+import { PlainProgressView, ProgressReporter } from '../../coordinator/run/progress-reporter.js';
 import { readMetrics, RunDirectory } from '../../coordinator/run/run-directory.js';
 import { LearningRates } from '../../coordinator/loop/learning-rates.js';
 import { CallbackRunner, type TrainingCallbacks } from '../../coordinator/training-callbacks.js';
@@ -122,7 +122,7 @@ export async function memoryCoordinator(options: {
         runDir,
         checkpoints,
         callbacks,
-        reporter: new ProgressReporter((line) => notes.push(line)),
+        reporter: new ProgressReporter(new PlainProgressView((line) => notes.push(line))),
         logger,
         events,
         stragglers: new StragglerDetector(job.stragglers.margin, job.stragglers.patienceSteps, () => undefined),

@@ -29,6 +29,8 @@ export class WorkerRuntime {
   private comm: RingCollective | undefined;
   private generation = 0;
   private readonly heartbeat: Heartbeat;
+  /** The worker's logger bound to its current rank and generation (re-bound at each join). */
+  private logger: Logger;
   /** Settles when the heartbeat of the current connection beats (Ready waits for it). */
   private heartbeatStarted: Promise<void> = Promise.resolve();
   private connection!: ControlConnection;
@@ -44,10 +46,11 @@ export class WorkerRuntime {
     private readonly trainer: TrainerReplica,
     private readonly backend: string,
     private readonly collectiveTimeoutMs: number,
-    private readonly logger: Logger,
+    private readonly baseLogger: Logger,
   ) {
     this.jobHash = connection.welcome.jobHash;
-    this.heartbeat = new Heartbeat(logger);
+    this.logger = baseLogger.child({ rank: connection.welcome.rank, generation: connection.welcome.generation });
+    this.heartbeat = new Heartbeat(baseLogger);
     this.attach(connection);
   }
 
@@ -69,7 +72,7 @@ export class WorkerRuntime {
       void this.comm?.close();
     });
     connection.onAbort((reason) => {
-      this.logger.info({ reason, generation: this.generation }, 'coordinator aborted the collective');
+      this.logger.info({ reason }, 'coordinator aborted the collective');
       void this.comm?.close();
     });
   }
@@ -86,6 +89,8 @@ export class WorkerRuntime {
     await previous?.close();
     this.generation = welcome.generation;
     this.trainer.rank = welcome.rank;
+    // Every line of this generation carries its rank and generation (bound once: no duplicate keys).
+    this.logger = this.baseLogger.child({ rank: welcome.rank, generation: welcome.generation });
     try {
       this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
     } catch (error) {
@@ -93,7 +98,7 @@ export class WorkerRuntime {
       // coordinator notices the same death and sends a new Welcome (or a shutdown), queued next.
       if (!(error instanceof CollectiveError)) throw error;
       this.logger.warn(
-        { generation: welcome.generation, reason: error.message },
+        { reason: error.message },
         'could not link into the ring; waiting for the coordinator to form it again',
       );
       return;

@@ -6,7 +6,7 @@ import { loadDataset } from '../../shared/data/dataset.js';
 import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import { formatIssues, jobHash } from '../../shared/job.js';
 import { jobSchema, type Job } from '../../shared/job-schema.js';
-import { componentLogger, type Logger } from '../../shared/logger.js';
+import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
@@ -50,7 +50,7 @@ const FAILURE_SEND_MS = 2_000;
 /** Runs until the coordinator says shutdown (resolves) or something breaks (throws). */
 export async function runWorker(given: WorkerOptions): Promise<void> {
   const options = withRunDefaults(given);
-  let logger = componentLogger('worker', { pid: process.pid });
+  let logger = componentLogger('worker');
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
   const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
     host: os.hostname(),
@@ -71,7 +71,8 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
       options.retry ?? defaultRetry(),
       logger,
     );
-    logger = componentLogger('worker', { rank: connection.welcome.rank, pid: process.pid });
+    // The run's lines carry its id; WorkerRuntime adds the rank and generation of each ring.
+    logger = componentLogger('worker', { runId: runIdOf(connection.welcome.runId) });
     const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
