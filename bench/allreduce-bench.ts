@@ -135,8 +135,8 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
     } finally {
       lab?.close();
     }
-    const left = lab?.leftovers() ?? [];
-    if (left.length > 0) throw new RingtrainError(`--link: namespaces left behind: ${left.join(', ')}`);
+    const left = lab === undefined ? [] : [...lab.leftovers(), ...lab.links()];
+    if (left.length > 0) throw new RingtrainError(`--link: namespaces or links left behind: ${left.join(', ')}`);
   }
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
   const wrong = rows.filter((row) => !row.verified);

@@ -6,8 +6,8 @@
 //
 // Invariants:
 //   - every namespace and link this lab creates carries the lab's own tag (the parent's pid), and
-//     `close()` deletes them all; it also runs on 'exit', SIGINT and SIGTERM, so a failed or
-//     interrupted benchmark leaves nothing behind;
+//     `close()` ends the ranks still inside them and deletes them all; it also runs on 'exit',
+//     SIGINT and SIGTERM, so a failed or interrupted benchmark leaves nothing behind;
 //   - every `ip`/`tc` call is bounded (IP_TIMEOUT_MS) and checked; the first failure tears the
 //     lab down and names the command.
 import { execFileSync } from 'node:child_process';
@@ -103,9 +103,21 @@ export class LinkLab {
     return ['ip', 'netns', 'exec', this.ranks[rank]!.namespace];
   }
 
-  /** Names of this lab's namespaces still present (empty after close). */
+  /** Names of this lab's namespaces still present (empty after close; see also `links`). */
   leftovers(): string[] {
     return listNamespaces().filter((name) => name.startsWith(`${this.tag}-`));
+  }
+
+  /** This lab's root-namespace devices still present: the bridge and the outer veth ends. */
+  links(): string[] {
+    try {
+      const text = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8', timeout: IP_TIMEOUT_MS });
+      return [...text.matchAll(/^\d+: ([^:@\s]+)/gm)]
+        .map((match) => match[1] ?? '')
+        .filter((device) => device === this.bridge || new RegExp(`^${this.tag}o\\d+$`).test(device));
+    } catch {
+      return [];
+    }
   }
 
   close(): void {
@@ -114,7 +126,11 @@ export class LinkLab {
     process.removeListener('exit', this.onExit);
     process.removeListener('SIGINT', this.onSignal);
     process.removeListener('SIGTERM', this.onSignal);
-    // Deleting a namespace deletes its veth end, and with it the pair.
+    // A rank still inside would keep its namespace alive after the name is gone: end it first.
+    // Sockets with data still queued in tbf can keep a nameless namespace, and its veth pair,
+    // alive for minutes, so each pair is deleted explicitly too.
+    for (const name of this.leftovers()) for (const pid of namespacePids(name)) killQuietly(pid);
+    for (const device of this.links()) tryIp(['link', 'delete', device]);
     for (const name of this.leftovers()) tryIp(['netns', 'delete', name]);
     tryIp(['link', 'delete', this.bridge]);
   }
@@ -179,6 +195,27 @@ function listNamespaces(): string[] {
       .filter((name) => name !== '');
   } catch {
     return [];
+  }
+}
+
+/** Processes in namespace `name`: only ranks this lab started there (`ip netns exec`). */
+function namespacePids(name: string): number[] {
+  try {
+    const text = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', timeout: IP_TIMEOUT_MS });
+    return text
+      .split('\n')
+      .map(Number)
+      .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid);
+  } catch {
+    return [];
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }
 
