@@ -6,10 +6,13 @@
 // ring also do every kernel copy). Every reduced value is checked on every rank and the ranks' results must be
 // bit-identical; any failure makes the command fail after printing what it measured.
 import { writeFile } from 'node:fs/promises';
-import { RingtrainError } from '../shared/errors.js';
+import { describeError, RingtrainError } from '../shared/errors.js';
 import type { WireCodec } from '../worker/collectives/wire-compression.js';
-import type { SizeResult } from './allreduce-rank.js';
+import { iterationsFor, type SizeResult } from './allreduce-rank.js';
 import { BenchChild, type BenchMessage } from './bench-child.js';
+import { LOOPBACK_PLACEMENT, runGlooPeer, type GlooPlacement, type GlooResult } from './gloo-peer.js';
+import { labUnavailable, LinkLab, type LinkSpec } from './link-lab.js';
+import { findTorchPython, freePort } from './pytorch-peer.js';
 import { fixed, headerLine, rowLine, type Column } from './bench-table.js';
 import { measureTcpBaseline } from './tcp-baseline.js';
 import { formatBytes, gigabytesPerSecond, median } from './units.js';
@@ -19,7 +22,8 @@ const START_TIMEOUT_MS = 60_000;
 const SIZE_TIMEOUT_MS = 600_000;
 
 export interface AllreduceBenchOptions {
-  workers: number;
+  /** World sizes to measure, in order. */
+  workers: number[];
   sizes: number[];
   compression: WireCodec;
   warmup: number;
@@ -29,12 +33,19 @@ export interface AllreduceBenchOptions {
   /** Bytes per TCP baseline run, and how many runs (best is kept). */
   tcpBytes: number;
   tcpRuns: number;
+  /** Also measure gloo (PyTorch) on the same sizes, 1 thread per rank and torch's default. */
+  peer?: 'gloo';
+  /** Each rank in its own network namespace behind a link shaped to this (link-lab.ts). */
+  link?: LinkSpec;
   json?: string;
   write: (line: string) => void;
 }
 
-/** One measurement: the `--json` row. */
+/** One measurement: the `--json` row. Rows without `kind` (older files) are ringtrain's. */
 export interface AllreduceRow {
+  kind?: 'ringtrain' | 'gloo';
+  /** gloo rows: intra-op threads per rank. */
+  threads?: number;
   bytes: number;
   workers: number;
   compression: WireCodec;
@@ -47,32 +58,98 @@ export interface AllreduceRow {
   /** Per direction, with both directions busy at once. */
   tcpBidirGBps: number;
   busbwOverTcpBidir: number;
+  /** ringtrain rows with --peer gloo: busbw ÷ the better gloo row's busbw at this size and N. */
+  vsGloo?: number;
+  /** --link: the link as given, its rate in GB/s, and busbw ÷ that rate. */
+  link?: string;
+  linkGBps?: number;
+  busbwOverLink?: number;
   iterations: number;
-  /** Every value on every rank matched the expected sum, and all ranks ended bit-identical. */
+  /** Every value on every rank matched the expected sum (ringtrain: and all ranks ended bit-identical). */
   verified: boolean;
   maxAbsError: number;
 }
 
-const COLUMNS: ReadonlyArray<Column<AllreduceRow>> = [
-  { title: 'size', width: 10, value: (r) => formatBytes(r.bytes) },
-  { title: 'count', width: 10, value: (r) => String(r.bytes / 4) },
-  { title: 'workers', width: 7, value: (r) => String(r.workers) },
-  { title: 'time(us)', width: 11, value: (r) => fixed(r.seconds * 1e6, 1) },
-  { title: 'algbw(GB/s)', width: 11, value: (r) => fixed(r.algbwGBps, 3) },
-  { title: 'busbw(GB/s)', width: 11, value: (r) => fixed(r.busbwGBps, 3) },
-  { title: 'busbw/TCP', width: 9, value: (r) => fixed(r.busbwOverTcp, 3) },
-  { title: 'busbw/bidir', width: 11, value: (r) => fixed(r.busbwOverTcpBidir, 3) },
-  { title: 'verified', width: 8, value: (r) => (r.verified ? 'ok' : 'WRONG') },
-];
+/** What a table row shows besides ringtrain's own figures. */
+interface TableRow extends AllreduceRow {
+  glooOneThread?: AllreduceRow;
+  glooDefault?: AllreduceRow;
+}
+
+function columns(peer: boolean, link: boolean): Array<Column<TableRow>> {
+  const busbw = (r: AllreduceRow | undefined): string => (r === undefined ? '-' : fixed(r.busbwGBps, 3));
+  return [
+    { title: 'size', width: 10, value: (r) => formatBytes(r.bytes) },
+    { title: 'count', width: 10, value: (r) => String(r.bytes / 4) },
+    { title: 'workers', width: 7, value: (r) => String(r.workers) },
+    { title: 'time(us)', width: 11, value: (r) => fixed(r.seconds * 1e6, 1) },
+    { title: 'algbw(GB/s)', width: 11, value: (r) => fixed(r.algbwGBps, 3) },
+    { title: 'busbw(GB/s)', width: 11, value: (r) => fixed(r.busbwGBps, 3) },
+    ...(link
+      ? [{ title: 'busbw/link', width: 10, value: (r: TableRow) => fixed(r.busbwOverLink ?? Number.NaN, 3) }]
+      : [
+          { title: 'busbw/TCP', width: 9, value: (r: TableRow) => fixed(r.busbwOverTcp, 3) },
+          { title: 'busbw/bidir', width: 11, value: (r: TableRow) => fixed(r.busbwOverTcpBidir, 3) },
+        ]),
+    ...(peer
+      ? [
+          { title: 'gloo-1t busbw', width: 13, value: (r: TableRow) => busbw(r.glooOneThread) },
+          { title: 'gloo busbw', width: 10, value: (r: TableRow) => busbw(r.glooDefault) },
+          { title: 'vs gloo', width: 7, value: (r: TableRow) => fixed(r.vsGloo ?? Number.NaN, 2) },
+        ]
+      : []),
+    { title: 'verified', width: 8, value: (r) => (r.verified ? 'ok' : 'WRONG') },
+  ];
+}
+
+interface Baselines {
+  tcpGBps: number;
+  tcpBidirGBps: number;
+}
 
 export async function runAllreduceBench(options: AllreduceBenchOptions): Promise<AllreduceRow[]> {
-  const { write } = options;
+  const { write, link } = options;
   write(
-    `# ringtrain bench allreduce: ${options.workers} worker processes, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`,
+    `# ringtrain bench allreduce: ${options.workers.join(', ')} worker processes, compression ${options.compression}, chunk ${formatBytes(options.chunkBytes)}`,
   );
   write(
     `# ${options.warmup} warm-up + ${options.iters} timed iterations per size (fewer above 16 MiB, at least 1 + 3); time = median over iterations of the slowest rank`,
   );
+  if (link !== undefined) {
+    const why = labUnavailable();
+    if (why !== undefined) {
+      write(`# skipped: --link places each rank in its own network namespace, and ${why}`);
+      return [];
+    }
+  }
+  const baselines = await measureBaselines(options);
+  const python = options.peer === 'gloo' ? await findTorchPython() : undefined;
+  if (options.peer === 'gloo' && python === undefined)
+    write('# gloo peer skipped: no Python with torch and gloo (set RINGTRAIN_PYTHON, or install python3-torch)');
+  const rows: AllreduceRow[] = [];
+  for (const workers of options.workers) {
+    const lab = link === undefined ? undefined : LinkLab.create(link, workers);
+    try {
+      if (lab !== undefined) describeLab(lab, write);
+      rows.push(...(await measureWorld(options, workers, baselines, python, lab)));
+    } finally {
+      lab?.close();
+    }
+    const left = lab === undefined ? [] : [...lab.leftovers(), ...lab.links()];
+    if (left.length > 0) throw new RingtrainError(`--link: namespaces or links left behind: ${left.join(', ')}`);
+  }
+  if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
+  const wrong = rows.filter((row) => !row.verified);
+  if (wrong.length > 0) {
+    throw new RingtrainError(
+      `all-reduce produced wrong or diverging values for ${wrong.map((r) => `${r.kind ?? 'ringtrain'} ${formatBytes(r.bytes)} N=${r.workers}`).join(', ')}`,
+    );
+  }
+  return rows;
+}
+
+async function measureBaselines(options: AllreduceBenchOptions): Promise<Baselines> {
+  const { write } = options;
   const tcp = await measureTcpBaseline(options.tcpBytes, options.tcpRuns);
   write(
     `# TCP baseline (one loopback socket between two processes, best of ${tcp.runs.length} × ${formatBytes(tcp.bytesPerRun)}): ${tcp.gigabytesPerSecond.toFixed(3)} GB/s`,
@@ -81,24 +158,124 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
   write(
     `# bidirectional TCP (both processes sending and receiving at once, as in an N = 2 ring; per direction, best of ${bidir.runs.length}): ${bidir.gigabytesPerSecond.toFixed(3)} GB/s`,
   );
+  return { tcpGBps: tcp.gigabytesPerSecond, tcpBidirGBps: bidir.gigabytesPerSecond };
+}
+
+function describeLab(lab: LinkLab, write: (line: string) => void): void {
+  const { link } = lab;
+  const delay =
+    link.delayUs === undefined
+      ? 'no added delay'
+      : lab.delayEmulated
+        ? `${link.delayUs} us added each way (netem)`
+        : `delay ${link.delayUs} us NOT emulated: this kernel has no sch_netem`;
+  write(
+    `# link: ${lab.ranks.length} network namespaces on one bridge, each port shaped to ${(link.rateBitsPerSecond / 1e9).toFixed(3)} Gbit/s each way (tc tbf), ${delay}`,
+  );
+}
+
+/** One world size: gloo first (both thread settings) when asked, then ringtrain, printed as one table. */
+async function measureWorld(
+  options: AllreduceBenchOptions,
+  workers: number,
+  baselines: Baselines,
+  python: string | undefined,
+  lab: LinkLab | undefined,
+): Promise<AllreduceRow[]> {
+  const { write } = options;
+  const gloo = python === undefined ? undefined : await measureGloo(python, options, workers, baselines, lab);
   write('#');
-  write(headerLine(COLUMNS));
-  const rows: AllreduceRow[] = [];
-  const ranks = Array.from({ length: options.workers }, (_, rank) =>
-    BenchChild.spawn(`rank ${rank}`, rankArgs(options, rank)),
+  const table = columns(python !== undefined, lab !== undefined);
+  write(headerLine(table));
+  const rows: AllreduceRow[] = [...(gloo?.oneThread ?? []), ...(gloo?.byDefault ?? [])];
+  await measureRing(options, workers, lab, (bytes, results) => {
+    const row = aggregate(bytes, results, workers, options, baselines);
+    const glooOneThread = gloo?.oneThread.find((g) => g.bytes === bytes);
+    const glooDefault = gloo?.byDefault.find((g) => g.bytes === bytes);
+    const peers = [glooOneThread, glooDefault].filter((g): g is AllreduceRow => g !== undefined);
+    if (peers.length > 0) row.vsGloo = row.busbwGBps / Math.max(...peers.map((g) => g.busbwGBps));
+    rows.push(row);
+    write(
+      rowLine(table, { ...row, ...(glooOneThread ? { glooOneThread } : {}), ...(glooDefault ? { glooDefault } : {}) }),
+    );
+  });
+  return rows;
+}
+
+async function measureGloo(
+  python: string,
+  options: AllreduceBenchOptions,
+  workers: number,
+  baselines: Baselines,
+  lab: LinkLab | undefined,
+): Promise<{ oneThread: AllreduceRow[]; byDefault: AllreduceRow[] }> {
+  const sizes = options.sizes.map((bytes) => ({
+    bytes,
+    warmup: iterationsFor(bytes, options.warmup, 1),
+    iters: iterationsFor(bytes, options.iters, 3),
+  }));
+  const placement: GlooPlacement =
+    lab === undefined
+      ? LOOPBACK_PLACEMENT
+      : {
+          prefix: (rank) => lab.prefix(rank),
+          masterAddress: lab.ranks[0]!.address,
+          ifname: (rank) => lab.ranks[rank]!.ifname,
+        };
+  const measured = { oneThread: [] as AllreduceRow[], byDefault: [] as AllreduceRow[] };
+  // One intra-op thread per rank, then torch's default.
+  for (const [threads, into] of [
+    [1, measured.oneThread],
+    [0, measured.byDefault],
+  ] as const) {
+    try {
+      const run = await runGlooPeer(python, workers, sizes, threads, await freePort(), placement);
+      if (threads === 1) options.write(`# gloo peer: PyTorch ${run.version}, one process per rank`);
+      for (const result of run.results) into.push(glooRow(result, workers, run.threads, options, baselines));
+    } catch (error) {
+      options.write(`# gloo peer (${threads === 0 ? 'default' : threads} threads) failed: ${describeError(error)}`);
+    }
+  }
+  return measured;
+}
+
+function glooRow(
+  result: GlooResult,
+  workers: number,
+  threads: number,
+  options: AllreduceBenchOptions,
+  baselines: Baselines,
+): AllreduceRow {
+  return {
+    kind: 'gloo',
+    threads,
+    ...figures(result.bytes, result.seconds, workers, options, baselines),
+    compression: 'none',
+    iterations: result.iterations,
+    verified: result.verified,
+    maxAbsError: result.maxAbsError,
+  };
+}
+
+/** Starts the ranks (in their namespaces under --link), then hands each size's results to `onSize`. */
+async function measureRing(
+  options: AllreduceBenchOptions,
+  workers: number,
+  lab: LinkLab | undefined,
+  onSize: (bytes: number, results: SizeResult[]) => void,
+): Promise<void> {
+  const ranks = Array.from({ length: workers }, (_, rank) =>
+    BenchChild.spawn(`rank ${rank}`, rankArgs(options, workers, rank, lab), lab?.prefix(rank) ?? []),
   );
   try {
     const listening = await Promise.all(ranks.map((child) => child.next('listening', START_TIMEOUT_MS)));
-    const peers = listening.map((message) => `127.0.0.1:${Number(message['port'])}`);
+    const peers = listening.map(
+      (message, rank) => `${lab?.ranks[rank]?.address ?? '127.0.0.1'}:${Number(message['port'])}`,
+    );
     for (const child of ranks) child.send({ peers });
     for (const bytes of options.sizes) {
       const results = await Promise.all(ranks.map((child) => child.next('result', SIZE_TIMEOUT_MS)));
-      const row = aggregate(bytes, results.map(asSizeResult), options, {
-        tcpGBps: tcp.gigabytesPerSecond,
-        tcpBidirGBps: bidir.gigabytesPerSecond,
-      });
-      rows.push(row);
-      write(rowLine(COLUMNS, row));
+      onSize(bytes, results.map(asSizeResult));
     }
     await Promise.all(ranks.map((child) => child.next('done', START_TIMEOUT_MS)));
     for (const child of ranks) child.send({ close: true });
@@ -106,24 +283,18 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
   } finally {
     for (const child of ranks) child.kill();
   }
-  if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
-  const wrong = rows.filter((row) => !row.verified);
-  if (wrong.length > 0) {
-    throw new RingtrainError(
-      `all-reduce produced wrong or diverging values for ${wrong.map((r) => formatBytes(r.bytes)).join(', ')}`,
-    );
-  }
-  return rows;
 }
 
-function rankArgs(options: AllreduceBenchOptions, rank: number): string[] {
+function rankArgs(options: AllreduceBenchOptions, workers: number, rank: number, lab: LinkLab | undefined): string[] {
   return [
     'bench',
     'allreduce-rank',
     '--rank',
     String(rank),
     '--world-size',
-    String(options.workers),
+    String(workers),
+    '--host',
+    lab?.ranks[rank]?.address ?? '127.0.0.1',
     '--sizes',
     options.sizes.join(','),
     '--compression',
@@ -140,22 +311,54 @@ function rankArgs(options: AllreduceBenchOptions, rank: number): string[] {
 }
 
 /** The slowest rank sets each iteration's time; digests must agree for the ranks to be bit-identical. */
-function aggregate(
+export function aggregate(
   bytes: number,
   results: SizeResult[],
-  options: AllreduceBenchOptions,
-  { tcpGBps, tcpBidirGBps }: { tcpGBps: number; tcpBidirGBps: number },
+  workers: number,
+  options: Pick<AllreduceBenchOptions, 'compression' | 'link'>,
+  baselines: Baselines,
 ): AllreduceRow {
   const iterations = Math.min(...results.map((r) => r.seconds.length));
   const slowest = Array.from({ length: iterations }, (_, i) => Math.max(...results.map((r) => r.seconds[i] ?? 0)));
-  const seconds = median(slowest);
-  const algbwGBps = gigabytesPerSecond(bytes, seconds);
-  const busbwGBps = (algbwGBps * 2 * (options.workers - 1)) / options.workers;
   const identical = results.every((r) => r.digest === results[0]?.digest);
   return {
-    bytes,
-    workers: options.workers,
+    kind: 'ringtrain',
+    ...figures(bytes, median(slowest), workers, options, baselines),
     compression: options.compression,
+    iterations,
+    verified: identical && results.every((r) => r.verified && r.bytes === bytes),
+    maxAbsError: Math.max(...results.map((r) => r.maxAbsError)),
+  };
+}
+
+/** nccl-tests' figures for one size, and their ratios to the same run's baselines and link. */
+export function figures(
+  bytes: number,
+  seconds: number,
+  workers: number,
+  options: Pick<AllreduceBenchOptions, 'link'>,
+  { tcpGBps, tcpBidirGBps }: Baselines,
+): Pick<
+  AllreduceRow,
+  | 'bytes'
+  | 'workers'
+  | 'seconds'
+  | 'algbwGBps'
+  | 'busbwGBps'
+  | 'tcpGBps'
+  | 'busbwOverTcp'
+  | 'tcpBidirGBps'
+  | 'busbwOverTcpBidir'
+  | 'link'
+  | 'linkGBps'
+  | 'busbwOverLink'
+> {
+  const algbwGBps = gigabytesPerSecond(bytes, seconds);
+  const busbwGBps = (algbwGBps * 2 * (workers - 1)) / workers;
+  const linkGBps = options.link === undefined ? undefined : options.link.rateBitsPerSecond / 8 / 1e9;
+  return {
+    bytes,
+    workers,
     seconds,
     algbwGBps,
     busbwGBps,
@@ -163,9 +366,9 @@ function aggregate(
     busbwOverTcp: tcpGBps > 0 ? busbwGBps / tcpGBps : Number.NaN,
     tcpBidirGBps,
     busbwOverTcpBidir: tcpBidirGBps > 0 ? busbwGBps / tcpBidirGBps : Number.NaN,
-    iterations,
-    verified: identical && results.every((r) => r.verified && r.bytes === bytes),
-    maxAbsError: Math.max(...results.map((r) => r.maxAbsError)),
+    ...(options.link !== undefined && linkGBps !== undefined
+      ? { link: options.link.text, linkGBps, busbwOverLink: busbwGBps / linkGBps }
+      : {}),
   };
 }
 

@@ -20,6 +20,8 @@ const ITERATION_REFERENCE_BYTES = 16 * 1024 * 1024;
 export interface AllreduceRankOptions {
   rank: number;
   worldSize: number;
+  /** Address the data port listens on (the rank's own under --link). */
+  host: string;
   compression: WireCodec;
   /** Buffer sizes in bytes (multiples of 4). */
   sizes: number[];
@@ -42,7 +44,7 @@ export interface SizeResult {
 export async function runAllreduceRank(options: AllreduceRankOptions): Promise<void> {
   // Only errors by default: neighbours closing at the end is how every benchmark ends.
   const logger = componentLogger('bench-rank', { rank: options.rank }).child({}, { level: logLevel('error') });
-  const endpoint = await RingEndpoint.start({ host: '127.0.0.1', port: 0, logger });
+  const endpoint = await RingEndpoint.start({ host: options.host, port: 0, logger });
   let comm: RingCollective | undefined;
   try {
     report({ event: 'listening', port: endpoint.port });

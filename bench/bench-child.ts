@@ -37,13 +37,20 @@ export class BenchChild {
     });
   }
 
-  /** Starts `ringtrain <args>`; stderr goes to this process's stderr. */
-  static spawn(name: string, args: string[]): BenchChild {
+  /** Starts `ringtrain <args>` (behind `prefix`, e.g. `ip netns exec NS`); stderr goes to this process's stderr. */
+  static spawn(name: string, args: string[], prefix: readonly string[] = []): BenchChild {
     // Measured children stand in for workers, so they start with a worker's flags and environment.
-    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, cliEntry(), ...args], {
+    const argv = [...prefix, process.execPath, ...WORKER_NODE_FLAGS, cliEntry(), ...args];
+    const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: LocalWorkers.workerEnv(undefined, process.env),
     });
+    return new BenchChild(child, name);
+  }
+
+  /** Starts any program that speaks the same JSON-lines protocol (a peer's script). */
+  static spawnProgram(name: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): BenchChild {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], env });
     return new BenchChild(child, name);
   }
 

@@ -119,7 +119,7 @@ function classIndices(y: Float32Array, labelSize: number): BigInt64Array {
   return out;
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

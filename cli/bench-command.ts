@@ -5,6 +5,7 @@ import { runAllreduceBench } from '../bench/allreduce-bench.js';
 import { runAllreduceRank } from '../bench/allreduce-rank.js';
 import { report } from '../bench/bench-child.js';
 import { runBareGradient } from '../bench/bare-gradient.js';
+import { MAX_LAB_RANKS, parseLinkSpec, type LinkSpec } from '../bench/link-lab.js';
 import { runRssProbe } from '../bench/rss-probe.js';
 import { runTcpSink } from '../bench/tcp-baseline.js';
 import { runTrainBench, type TrainBenchOptions } from '../bench/train-bench.js';
@@ -41,7 +42,7 @@ export function addBenchCommand(program: Command): void {
       .command('allreduce')
       .description('all-reduce bandwidth over N local worker processes, nccl-tests style, with a raw TCP baseline'),
   )
-    .option('--workers <N>', 'worker processes in the ring', positiveInt('--workers'), 2)
+    .option('--workers <list>', 'world sizes to measure, e.g. 2,4,8', parseIntList('--workers', 1, MAX_LAB_RANKS), [2])
     .option('--sizes <list>', 'buffer sizes', parseSizeList('--sizes'), parseSizeList('--sizes')(DEFAULT_SIZES))
     .option(
       '--iters <K>',
@@ -57,11 +58,19 @@ export function addBenchCommand(program: Command): void {
     )
     .option('--tcp-bytes <B>', 'bytes per raw TCP baseline run', (v) => parseByteSize(v, '--tcp-bytes'), 1024 ** 3)
     .option('--tcp-runs <K>', 'raw TCP baseline runs (best is kept)', positiveInt('--tcp-runs'), 3)
+    .addOption(new Option('--peer <name>', "also measure PyTorch's gloo all-reduce in the same run").choices(['gloo']))
+    .option(
+      '--link <RATE[,DELAY]>',
+      'run each rank in its own network namespace behind a link shaped with tc, e.g. 1gbit,100us (root only)',
+      parseLinkSpec,
+    )
     .option('--json <file>', 'write one JSON row per measurement')
     .action(
       async (
         flags: RingFlags & {
-          workers: number;
+          workers: number[];
+          peer?: 'gloo';
+          link?: LinkSpec;
           sizes: number[];
           iters: number;
           warmup: number;
@@ -70,11 +79,14 @@ export function addBenchCommand(program: Command): void {
           json?: string;
         },
       ) => {
+        const { json, peer, link, ...rest } = flags;
         await runAllreduceBench({
-          ...flags,
+          ...rest,
           collectiveTimeoutMs: flags.timeoutMs,
           write: print,
-          ...(flags.json !== undefined ? { json: flags.json } : {}),
+          ...(json !== undefined ? { json } : {}),
+          ...(peer !== undefined ? { peer } : {}),
+          ...(link !== undefined ? { link } : {}),
         });
       },
     );
@@ -114,12 +126,20 @@ export function addBenchCommand(program: Command): void {
   addRingOptions(bench.command('allreduce-rank', { hidden: true }))
     .requiredOption('--rank <R>', 'this rank', nonNegativeInt('--rank'))
     .requiredOption('--world-size <N>', 'ranks in the ring', positiveInt('--world-size'))
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .requiredOption('--sizes <list>', 'buffer sizes', parseSizeList('--sizes'))
     .option('--iters <K>', 'timed iterations', positiveInt('--iters'), 5)
     .option('--warmup <K>', 'untimed iterations', nonNegativeInt('--warmup', 1000), 2)
     .action(
       async (
-        flags: RingFlags & { rank: number; worldSize: number; sizes: number[]; iters: number; warmup: number },
+        flags: RingFlags & {
+          rank: number;
+          worldSize: number;
+          host: string;
+          sizes: number[];
+          iters: number;
+          warmup: number;
+        },
       ) => {
         await reportFailures(() => runAllreduceRank({ ...flags, collectiveTimeoutMs: flags.timeoutMs }));
       },

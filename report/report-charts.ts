@@ -142,14 +142,14 @@ export function allreduceBenchCharts(label: string, rows: readonly AllreduceRow[
               values: rows.map((r) => ({
                 bytes: r.bytes,
                 busbwGBps: r.busbwGBps,
-                series: `${r.workers} workers, ${r.compression}`,
+                series: seriesOf(r),
               })),
             },
             mark: { type: 'line', point: true },
             encoding: {
               x: { field: 'bytes', type: 'quantitative', title: 'message size (bytes)', scale: { type: 'log' } },
               y: { field: 'busbwGBps', type: 'quantitative', title: 'busbw (GB/s)' },
-              color: { field: 'series', type: 'nominal', title: 'ring' },
+              color: { field: 'series', type: 'nominal', title: 'all-reduce' },
             },
           },
           ...rules,
@@ -157,6 +157,12 @@ export function allreduceBenchCharts(label: string, rows: readonly AllreduceRow[
       },
     },
   ];
+}
+
+/** ringtrain rows (and older files without `kind`) by N and compression; gloo rows by N and threads; links named. */
+function seriesOf(r: AllreduceRow): string {
+  const who = r.kind === 'gloo' ? `gloo (${r.threads ?? '?'} thr)` : `ringtrain ${r.compression}`;
+  return `${who}, ${r.workers} workers${r.link !== undefined ? `, link ${r.link}` : ''}`;
 }
 
 /** A horizontal rule at `value`, labelled: a baseline measured in the same run. */

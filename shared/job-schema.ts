@@ -266,7 +266,10 @@ export const jobSchema = z.strictObject({
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z
     .strictObject({
-      /** Size of one pipelined ring chunk. @default 262144 */
+      /**
+       * Size of one pipelined ring chunk; a segment longer than 8 chunks is cut into 8 larger ones
+       * (up to 8 MiB each), so large buffers travel in fewer frames. @default 262144
+       */
       chunkBytes: positiveInt.min(1024).default(256 * 1024),
       /**
        * Data-plane transport between ring neighbours. Raw TCP frames are the only data plane (the

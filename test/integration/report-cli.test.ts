@@ -65,8 +65,19 @@ describe('ringtrain report', () => {
       allreduce,
       JSON.stringify([4096, 65536, 1 << 20, 16 << 20, 64 << 20].map((b, i) => allreduceRow(b, 0.2 * (i + 1)))),
     );
+    // As `bench allreduce --peer gloo` writes them: gloo rows (1 thread, default) before ringtrain's.
+    const peer = path.join(dir, 'peer.json');
+    const sizes = [4096, 1 << 20];
+    writeFileSync(
+      peer,
+      JSON.stringify([
+        ...sizes.map((b) => ({ ...allreduceRow(b, 0.1), kind: 'gloo', threads: 1 })),
+        ...sizes.map((b) => ({ ...allreduceRow(b, 0.15), kind: 'gloo', threads: 2 })),
+        ...sizes.map((b) => ({ ...allreduceRow(b, 0.3), kind: 'ringtrain', vsGloo: 2 })),
+      ]),
+    );
     const out = path.join(dir, 'bench-report');
-    const result = await runCli(['report', train, allreduce, '--out', out]);
+    const result = await runCli(['report', train, allreduce, peer, '--out', out]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(path.join(out, 'index.html'));
     const svg = (name: string): string => readFileSync(path.join(out, `${name}.svg`), 'utf8');
@@ -77,6 +88,9 @@ describe('ringtrain report', () => {
     expect(pointsIn(svg('ring-busbw'))).toHaveLength(5);
     expect(svg('scaling-throughput')).toContain('model.fit');
     expect(svg('ring-busbw')).toContain('raw TCP, one direction'); // the same run's baselines
+    expect(pointsIn(svg('peer-busbw'))).toHaveLength(6);
+    for (const series of ['gloo (1 thr), 2 workers', 'gloo (2 thr), 2 workers', 'ringtrain none, 2 workers'])
+      expect(svg('peer-busbw')).toContain(series);
     const html = readFileSync(path.join(out, 'index.html'), 'utf8');
     for (const name of ['scaling-throughput', 'scaling-efficiency', 'ring-busbw'])
       expect(html).toContain(`${name}.svg`);

@@ -6,6 +6,9 @@ import { decodeFloat32LE, encodeFloat32LE } from '../../worker/collectives/float
 import { FrameInbox } from '../../worker/collectives/frame-inbox.js';
 import {
   allReduceBytesPerRank,
+  MAX_CHUNK_ELEMS,
+  MAX_CHUNKS_PER_SEGMENT,
+  pipelineChunkElems,
   ringAllReduce,
   segmentBounds,
   type RingLink,
@@ -135,6 +138,20 @@ describe('segmentBounds', () => {
   });
 });
 
+describe('pipelineChunkElems', () => {
+  it('keeps allreduce.chunkBytes until a segment would hold more than MAX_CHUNKS_PER_SEGMENT chunks', () => {
+    const chunk = (256 * 1024) / 4;
+    // 1 MiB at N = 2: segments of 128 Ki floats, 2 chunks each.
+    expect(pipelineChunkElems(256 * 1024, 2, chunk)).toBe(chunk);
+    // 64 MiB at N = 2: segments of 8 Mi floats in 8 chunks of 1 Mi floats (4 MiB).
+    expect(pipelineChunkElems(16 * 1024 * 1024, 2, chunk)).toBe((16 * 1024 * 1024) / 2 / MAX_CHUNKS_PER_SEGMENT);
+    // 256 MiB at N = 2: capped at MAX_CHUNK_ELEMS (8 MiB frames).
+    expect(pipelineChunkElems(64 * 1024 * 1024, 2, chunk)).toBe(MAX_CHUNK_ELEMS);
+    // A configured chunk larger than the rule's is kept.
+    expect(pipelineChunkElems(16 * 1024 * 1024, 2, 4 * MAX_CHUNK_ELEMS)).toBe(4 * MAX_CHUNK_ELEMS);
+  });
+});
+
 describe('ringAllReduce', () => {
   it('sums across N = 1..8 ranks, bit-identically on every rank, for awkward lengths and chunk sizes', async () => {
     const random = makeRandom(42);
@@ -169,6 +186,19 @@ describe('ringAllReduce', () => {
       ] as const) {
         const inputs = randomBuffers(worldSize, length, random);
         expectSumAndIdentical(inputs, await runRing(inputs, chunkElems, random, true));
+      }
+    }
+  });
+
+  it('gives the same bits whatever the chunk length, so larger pipelined chunks change no result', async () => {
+    const random = makeRandom(77);
+    for (const worldSize of [2, 3, 4]) {
+      const inputs = randomBuffers(worldSize, 4099, random);
+      const reference = await runRing(inputs, 7, random, true);
+      for (const chunkElems of [64, 513, pipelineChunkElems(4099, worldSize, 16), 5000]) {
+        const outputs = await runRing(inputs, chunkElems, random, true);
+        for (let rank = 0; rank < worldSize; rank++)
+          expect(Buffer.from(outputs[rank]!.buffer).equals(Buffer.from(reference[rank]!.buffer))).toBe(true);
       }
     }
   });

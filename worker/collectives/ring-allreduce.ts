@@ -64,6 +64,24 @@ export function segmentBounds(length: number, worldSize: number): SegmentBounds[
   return bounds;
 }
 
+/** A segment is cut into at most this many pipelined chunks: large buffers get larger chunks. */
+export const MAX_CHUNKS_PER_SEGMENT = 8;
+/** …but no chunk grows past this (one frame's payload, and the send queue's unit). */
+export const MAX_CHUNK_ELEMS = (8 * 1024 * 1024) / 4;
+
+/**
+ * Chunk length for a buffer of `length` floats: `chunkElems` (allreduce.chunkBytes) while a
+ * segment holds at most MAX_CHUNKS_PER_SEGMENT of them, else segment / MAX_CHUNKS_PER_SEGMENT
+ * (at most MAX_CHUNK_ELEMS). Fewer, larger frames cost less per byte where the segment is long
+ * enough to keep the pipeline full. Chunking never changes which ranks add an element, or in what
+ * order, so every chunk length gives the same bits. Every rank computes the same value.
+ */
+export function pipelineChunkElems(length: number, worldSize: number, chunkElems: number): number {
+  const segmentElems = Math.ceil(length / Math.max(1, worldSize));
+  const spread = Math.ceil(segmentElems / MAX_CHUNKS_PER_SEGMENT);
+  return Math.max(chunkElems, Math.min(spread, MAX_CHUNK_ELEMS));
+}
+
 /** Nominal bytes each rank sends for one all-reduce of `length` floats: 2(N−1)/N·L·4. */
 export function allReduceBytesPerRank(length: number, worldSize: number): number {
   return worldSize <= 1 ? 0 : ((2 * (worldSize - 1)) / worldSize) * length * 4;

@@ -21,7 +21,12 @@ import { componentLogger, type Logger } from '../../shared/logger.js';
 import { FrameInbox } from '../collectives/frame-inbox.js';
 import { CollectiveOrder } from '../collectives/collective-order.js';
 import { collectiveStats, NO_WAIT, type CollectiveStats } from '../collectives/collective-stats.js';
-import { assertRingPosition, ringAllReduce } from '../collectives/ring-allreduce.js';
+import {
+  assertRingPosition,
+  MAX_CHUNK_ELEMS,
+  pipelineChunkElems,
+  ringAllReduce,
+} from '../collectives/ring-allreduce.js';
 import { allGatherSum } from '../collectives/allgather-sum.js';
 import { CollectiveLink, type DataFields, type FrameWriter } from './collective-link.js';
 import { emptyHeader, FRAME_HEADER_BYTES, FrameKind, writeHeader, type FrameHeader } from './frame.js';
@@ -135,7 +140,7 @@ export class TcpRingCommunicator {
         timeoutMs: collectiveTimeoutMs,
       });
       if (small) await allGatherSum(buffer, rank, worldSize, link);
-      else await ringAllReduce(buffer, rank, worldSize, link, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
+      else await ringAllReduce(buffer, rank, worldSize, link, this.chunkElemsFor(buffer.length));
       // Sent chunks are views of `buffer`: it is the caller's again only once the kernel has them.
       if (this.unsent.count > 0) await this.guard(this.unsent.settled());
       return collectiveStats(startedMs, this.inbox.firstArrivalMs(step, collective));
@@ -225,9 +230,14 @@ export class TcpRingCommunicator {
     if (this.unsent.count > 0) this.right?.destroy();
   }
 
+  /** The ring's chunk for a buffer of `length` floats: allreduce.chunkBytes, larger for long segments. */
+  private chunkElemsFor(length: number): number {
+    return pipelineChunkElems(length, this.options.worldSize, Math.max(1, Math.floor(this.options.chunkBytes / 4)));
+  }
+
   /** Unsent bytes allowed to pile up before a send waits: enough to keep the socket busy while this rank reduces. */
   private get queueLimitBytes(): number {
-    return Math.max(QUEUE_LIMIT_BYTES, 2 * this.options.chunkBytes);
+    return Math.max(QUEUE_LIMIT_BYTES, 2 * this.options.chunkBytes, 2 * MAX_CHUNK_ELEMS * 4);
   }
 
   /** Resolves with `work`, or rejects on abort or after collectiveTimeoutMs. */
