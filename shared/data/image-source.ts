@@ -67,9 +67,9 @@ export function decodeInto(file: string, shape: readonly [number, number, 1 | 3]
   const decoder = isPng(bytes) ? PNG_DECODER : isJpeg(bytes) ? JPEG_DECODER : undefined;
   if (decoder === undefined)
     throw new DatasetError(file, 'is not a PNG or JPEG image (by its first bytes); remove it or convert it');
-  let image;
+  let image: JimpImage;
   try {
-    image = Jimp.fromBitmap(decoder.decode(bytes, {}));
+    image = Jimp.fromBitmap(decoder.decode(bytes, {})) as JimpImage;
   } catch (cause) {
     const why = cause instanceof Error ? cause.message : String(cause);
     throw new DatasetError(file, `cannot be decoded (${why}); replace or remove it`, undefined, { cause });
@@ -79,6 +79,15 @@ export function decodeInto(file: string, shape: readonly [number, number, 1 | 3]
   const rgba = image.bitmap.data;
   for (let p = 0; p < height * width; p++)
     for (let ch = 0; ch < channels; ch++) out[p * channels + ch] = (rgba[p * 4 + ch] as number) / 255;
+}
+
+/** The part of a jimp image used here (jimp's declared types resolve to any under this project's settings). */
+interface JimpImage {
+  width: number;
+  height: number;
+  bitmap: { data: Buffer };
+  resize(size: { w: number; h: number }): unknown;
+  greyscale(): unknown;
 }
 
 function isPng(bytes: Buffer): boolean {
