@@ -95,10 +95,27 @@ export function decodeUtf8(file: string, bytes: Uint8Array = readDataFile(file))
         invalid = mid;
       }
     }
+    const offset = badSequenceStart(bytes, invalid - 1);
     throw new DatasetError(
       file,
-      `is not valid UTF-8 (byte offset ${invalid - 1}: 0x${(bytes[invalid - 1] ?? 0).toString(16).padStart(2, '0')}); convert it to UTF-8, e.g. iconv -f latin1 -t utf-8`,
+      `is not valid UTF-8 (byte offset ${offset}: 0x${(bytes[offset] ?? 0).toString(16).padStart(2, '0')}); convert it to UTF-8, e.g. iconv -f latin1 -t utf-8`,
     );
+  }
+}
+
+/**
+ * The decoder notices a bad sequence at byte `detected`; when the bytes before it end in an
+ * incomplete sequence (a lead byte not followed by enough continuation bytes), that sequence's
+ * lead byte is where the file goes wrong.
+ */
+function badSequenceStart(bytes: Uint8Array, detected: number): number {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, detected));
+    return detected;
+  } catch {
+    let start = detected - 1;
+    while (start > 0 && detected - start < 4 && ((bytes[start] as number) & 0xc0) === 0x80) start--;
+    return start;
   }
 }
 
