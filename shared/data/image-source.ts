@@ -77,6 +77,8 @@ export function decodeInto(file: string, shape: readonly [number, number, 1 | 3]
   if (image.width !== width || image.height !== height) image.resize({ w: width, h: height });
   if (channels === 1) image.greyscale();
   const rgba = image.bitmap.data;
+  if (rgba.length !== height * width * 4)
+    throw new Error(`jimp resized ${file} to ${rgba.length} bytes, not ${height}×${width}×4`);
   for (let p = 0; p < height * width; p++)
     for (let ch = 0; ch < channels; ch++) out[p * channels + ch] = (rgba[p * 4 + ch] as number) / 255;
 }
