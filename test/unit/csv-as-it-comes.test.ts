@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readModelData } from '../../lib/model-data.js';
+import { parseCsv } from '../../shared/data/csv-parse.js';
 import { readCsv } from '../../shared/data/csv-source.js';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { DatasetError } from '../../shared/errors.js';
@@ -207,6 +208,24 @@ describe("predict's reader encodes raw rows with the exported encodings", () => 
     const gap = write('gap.csv', ['origin,hp,weight', 'USA,,2000'].join('\n'));
     expect(datasetError(() => readModelData(gap, metadata, { labels: false })).message).toBe(
       `${gap}:2: column "hp" is empty`,
+    );
+  });
+});
+
+describe('csv-parse: quoting and line numbers', () => {
+  test('a quoted cell may hold the delimiter, doubled quotes and a line break; rows keep their first line', () => {
+    const text = '\uFEFFname,note,y\r\n\r\n"a, b","say ""hi""",1\n c ,"two\nlines",2\nd,x"y,3\n';
+    expect(parseCsv(text, ',', 'q.csv')).toEqual([
+      { line: 1, cells: ['name', 'note', 'y'] },
+      { line: 3, cells: ['a, b', 'say "hi"', '1'] },
+      { line: 4, cells: ['c', 'two\nlines', '2'] },
+      { line: 6, cells: ['d', 'x"y', '3'] },
+    ]);
+  });
+
+  test('an unclosed quote names the file and line', () => {
+    expect(datasetError(() => parseCsv('a,b\n1,"2,0\n', ',', 'q.csv')).message).toBe(
+      'q.csv:2: unterminated quoted field: a quote opened here is never closed',
     );
   });
 });
