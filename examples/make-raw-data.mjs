@@ -72,9 +72,21 @@ function writeCars(out) {
   const heldOut = new Set(order.slice(0, HELD_OUT));
   const table = (rows, columns) =>
     [columns.join(','), ...rows.map((car) => columns.map((c) => csvCell(car[c])).join(','))].join('\n') + '\n';
-  writeFileSync(path.join(out, 'cars.csv'), table(cars.filter((_, i) => !heldOut.has(i)), CAR_COLUMNS));
+  writeFileSync(
+    path.join(out, 'cars.csv'),
+    table(
+      cars.filter((_, i) => !heldOut.has(i)),
+      CAR_COLUMNS,
+    ),
+  );
   const features = CAR_COLUMNS.filter((c) => c !== 'Miles_per_Gallon');
-  writeFileSync(path.join(out, 'cars-new.csv'), table(cars.filter((_, i) => heldOut.has(i)), features));
+  writeFileSync(
+    path.join(out, 'cars-new.csv'),
+    table(
+      cars.filter((_, i) => heldOut.has(i)),
+      features,
+    ),
+  );
   return cars.length;
 }
 
@@ -117,7 +129,9 @@ function main(argv) {
   const cars = writeCars(out);
   writeDigits(out, flag('--per-class', 100));
   writeMoby(out, flag('--chapters', 3));
-  process.stdout.write(`wrote ${out}: cars.csv (${cars - HELD_OUT} cars), cars-new.csv (${HELD_OUT}), digits/, moby/\n`);
+  process.stdout.write(
+    `wrote ${out}: cars.csv (${cars - HELD_OUT} cars), cars-new.csv (${HELD_OUT}), digits/, moby/\n`,
+  );
 }
 
 main(process.argv.slice(2));
