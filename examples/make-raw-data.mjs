@@ -13,6 +13,7 @@
 //   node examples/make-raw-data.mjs [outDir] [--per-class N] [--chapters K]   (default outDir examples/data)
 //
 // Plain Node (no build step).
+import { Buffer } from 'node:buffer';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
