@@ -1,10 +1,17 @@
 // Reads a data file for an exported model: a CSV (header row, the model's delimiter) or JSON lines
 // (one object per line, keyed by column name). Columns are matched BY NAME against the columns
 // the model was trained on, in any order; the label column is optional for predict and required
-// for evaluate. A model trained without column names (mnist, idx, xor) takes every column but
+// for evaluate; columns the job left out (data.ignore, or not in data.features) may be present.
+// String columns and empty cells are encoded as training encoded them (metadata.featureEncodings). A model trained without column names (mnist, idx, xor) takes every column but
 // "label" in file order. Every problem is a DatasetError (exit 3) naming the file and, where known, line.
 import { parseCsv } from '../shared/data/csv-parse.js';
-import { parseNumber } from '../shared/data/csv-source.js';
+import {
+  encodeCell,
+  encodedSize,
+  encodedWidth,
+  parseNumber,
+  type ColumnEncoding,
+} from '../shared/data/column-encoding.js';
 import { readDataFile } from '../shared/data/read-data-file.js';
 import { DatasetError } from '../shared/errors.js';
 import type { ModelMetadata } from '../shared/model-metadata.js';
@@ -30,14 +37,18 @@ export function readModelData(file: string, metadata: ModelMetadata, options: { 
   const label = metadata.labelColumn ?? (metadata.featureColumns === undefined ? UNNAMED_LABEL : undefined);
   const features = metadata.featureColumns ?? positionalFeatures(file, table, metadata, label ?? UNNAMED_LABEL);
   const index = new Map(table.header.map((name, i) => [name, i]));
-  checkColumns(file, table, features, label, needLabel);
-  const x = new Float32Array(table.rows.length * features.length);
+  checkColumns(file, table, features, label, needLabel, metadata.ignoredColumns ?? []);
+  const encodings = metadata.featureEncodings ?? features.map((column): ColumnEncoding => ({ column, kind: 'number' }));
+  const width = encodedSize(encodings);
+  const x = new Float32Array(table.rows.length * width);
   const featureAt = features.map((name) => index.get(name) as number);
-  table.rows.forEach((row, r) =>
-    featureAt.forEach(
-      (c, f) => (x[r * features.length + f] = parseNumber(row.cells[c] ?? '', features[f] as string, file, row.line)),
-    ),
-  );
+  table.rows.forEach((row, r) => {
+    let offset = r * width;
+    encodings.forEach((encoding, f) => {
+      encodeCell(encoding, row.cells[featureAt[f] as number] ?? '', x, offset, { file, line: row.line });
+      offset += encodedWidth(encoding);
+    });
+  });
   const data: ModelData = { count: table.rows.length, x };
   if (needLabel && label !== undefined) {
     const labelAt = index.get(label) as number;
@@ -72,11 +83,12 @@ function checkColumns(
   features: string[],
   label: string | undefined,
   needLabel: boolean,
+  ignored: readonly string[],
 ): void {
   const have = new Set(table.header);
   const wanted = needLabel && label !== undefined ? [...features, label] : features;
   const missing = wanted.filter((name) => !have.has(name));
-  const known = new Set([...features, ...(label === undefined ? [] : [label])]);
+  const known = new Set([...features, ...ignored, ...(label === undefined ? [] : [label])]);
   const extra = table.header.filter((name) => !known.has(name));
   if (missing.length === 0 && extra.length === 0) return;
   const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');

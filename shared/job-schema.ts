@@ -45,8 +45,55 @@ export const dataSchema = z.discriminatedUnion('format', [
     delimiter: z.string().length(1).default(','),
     /** Standardise features with mean/std fitted on the training split. @default true */
     normalize: z.boolean().default(true),
+    /** The feature columns, in the model's input order. @default every column but the label and `ignore` */
+    features: z.array(z.string().min(1)).min(1).optional(),
+    /** Columns to leave out (an ID, free text). @default none */
+    ignore: z.array(z.string().min(1)).default([]),
+    /**
+     * How a column of strings becomes numbers: `onehot` (one 0/1 feature per category) or `index`
+     * (one feature, the category's index in the sorted vocabulary). @default onehot for every string column
+     */
+    encode: z.record(z.string(), z.enum(['onehot', 'index'])).default({}),
+    /**
+     * An empty cell in a feature column: `error` (names file, line and column), `drop` the row, or
+     * `mean`: the training rows' mean (a string column: its most frequent category). A missing label
+     * is always an error. @default 'error'
+     */
+    missing: z.enum(['error', 'drop', 'mean']).default('error'),
     split: splitSchema.default(defaultSplit),
     target: targetSchema,
+  }),
+  z.strictObject({
+    format: z.literal('images'),
+    /** Folder of class folders: DIR/<class>/*.png|jpg; classes are the folder names, sorted. */
+    path: z.string().min(1),
+    /** [height, width, channels]: every image is resized to it; channels 1 = grayscale, 3 = RGB. */
+    shape: z.tuple([positiveInt.max(4096), positiveInt.max(4096), z.union([z.literal(1), z.literal(3)])]),
+    split: splitSchema.default(defaultSplit),
+    target: targetSchema,
+  }),
+  z.strictObject({
+    format: z.literal('text'),
+    /**
+     * A UTF-8 text file, or a folder: its *.txt files (in name order) for a language model, or
+     * DIR/<label>/*.txt for classification (`task`).
+     */
+    path: z.string().min(1),
+    /** Split into characters, or into words (runs of letters/digits, and each other non-space character). */
+    tokens: z.enum(['chars', 'words']),
+    /** Tokens per sample: the model's input is [window] token indices. */
+    window: positiveInt.max(65_536),
+    /**
+     * `nextToken`: every window of `window` tokens (every `stride` tokens) is a sample whose label
+     * is the token after it. `classification`: DIR/<label>/*.txt, each file cut into windows (the
+     * last one padded with token 0), each labelled by its folder. @default 'nextToken'
+     */
+    task: z.enum(['nextToken', 'classification']).default('nextToken'),
+    /** Keep the K most frequent tokens (ties by first appearance); the rest map to the unknown token. @default all */
+    vocabularySize: positiveInt.max(1_000_000).optional(),
+    /** Tokens between the starts of consecutive windows. @default 1 for nextToken, `window` for classification */
+    stride: positiveInt.optional(),
+    split: splitSchema.default(defaultSplit),
   }),
   z.strictObject({
     format: z.literal('idx'),
@@ -148,8 +195,8 @@ export const jobSchema = z.strictObject({
    */
   model: z
     .strictObject({
-      /** Per-sample feature shape of the data; the model's input must match it. */
-      input: z.array(positiveInt).min(1),
+      /** Per-sample feature shape of the data; the model's input must match it. @default the data's (job.ts: inferInputShape) */
+      input: z.array(positiveInt).min(1).optional(),
       layers: z.array(layerSchema).min(1).optional(),
       from: z.string().min(1).optional(),
       /** `from` only: train from the saved weights, or from fresh seeded ones. @default 'pretrained' */
@@ -289,10 +336,19 @@ export const jobSchema = z.strictObject({
 
 /** A job as written (before defaults). */
 export type JobInput = z.input<typeof jobSchema>;
-/** A resolved job: every default applied. */
-export type Job = z.output<typeof jobSchema>;
+type ParsedJob = z.output<typeof jobSchema>;
+/** A resolved job: every default applied, model.input known (given, or the data's: job.ts). */
+export type Job = Omit<ParsedJob, 'model'> & { model: ParsedJob['model'] & { input: number[] } };
 export type DataSpec = z.output<typeof dataSchema>;
 export type OptimizerSpec = z.output<typeof optimizerSchema>;
 export type ScheduleSpec = z.output<typeof scheduleSchema>;
 export type LossName = (typeof LOSSES)[number];
 export type MetricName = (typeof METRICS)[number];
+
+/** A resolved job as the coordinator sends it to workers (and writes it to job.yaml): model.input is present. */
+export const resolvedJobSchema = jobSchema
+  .superRefine((job, ctx) => {
+    if (job.model.input === undefined)
+      ctx.addIssue({ code: 'custom', path: ['model', 'input'], message: 'missing from a resolved job' });
+  })
+  .transform((job) => job as Job);

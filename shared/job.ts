@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { describeReadFailure, JobConfigError } from './errors.js';
 import { trajectoryOf } from './job-identity.js';
 import { jobSchema, type Job, type JobInput, type LayerSpec } from './job-schema.js';
+import { inferInputShape } from './data/input-shape.js';
 import { isGraph, resolveGraph } from './model-graph.js';
 import { modelSourceDigest, resolveModelPaths } from './model-source.js';
 
@@ -83,13 +84,19 @@ export function resolveJob(raw: unknown, source: string, overrides: JobOverrides
   const merged = applyOverrides(raw as Record<string, unknown>, overrides);
   const parsed = jobSchema.safeParse(merged);
   if (!parsed.success) throw new JobConfigError(source, formatIssues(parsed.error.issues));
-  const job = parsed.data;
-  checkModelShape(job, source);
-  if (job.data.format === 'csv') job.data.path = path.resolve(baseDir, job.data.path);
-  if (job.data.format === 'idx') {
-    job.data.images = path.resolve(baseDir, job.data.images);
-    job.data.labels = path.resolve(baseDir, job.data.labels);
+  const data = parsed.data.data;
+  if (data.format === 'csv' || data.format === 'images' || data.format === 'text')
+    data.path = path.resolve(baseDir, data.path);
+  if (data.format === 'idx') {
+    data.images = path.resolve(baseDir, data.images);
+    data.labels = path.resolve(baseDir, data.labels);
   }
+  // model.input may be left to the data (a CSV's encoded columns, an image shape, a text window).
+  const job: Job = {
+    ...parsed.data,
+    model: { ...parsed.data.model, input: parsed.data.model.input ?? inferInputShape(data, parsed.data.seed) },
+  };
+  checkModelShape(job, source);
   if (job.hooks !== undefined) job.hooks = path.resolve(baseDir, job.hooks);
   resolveModelPaths(job, baseDir, source);
   return job;

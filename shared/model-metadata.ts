@@ -20,6 +20,16 @@ const normalizationSchema = z.object({
   labelStd: z.number().optional(),
 });
 
+const columnEncodingSchema = z.union([
+  z.object({ column: z.string(), kind: z.literal('number'), fill: z.number().optional() }),
+  z.object({
+    column: z.string(),
+    kind: z.enum(['onehot', 'index']),
+    categories: z.array(z.string()).min(1),
+    fill: z.string().optional(),
+  }),
+]);
+
 export const modelMetadataSchema = z.object({
   /** Bumped when a reader could misread an older layout. */
   version: z.literal(1),
@@ -36,6 +46,17 @@ export const modelMetadataSchema = z.object({
   classNames: z.array(z.string()).optional(),
   /** csv: the feature columns, in the order the model's input takes them, and the label column. */
   featureColumns: z.array(z.string()).optional(),
+  /**
+   * csv with string columns or `missing: mean`: how each feature column (featureColumns[i]) becomes
+   * input features (shared/data/column-encoding.ts): the categories of a one-hot or index column,
+   * and the fill of an empty cell. Absent: every feature column is one number, and never empty.
+   */
+  featureEncodings: z.array(columnEncodingSchema).optional(),
+  /** csv: columns of the training file that are not features (an ID): allowed, and skipped, in a file to predict. */
+  ignoredColumns: z.array(z.string()).optional(),
+  /** text: token i's text (index 0 the unknown/padding token), and how text was split into tokens. */
+  vocabulary: z.array(z.string()).optional(),
+  tokens: z.enum(['chars', 'words']).optional(),
   labelColumn: z.string().optional(),
   delimiter: z.string().optional(),
   /** The standardisation built into the model's first (and last) layers; for reference only. */

@@ -1,52 +1,79 @@
-// Reads a CSV data set: a header row, one label column chosen by name, every other column a
-// numeric feature. Classification labels may be strings or numbers; the sorted distinct values
-// become the classes (numerically sorted when all are numbers). Every problem is a DatasetError
-// naming the file and the 1-based line.
+// Reads a CSV data set as it comes: a header row, one label column chosen by name, and feature
+// columns chosen by `features`/`ignore`; numeric columns are read as numbers, string columns
+// encoded (csv-columns.ts, column-encoding.ts), empty cells handled per `missing`.
+// Classification labels may be strings or numbers; the sorted distinct values become the classes
+// (numerically sorted when all are numbers). Every problem is a DatasetError naming the file and
+// the 1-based line.
 import { DatasetError } from '../errors.js';
 import { readDataFile } from './read-data-file.js';
 import type { DataSpec } from '../job-schema.js';
+import { compareCodeUnits, encodeCell, encodedSize, encodedWidth, NON_FINITE, parseNumber } from './column-encoding.js';
+import { encodeColumns, selectFeatures } from './csv-columns.js';
 import { parseCsv, type CsvRow } from './csv-parse.js';
 import type { RawSamples, RawTarget } from './raw-samples.js';
+import { splitIndices } from './split.js';
+
+export { parseNumber } from './column-encoding.js';
 
 type CsvSpec = Extract<DataSpec, { format: 'csv' }>;
 
-export function readCsv(spec: CsvSpec): RawSamples {
+/** `seed` is the job's: `missing: mean` fits its fill values on the training split only. */
+export function readCsv(spec: CsvSpec, seed: number): RawSamples {
   const file = spec.path;
   const rows = parseCsv(readText(file), spec.delimiter, file);
   const header = rows[0];
   if (header === undefined) throw new DatasetError(file, 'file is empty; expected a header row and data rows', 1);
   const labelColumn = findLabelColumn(header, spec.label, file);
-  const dataRows = rows.slice(1);
-  if (dataRows.length === 0) throw new DatasetError(file, 'the file has a header row but no data rows', header.line);
-
-  const columns = header.cells;
-  const featureSize = columns.length - 1;
+  const chosen = selectFeatures(spec, header, labelColumn, file);
+  const dataRows = keptRows(spec, rows.slice(1), header, chosen, file);
+  const fillRows = spec.missing === 'mean' ? splitIndices(dataRows.length, spec.split, seed).train : undefined;
+  const encodings = encodeColumns(spec, header, dataRows, chosen, fillRows, file);
+  const featureSize = encodedSize(encodings);
   const x = new Float32Array(dataRows.length * featureSize);
-  const labelCells: Array<{ cell: string; line: number }> = [];
+  const emptyHint = 'fill the cell, or set data.missing: drop (the row) or mean in the job';
   dataRows.forEach((row, sample) => {
-    if (row.cells.length !== columns.length) {
-      throw new DatasetError(
-        file,
-        `expected ${columns.length} columns (as in the header), found ${row.cells.length}`,
-        row.line,
-      );
-    }
-    let feature = 0;
-    row.cells.forEach((cell, column) => {
-      if (column === labelColumn) labelCells.push({ cell, line: row.line });
-      else x[sample * featureSize + feature++] = parseNumber(cell, columns[column] as string, file, row.line);
+    let offset = sample * featureSize;
+    encodings.forEach((encoding, f) => {
+      encodeCell(encoding, row.cells[chosen[f] as number] as string, x, offset, { file, line: row.line, emptyHint });
+      offset += encodedWidth(encoding);
     });
   });
+  const labelCells = dataRows.map((row) => ({ cell: row.cells[labelColumn] as string, line: row.line }));
   const target =
     spec.task === 'regression'
       ? regressionTarget(labelCells, spec.label, file)
       : classTarget(labelCells, spec.label, file);
-  const features = columns.filter((_, column) => column !== labelColumn);
-  return { file, count: dataRows.length, featureSize, x, target, columns: { features, label: spec.label } };
+  const features = encodings.map((e) => e.column);
+  const plain = encodings.every((e) => e.kind === 'number' && e.fill === undefined);
+  const ignored = header.cells.filter((_, c) => c !== labelColumn && !chosen.includes(c));
+  const columns = {
+    features,
+    label: spec.label,
+    ...(plain ? {} : { encodings }),
+    ...(ignored.length === 0 ? {} : { ignored }),
+  };
+  return { file, count: dataRows.length, featureSize, x, target, columns };
 }
 
 function readText(file: string): string {
   return readDataFile(file).toString('utf8');
+}
+
+/** Data rows of the header's width; rows with an empty feature cell left out under `missing: drop`. */
+function keptRows(spec: CsvSpec, rows: CsvRow[], header: CsvRow, chosen: number[], file: string): CsvRow[] {
+  if (rows.length === 0) throw new DatasetError(file, 'the file has a header row but no data rows', header.line);
+  for (const row of rows)
+    if (row.cells.length !== header.cells.length)
+      throw new DatasetError(
+        file,
+        `expected ${header.cells.length} columns (as in the header), found ${row.cells.length}`,
+        row.line,
+      );
+  if (spec.missing !== 'drop') return rows;
+  const kept = rows.filter((row) => chosen.every((c) => row.cells[c] !== ''));
+  if (kept.length === 0)
+    throw new DatasetError(file, 'every row has an empty feature cell, so missing: drop leaves no rows');
+  return kept;
 }
 
 function findLabelColumn(header: CsvRow, label: string, file: string): number {
@@ -64,28 +91,6 @@ function findLabelColumn(header: CsvRow, label: string, file: string): number {
   if (header.cells.length < 2)
     throw new DatasetError(file, 'there are no feature columns besides the label', header.line);
   return index;
-}
-
-/** Spellings of NaN and infinity that Number() (or a human) reads as a non-finite number. */
-const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
-
-/**
- * A number finite in float32 (what training computes in), or a DatasetError naming the column.
- * A finite double such as 1e39 overflows to Infinity in a Float32Array and would poison every
- * gradient it touches, so it is refused here rather than discovered as skipped steps.
- */
-export function parseNumber(cell: string, column: string, file: string, line: number): number {
-  if (cell === '') throw new DatasetError(file, `column "${column}" is empty`, line);
-  const value = Number(cell);
-  if (Number.isFinite(Math.fround(value))) return value;
-  if (Number.isFinite(value))
-    throw new DatasetError(
-      file,
-      `column "${column}": ${cell} is outside the float32 range (±3.4e38) that training uses; rescale the column`,
-      line,
-    );
-  if (NON_FINITE.test(cell)) throw new DatasetError(file, `column "${column}": ${cell} is not a finite number`, line);
-  throw new DatasetError(file, `column "${column}": "${cell}" is not a number`, line);
 }
 
 function regressionTarget(
@@ -124,9 +129,4 @@ function classTarget(cells: ReadonlyArray<{ cell: string; line: number }>, colum
   const indexOf = new Map(classNames.map((name, i) => [name, i]));
   const classIndex = Uint32Array.from(cells, ({ cell }) => indexOf.get(keyOf(cell)) ?? 0);
   return { kind: 'classes', classIndex, numClasses: classNames.length, classNames };
-}
-
-/** Locale-independent ordering, so every machine builds the same class list. */
-function compareCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

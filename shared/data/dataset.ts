@@ -10,8 +10,10 @@ import { readIdx } from './idx-source.js';
 import { encodeLabels, labelLayout, type LabelLayout } from './labels.js';
 import { readMnist } from './mnist-source.js';
 import { fitColumns, standardize } from './normalization.js';
-import type { RawSamples } from './raw-samples.js';
+import { readImages } from './image-source.js';
+import type { RawSamples, SourceColumns } from './raw-samples.js';
 import { gatherRows, splitIndices } from './split.js';
+import { readText } from './text-source.js';
 import { makeXor } from './xor-source.js';
 
 /** Row-major: x has count × featureSize floats, y has count × labelSize. Any split may be empty. */
@@ -48,8 +50,10 @@ export interface Dataset {
   train: Split;
   validation: Split;
   test: Split;
-  /** The source's column names (csv): features in input order, and the label column. */
-  columns?: { features: string[]; label: string };
+  /** The source's columns (csv): features in input order, their encodings (strings, missing cells), the label. */
+  columns?: SourceColumns;
+  /** Token i's text (text sources); index 0 is the unknown/padding token. Exported with the model. */
+  vocabulary?: string[];
   /** Feature/label normalisation fitted on the training split only (csv); built into the exported model (model-export.ts) so it predicts raw rows. */
   normalization?: Normalization;
   /** sha256 (hex, first 16 chars) over the three splits' bytes: workers must load the same data as the coordinator. */
@@ -92,7 +96,7 @@ export function loadDataset(job: Job): Dataset {
   if (targetsInput) for (const split of Object.values(splits)) split.y = split.x.slice();
   const classNames = raw.target.kind === 'classes' ? raw.target.classNames : undefined;
   return {
-    name: job.data.format === 'csv' ? `csv:${job.data.path}` : job.data.format,
+    name: 'path' in job.data ? `${job.data.format}:${job.data.path}` : job.data.format,
     inputShape,
     featureSize,
     labelSize: layout.labelSize,
@@ -100,6 +104,7 @@ export function loadDataset(job: Job): Dataset {
     ...(layout.numClasses === undefined ? {} : { numClasses: layout.numClasses }),
     ...(classNames === undefined ? {} : { classNames }),
     ...(raw.columns === undefined ? {} : { columns: raw.columns }),
+    ...(raw.vocabulary === undefined ? {} : { vocabulary: raw.vocabulary }),
     ...splits,
     ...(normalization === undefined ? {} : { normalization }),
     hash: hashSplits([splits.train, splits.validation, splits.test]),
@@ -112,11 +117,15 @@ function readSource(job: Job): RawSamples {
     case 'mnist':
       return readMnist(data.limit);
     case 'csv':
-      return readCsv(data);
+      return readCsv(data, job.seed);
     case 'idx':
       return readIdx(data);
     case 'xor':
       return makeXor(data, job.seed);
+    case 'images':
+      return readImages(data);
+    case 'text':
+      return readText(data);
   }
 }
 

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
 import { loadDataset } from '../../shared/data/dataset.js';
-import { jobSchema } from '../../shared/job-schema.js';
+import { resolvedJobSchema } from '../../shared/job-schema.js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
 import { CLI, tempDir, waitForCoordinatorPort, writeJob } from '../helpers/cli.js';
 
@@ -96,7 +96,7 @@ describe('orders sent one step ahead', () => {
 
     const handle = async (message: CoordinatorMessage__Output): Promise<void> => {
       if (message.kind === 'welcome' && message.welcome) {
-        const job = jobSchema.parse(JSON.parse(message.welcome.jobJson));
+        const job = resolvedJobSchema.parse(JSON.parse(message.welcome.jobJson));
         send({
           ready: {
             generation: message.welcome.generation,

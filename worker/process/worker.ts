@@ -5,8 +5,16 @@ import { collectGarbage } from '../../shared/collect-garbage.js';
 import { loadDataset } from '../../shared/data/dataset.js';
 import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import { formatIssues, jobHash } from '../../shared/job.js';
+<<<<<<< HEAD
 import { jobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
+||||||| 00b2327
+import { jobSchema, type Job } from '../../shared/job-schema.js';
+import { componentLogger, type Logger } from '../../shared/logger.js';
+=======
+import { resolvedJobSchema, type Job } from '../../shared/job-schema.js';
+import { componentLogger, type Logger } from '../../shared/logger.js';
+>>>>>>> wt-sources
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
@@ -172,7 +180,7 @@ function errorCode(error: unknown): string {
 
 /** The job arrives as JSON from the coordinator; it is validated like any other input. */
 function parseWireJob(json: string): Job {
-  const parsed = jobSchema.safeParse(JSON.parse(json));
+  const parsed = resolvedJobSchema.safeParse(JSON.parse(json));
   if (!parsed.success) throw new JobConfigError('job received from the coordinator', formatIssues(parsed.error.issues));
   return parsed.data;
 }

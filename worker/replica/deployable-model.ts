@@ -66,7 +66,12 @@ export function modelMetadata(job: Job, dataset: Dataset): ModelMetadata {
     ...(dataset.columns === undefined
       ? {}
       : { featureColumns: dataset.columns.features, labelColumn: dataset.columns.label }),
+    ...(dataset.columns?.encodings === undefined ? {} : { featureEncodings: dataset.columns.encodings }),
+    ...(dataset.columns?.ignored === undefined ? {} : { ignoredColumns: dataset.columns.ignored }),
     ...(data.format === 'csv' ? { delimiter: data.delimiter } : {}),
+    ...(data.format === 'text' && dataset.vocabulary !== undefined
+      ? { vocabulary: dataset.vocabulary, tokens: data.tokens }
+      : {}),
     ...(dataset.normalization === undefined ? {} : { normalization: dataset.normalization }),
   };
 }
