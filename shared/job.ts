@@ -85,7 +85,8 @@ export function resolveJob(raw: unknown, source: string, overrides: JobOverrides
   if (!parsed.success) throw new JobConfigError(source, formatIssues(parsed.error.issues));
   const job = parsed.data;
   checkModelShape(job, source);
-  if (job.data.format === 'csv') job.data.path = path.resolve(baseDir, job.data.path);
+  if (job.data.format === 'csv' || job.data.format === 'packed' || job.data.format === 'module')
+    job.data.path = path.resolve(baseDir, job.data.path);
   if (job.data.format === 'idx') {
     job.data.images = path.resolve(baseDir, job.data.images);
     job.data.labels = path.resolve(baseDir, job.data.labels);
