@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
-import { openDataSource, type DataSource } from '../shared/data/data-source.js';
+import { openDataSource, type DataShape } from '../shared/data/data-source.js';
 import {
   PreemptedError,
   rethrowStorageFull,
@@ -191,7 +191,7 @@ class CoordinatorRun {
 
   constructor(
     private readonly options: ResolvedOptions,
-    private readonly dataset: DataSource,
+    private readonly dataset: DataShape,
     private readonly callbacks: CallbackRunner,
     private readonly server: ControlServer,
     private readonly runDir: RunDirectory,
@@ -444,7 +444,7 @@ async function startupFaultDelay(): Promise<void> {
 }
 
 /** Loss, model output and metrics agree (worker/replica/output-guards.ts), checked on the built model. */
-function checkModelAgainstLoss(job: Job, dataset: DataSource): void {
+function checkModelAgainstLoss(job: Job, dataset: DataShape): void {
   tf.enableProdMode(); // no tfjs console banner ("install tfjs-node") among the coordinator's lines
   const model = buildModel(job);
   try {

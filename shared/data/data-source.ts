@@ -17,19 +17,19 @@ import { openPackedSource } from './packed-source.js';
 /** Everything about a dataset but its samples. */
 export type DatasetInfo = Omit<Dataset, SplitName>;
 
-export interface DataSource extends DatasetInfo {
-  train: { count: number };
-  validation: { count: number };
-  test: { count: number };
+/** What planning, probing and export need: the metadata and each split's size, no samples. */
+export type DataShape = DatasetInfo & Record<SplitName, { count: number }>;
+
+export interface DataSource extends DataShape {
   /** Copies the rows `indices` of `split` into xOut and yOut. Synchronous. */
-  fill(split: SplitName, indices: Uint32Array, xOut: Float32Array, yOut: Float32Array): void;
+  fill: (split: SplitName, indices: Uint32Array, xOut: Float32Array, yOut: Float32Array) => void;
   /**
    * A hint that `indices` of `split` are wanted next (the coordinator sends each step's order one
    * ahead): a source may start reading them. Bounded: a later hint replaces an earlier one.
    */
-  readAhead?(split: SplitName, indices: Uint32Array): void;
+  readAhead?: (split: SplitName, indices: Uint32Array) => void;
   /** Frees files and buffers. */
-  close?(): void;
+  close?: () => void;
 }
 
 /** The job's data as a source: packed and module sources open by reference, the rest load whole. */
@@ -70,7 +70,7 @@ export function gatherInto(
   }
 }
 
-/** The split sizes of a source, in SPLIT_NAMES order. */
-export function splitCounts(source: Pick<DataSource, SplitName>): Record<SplitName, number> {
-  return { train: source.train.count, validation: source.validation.count, test: source.test.count };
+/** A source as it is, or an in-memory Dataset served as one. */
+export function asDataSource(data: DataSource | Dataset): DataSource {
+  return 'fill' in data ? data : memorySource(data);
 }

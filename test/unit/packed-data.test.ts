@@ -174,7 +174,7 @@ describe('pack round trip', () => {
     expectSameData(packed, source);
   });
 
-  test('an in-memory Dataset as a source: any loadDataset result packs', async () => {
+  test('an in-memory Dataset as a source: any loadDataset result packs', () => {
     const given = job({ format: 'xor', samples: 8 }, [2], 'sparseCategoricalCrossentropy', 2);
     const source = memorySource(loadDataset(given));
     const out = path.join(dir, 'from-dataset');

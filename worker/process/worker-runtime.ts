@@ -4,7 +4,7 @@
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
-import type { DataSource } from '../../shared/data/data-source.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -39,7 +39,7 @@ export class WorkerRuntime {
     connection: ControlConnection,
     private readonly server: RingEndpoint,
     private readonly job: Job,
-    private readonly dataset: DataSource,
+    private readonly dataset: DataShape,
     private readonly replica: Replica,
     private readonly trainer: TrainerReplica,
     private readonly backend: string,

@@ -3,8 +3,8 @@
 // The flat parameter buffer is the source of truth; the model's variables are a copy of it.
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { StepReport } from '../../proto/generated/ringtrain/v1/StepReport.js';
-import type { DataSource } from '../../shared/data/data-source.js';
-import { SPLIT_NAMES, type SplitName } from '../../shared/data/dataset.js';
+import { asDataSource, type DataSource } from '../../shared/data/data-source.js';
+import { SPLIT_NAMES, type Dataset, type SplitName } from '../../shared/data/dataset.js';
 import { CheckpointError } from '../../shared/errors.js';
 import { decodeIndices } from '../../shared/index-codec.js';
 import { rankSlices } from '../../shared/shard-plan.js';
@@ -48,6 +48,8 @@ export class TrainerReplica {
   /** One micro-batch's gradient sum; allocated once, only when accumulationSteps > 1. */
   private readonly microGrad: Float32Array | undefined;
   private readonly optimizer: FlatOptimizer;
+  /** Where each step's slice and each evaluation's rows are gathered from. */
+  private readonly dataset: DataSource;
   private readonly x: Float32Array;
   private readonly y: Float32Array;
   /** evaluate()'s rows, EVAL_BATCH_SIZE at a time; allocated at the first evaluation. */
@@ -77,9 +79,11 @@ export class TrainerReplica {
 
   constructor(
     private readonly job: Job,
-    private readonly dataset: DataSource,
+    data: DataSource | Dataset,
     private readonly replica: Replica,
   ) {
+    const dataset = asDataSource(data);
+    this.dataset = dataset;
     this.paramCount = replica.paramCount;
     this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
     const gradFloats = this.paramCount + this.movingCount + 2;
