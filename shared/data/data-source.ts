@@ -28,6 +28,8 @@ export interface DataSource extends DataShape {
    * ahead): a source may start reading them. Bounded: a later hint replaces an earlier one.
    */
   readAhead?: (split: SplitName, indices: Uint32Array) => void;
+  /** Resolves once a read-ahead of exactly these rows has finished (at once when there is none). */
+  settle?: (split: SplitName, indices: Uint32Array) => Promise<void>;
   /** Frees files and buffers. */
   close?: () => void;
 }

@@ -5,7 +5,8 @@
 // Invariants:
 // - Every shard is stat'ed at open (a missing or short one fails before training); its full
 //   checksum is checked the first time a row of it is read (`data.verify: checksum`).
-// - At most one read-ahead is held: the rows of the next step (batch × record bytes).
+// - At most MAX_READ_AHEAD read-aheads are held (the step about to run and the one after it:
+//   a slice's rows each), the oldest dropped first; a fill takes and drops its own.
 import { closeSync, fstatSync, openSync, read, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
@@ -22,6 +23,8 @@ import {
 } from './packed-manifest.js';
 
 const VERIFY_CHUNK_BYTES = 1024 * 1024;
+/** Orders queued ahead of the running step: usually one, two when a step was late. */
+const MAX_READ_AHEAD = 2;
 
 type Verify = 'size' | 'checksum';
 
@@ -50,13 +53,16 @@ interface ReadAhead {
   bytes: Buffer;
   pending: number;
   failed: boolean;
+  /** Settles when pending reaches 0. */
+  done: Promise<void>;
 }
 
 class PackedSource {
   private readonly shards = new Map<string, OpenShard>();
   private readonly recordBytes: number;
   private readonly record: Buffer;
-  private ahead: ReadAhead | undefined;
+  /** Oldest first. */
+  private readonly ahead: ReadAhead[] = [];
 
   constructor(
     private readonly dir: string,
@@ -85,13 +91,18 @@ class PackedSource {
       test: { count: splits.test.count },
       fill: (split, indices, x, y) => this.fill(split, indices, x, y),
       readAhead: (split, indices) => this.readAhead(split, indices),
+      settle: (split, indices) => {
+        const ahead = this.ahead.find((a) => sameRows(a, split, indices));
+        return ahead?.done ?? Promise.resolve();
+      },
       close: () => this.close(),
     };
   }
 
   fill(split: SplitName, indices: Uint32Array, x: Float32Array, y: Float32Array): void {
-    const ahead = this.ahead;
-    const fromAhead = ahead !== undefined && ahead.pending === 0 && !ahead.failed && sameRows(ahead, split, indices);
+    const at = this.ahead.findIndex((a) => sameRows(a, split, indices));
+    const ahead = at < 0 ? undefined : this.ahead.splice(at, 1)[0];
+    const fromAhead = ahead !== undefined && ahead.pending === 0 && !ahead.failed;
     for (let i = 0; i < indices.length; i++) {
       const row = indices[i] ?? 0;
       let bytes: Buffer;
@@ -103,30 +114,38 @@ class PackedSource {
       }
       this.unpack(bytes, i, x, y);
     }
-    if (fromAhead) this.ahead = undefined;
   }
 
   /** Starts async reads of `indices` (threadpool), used by the fill that asks for the same rows. */
   readAhead(split: SplitName, indices: Uint32Array): void {
     const bytes = Buffer.allocUnsafe(indices.length * this.recordBytes);
-    const ahead: ReadAhead = { split, indices: indices.slice(), bytes, pending: indices.length, failed: false };
-    this.ahead = ahead;
+    let finish = (): void => undefined;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const ahead: ReadAhead = { split, indices: indices.slice(), bytes, pending: indices.length, failed: false, done };
+    this.ahead.push(ahead);
+    if (this.ahead.length > MAX_READ_AHEAD) this.ahead.shift();
+    if (indices.length === 0) finish();
+    let started = 0;
     try {
-      for (let i = 0; i < indices.length; i++) {
+      for (; started < indices.length; started++) {
+        const i = started;
         const { shard, offset } = this.locate(split, indices[i] ?? 0);
         read(shard.fd, bytes, i * this.recordBytes, this.recordBytes, offset, (error, n) => {
           if (error !== null || n !== this.recordBytes) ahead.failed = true;
-          ahead.pending--;
+          if (--ahead.pending === 0) finish();
         });
       }
     } catch {
-      // fill reads the same rows synchronously and reports the problem there, at its step.
+      // fill reads the same rows synchronously and reports the problem there, at its step; the
+      // reads already started still settle `done` (pending counts only those).
       ahead.failed = true;
+      ahead.pending -= indices.length - started;
+      if (ahead.pending === 0) finish();
     }
   }
 
   close(): void {
-    this.ahead = undefined;
+    this.ahead.length = 0;
     for (const shard of this.shards.values()) closeSync(shard.fd);
     this.shards.clear();
   }

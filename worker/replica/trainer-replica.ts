@@ -112,6 +112,8 @@ export class TrainerReplica {
     const receivedMs = performance.now();
     const idleMs = this.busyUntilMs === undefined ? 0 : receivedMs - this.busyUntilMs;
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
+    // Rows read ahead (asynchronously, when this order came) are used once they are in.
+    await this.dataset.settle?.('train', indices);
     const count = this.gather('train', indices, this.x, this.y);
     const grad = this.gradBuffer;
     const local = await this.afterFailure(() => this.localGradient(count, order.step, indices, allReduce));
