@@ -124,4 +124,47 @@ describe('packed data', () => {
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/^ringtrain: --out: .* already exists; remove it or pack into a new folder/);
   });
+
+  it('a data module trains with 2 workers; one that returns the wrong shape stops the run naming it (exit 3)', async () => {
+    const body = (shape: string): string => `
+export function createDataset() {
+  return {
+    count: 400, inputShape: ${shape}, labelSize: 1, task: 'classification', numClasses: 10,
+    fill(indices, x, y) {
+      indices.forEach((s, i) => { for (let j = 0; j < 784; j++) x[i * 784 + j] = ((s * 31 + j) % 17) / 17; y[i] = s % 10; });
+    },
+  };
+}
+`;
+    writeFileSync(path.join(dir, 'data.mjs'), body('[784]'));
+    const moduleJob = (file: string, name: string): string =>
+      writeJob(
+        dir,
+        {
+          ...smallMnistJob({
+            data: { format: 'module', path: file },
+            training: { epochs: 1, batchSize: 32, maxSteps: 6 },
+          }),
+          loss: 'sparseCategoricalCrossentropy',
+        },
+        name,
+      );
+    const good = await runCli([
+      'train',
+      moduleJob('./data.mjs', 'module.yaml'),
+      '--workers',
+      '2',
+      '--out',
+      path.join(dir, 'run-module'),
+    ]);
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+    expect(good.stdout).toMatch(/320\/40\/40 train\/validation\/test samples[\s\S]*at step 6 of 10; model\/ is step 6/);
+    writeFileSync(path.join(dir, 'wrong.mjs'), body('[28, 28]'));
+    const wrong = await runCli(['train', moduleJob('./wrong.mjs', 'wrong.yaml'), '--out', path.join(dir, 'run-wrong')]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toMatch(
+      /^ringtrain: .*wrong\.mjs: data module's samples have shape \[28, 28\], but model.input is \[784\]; make them agree/,
+    );
+  });
 });

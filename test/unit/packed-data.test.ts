@@ -198,17 +198,34 @@ describe('pack round trip', () => {
     expect(readdirSync(dir).filter((n) => n.startsWith('broken'))).toEqual([]);
   });
 
-  test('read-ahead: the next rows are read asynchronously and served to the fill that asks for them', async () => {
+  test('read-ahead: rows read ahead are served (from the read, not the file) to the fill that asks for them', async () => {
     const given = job({ format: 'xor', samples: 40, noise: 0.3 }, [2], 'categoricalCrossentropy', 2);
-    const { packed, source } = await packJob(given, 64);
+    const { out, packed, source } = await packJob(given, 1024);
     const rows = Uint32Array.of(5, 1, 33, 17);
+    const other = Uint32Array.of(2, 3);
     packed.readAhead?.('train', rows);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const a = { x: new Float32Array(8), y: new Float32Array(8) };
-    const b = { x: new Float32Array(8), y: new Float32Array(8) };
-    packed.fill('train', rows, a.x, a.y);
-    source.fill('train', rows, b.x, b.y);
-    expect(a).toEqual(b);
+    packed.readAhead?.('train', other); // two orders queued: both kept
+    await packed.settle?.('train', rows);
+    await packed.settle?.('train', other);
+    // Overwrite the shard's records (same size): only rows read before that keep their values.
+    writeFileSync(
+      path.join(out, 'train-00000.bin'),
+      Buffer.alloc(readManifest(out).splits.train.shards[0]?.bytes ?? 0),
+    );
+    const read = (indices: Uint32Array): Float32Array => {
+      const x = new Float32Array(indices.length * 2);
+      packed.fill('train', indices, x, new Float32Array(indices.length * 2));
+      return x;
+    };
+    const expected = (indices: Uint32Array): Float32Array => {
+      const x = new Float32Array(indices.length * 2);
+      source.fill('train', indices, x, new Float32Array(indices.length * 2));
+      return x;
+    };
+    expect(read(rows)).toEqual(expected(rows));
+    expect(read(other)).toEqual(expected(other));
+    // Each read-ahead serves one fill: the same rows again come from the (now zeroed) file.
+    expect(read(rows)).toEqual(new Float32Array(8));
   });
 });
 
