@@ -1,11 +1,13 @@
 // `ringtrain bench allreduce | train`: measurements printed side by side with this machine's own
 // baselines (raw TCP, plain model.fit). Hidden subcommands are the measured child processes.
+import * as os from 'node:os';
 import { Option, type Command } from 'commander';
 import { runAllreduceBench } from '../bench/allreduce-bench.js';
 import { runAllreduceRank } from '../bench/allreduce-rank.js';
 import { report } from '../bench/bench-child.js';
 import { runBareGradient } from '../bench/bare-gradient.js';
 import { MAX_LAB_RANKS, parseLinkSpec, type LinkSpec } from '../bench/link-lab.js';
+import { runDataBench, type DataBenchOptions } from '../bench/data-bench.js';
 import { runRssProbe } from '../bench/rss-probe.js';
 import { runTcpSink } from '../bench/tcp-baseline.js';
 import { runTrainBench, type TrainBenchOptions } from '../bench/train-bench.js';
@@ -121,6 +123,29 @@ export function addBenchCommand(program: Command): void {
     .option('--json <file>', 'write one JSON row per run')
     .action(async (job: string | undefined, flags: Omit<TrainBenchOptions, 'jobFile' | 'write'>) => {
       await runTrainBench({ jobFile: job, ...flags, write: print });
+    });
+
+  bench
+    .command('data')
+    .description(
+      'peak worker RSS and samples/s on packed datasets of about 100 MB and 4 GB (memory must not grow with the data)',
+    )
+    .option('--sizes <list>', 'packed dataset sizes', parseSizeList('--sizes'), parseSizeList('--sizes')('100MiB,4GiB'))
+    .option('--workers <N>', 'local worker processes', positiveInt('--workers'), 2)
+    .option('--steps <K>', 'measured steps per size', positiveInt('--steps'), 40)
+    .option(
+      '--warmup-steps <K>',
+      'steps run first and left out of the figures',
+      nonNegativeInt('--warmup-steps', 1000),
+      5,
+    )
+    .option('--batch-size <B>', 'global batch', positiveInt('--batch-size'), 256)
+    .option('--feature-size <F>', 'float32 features per sample', positiveInt('--feature-size'), 256)
+    .option('--dir <dir>', 'where to write the packed datasets (removed after each size)', os.tmpdir())
+    .addOption(new Option('--backend <name>', 'backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('wasm'))
+    .option('--json <file>', 'write one JSON row per size')
+    .action(async (flags: Omit<DataBenchOptions, 'write'>) => {
+      await runDataBench({ ...flags, write: print });
     });
 
   addRingOptions(bench.command('allreduce-rank', { hidden: true }))

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { assertBackendInstalled, expectedBackend } from '../shared/backend-check.js';
-import { loadDataset, type Dataset } from '../shared/data/dataset.js';
+import { openDataSource, type DataShape } from '../shared/data/data-source.js';
 import {
   PreemptedError,
   rethrowStorageFull,
@@ -96,7 +96,7 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   const logger = componentLogger('coordinator');
   // Validate everything local before any process starts: dataset, hooks, then the port, and only
   // then create the run directory, so a mistake leaves nothing behind.
-  const dataset = loadDataset(job);
+  const dataset = await openDataSource(job);
   assertBatchFits(job, dataset, options.jobSource);
   const hooks = await UserHooks.load(job.hooks);
   if (options.localWorkers > 0) assertBackendInstalled(job.backend);
@@ -196,7 +196,7 @@ class CoordinatorRun {
 
   constructor(
     private readonly options: ResolvedOptions,
-    private readonly dataset: Dataset,
+    private readonly dataset: DataShape,
     private readonly callbacks: CallbackRunner,
     private readonly server: ControlServer,
     private readonly runDir: RunDirectory,
@@ -452,7 +452,7 @@ async function startupFaultDelay(): Promise<void> {
 }
 
 /** Loss, model output and metrics agree (worker/replica/output-guards.ts), checked on the built model. */
-function checkModelAgainstLoss(job: Job, dataset: Dataset): void {
+function checkModelAgainstLoss(job: Job, dataset: DataShape): void {
   tf.enableProdMode(); // no tfjs console banner ("install tfjs-node") among the coordinator's lines
   const model = buildModel(job);
   try {

@@ -4,7 +4,7 @@
 // (output-guards.ts; a YAML stack gets those in coordinator.ts once it is known to fit memory). Its parameter count and layer output sizes feed
 // the memory estimate of models the YAML walk cannot see (from, module, graphs).
 import * as tf from '@tensorflow/tfjs';
-import type { Dataset } from '../shared/data/dataset.js';
+import type { DataShape } from '../shared/data/data-source.js';
 import { checkModelOutput } from '../shared/data/labels.js';
 import { JobConfigError } from '../shared/errors.js';
 import type { Job } from '../shared/job-schema.js';
@@ -24,7 +24,7 @@ const VIEWS = new Set(['InputLayer', 'Flatten', 'Reshape']);
  * Refuses a model that cannot train on this data exactly; returns the size of a built model
  * (graph, from, module), or undefined for a YAML stack (memory-estimate.ts walks its specs).
  */
-export async function probeModel(job: Job, dataset: Dataset, source: string): Promise<ModelShape | undefined> {
+export async function probeModel(job: Job, dataset: DataShape, source: string): Promise<ModelShape | undefined> {
   const outputUnits =
     lossName(job.loss) === 'sparseCategoricalCrossentropy' ? (dataset.numClasses ?? 1) : dataset.labelSize;
   const expected = { task: dataset.task, outputUnits, numClasses: dataset.numClasses };

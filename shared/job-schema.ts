@@ -106,6 +106,22 @@ export const dataSchema = z.discriminatedUnion('format', [
     target: targetSchema,
   }),
   z.strictObject({
+    format: z.literal('packed'),
+    /** Folder written by `ringtrain pack` (manifest.json + shards); relative to the job file's folder. */
+    path: z.string().min(1),
+    /**
+     * How a shard is checked the first time a process opens it: `size` (its length only) or
+     * `checksum` (also its sha256 from the manifest; reads the whole shard once). @default 'checksum'
+     */
+    verify: z.enum(['size', 'checksum']).default('checksum'),
+  }),
+  z.strictObject({
+    format: z.literal('module'),
+    /** ES module exporting `createDataset(job)` (see README "Data modules"); relative to the job file's folder. */
+    path: z.string().min(1),
+    split: splitSchema.default(defaultSplit),
+  }),
+  z.strictObject({
     format: z.literal('xor'),
     /** Number of samples; each is one of the four XOR corners plus optional noise. @default 4 */
     samples: positiveInt.default(4),

@@ -85,7 +85,13 @@ export function resolveJob(raw: unknown, source: string, overrides: JobOverrides
   const parsed = jobSchema.safeParse(merged);
   if (!parsed.success) throw new JobConfigError(source, formatIssues(parsed.error.issues));
   const data = parsed.data.data;
-  if (data.format === 'csv' || data.format === 'images' || data.format === 'text')
+  if (
+    data.format === 'csv' ||
+    data.format === 'images' ||
+    data.format === 'text' ||
+    data.format === 'packed' ||
+    data.format === 'module'
+  )
     data.path = path.resolve(baseDir, data.path);
   if (data.format === 'idx') {
     data.images = path.resolve(baseDir, data.images);

@@ -3,7 +3,7 @@
 // (evict, pick the most advanced consistent state, form generation g+1, broadcast) and continue
 // with the same global batches. Owns the current generation, the liveness monitor and the
 // checkpoints the loop takes. Holds workers only through WorkerLink, so it runs in memory too.
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -24,7 +24,7 @@ import { newLoopResult, trainLoop, type LoopContext, type LoopResult } from './t
 
 export interface ElasticContext {
   job: Job;
-  dataset: Dataset;
+  dataset: DataShape;
   runDir: RunDirectory;
   checkpoints: CheckpointStore;
   /** train()'s callbacks and the job's hooks; owns the learning rates. */

@@ -1,6 +1,6 @@
 // The training loop, top to bottom: steps, periodic validation, checkpoints, early stopping and
 // callbacks (the job's hooks among them). Setup and teardown (server, workers, run directory) live in coordinator.ts.
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { TrainingDivergedError, WorkerFailedError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -18,7 +18,7 @@ import type { CallbackRunner } from '../training-callbacks.js';
 
 export interface LoopContext {
   job: Job;
-  dataset: Dataset;
+  dataset: DataShape;
   generation: Generation;
   runDir: RunDirectory;
   checkpoints: CheckpointStore;

@@ -1,12 +1,12 @@
 // How long a run is planned to be, and whether its global batch fits its training split: both
 // read the job against the loaded dataset, before any process starts and again at the end.
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { JobConfigError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import { batchesPerEpoch } from '../../shared/shard-plan.js';
 
 /** Steps the job's epochs plan (batches per epoch × epochs): what a run must reach to be complete. */
-export function plannedSteps(job: Job, dataset: Dataset): number {
+export function plannedSteps(job: Job, dataset: DataShape): number {
   return batchesPerEpoch(dataset.train.count, job.training.batchSize) * job.training.epochs;
 }
 
@@ -14,7 +14,7 @@ export function plannedSteps(job: Job, dataset: Dataset): number {
  * A global batch larger than the training split is refused, not capped: every step would be the
  * whole split while the job, and a summary, named a batch size the run never used.
  */
-export function assertBatchFits(job: Job, dataset: Dataset, source: string): void {
+export function assertBatchFits(job: Job, dataset: DataShape, source: string): void {
   const { batchSize } = job.training;
   const count = dataset.train.count;
   if (count > 0 && batchSize > count)

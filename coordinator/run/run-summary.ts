@@ -4,7 +4,7 @@
 // it did, including failures, recoveries and stragglers). A run that ends by a signal or an error
 // gets its summary from ended-summary.ts.
 import * as os from 'node:os';
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import { decodeModelBlob } from '../../shared/model-blob.js';
@@ -52,7 +52,7 @@ export interface FinishContext {
 /** Final metrics on every split, the final model (and model-best/), and summary.json. */
 export async function finish(
   generation: Generation,
-  dataset: Dataset,
+  dataset: DataShape,
   evaluator: Evaluator,
   runDir: RunDirectory,
   loop: LoopResult,

@@ -62,6 +62,12 @@ export interface Dataset {
 
 /** Loads and splits the dataset of a resolved job. Synchronous. Throws DatasetError for any problem. */
 export function loadDataset(job: Job): Dataset {
+  // Packed folders and data modules are read by offset, never whole: see data-source.ts.
+  if (job.data.format === 'packed' || job.data.format === 'module')
+    throw new DatasetError(
+      job.data.path,
+      `a ${job.data.format} source is opened with openDataSource, not loaded whole`,
+    );
   const raw = readSource(job);
   const inputShape = [...job.model.input];
   const featureSize = inputShape.reduce((a, b) => a * b, 1);
@@ -126,6 +132,9 @@ function readSource(job: Job): RawSamples {
       return readImages(data);
     case 'text':
       return readText(data);
+    case 'packed':
+    case 'module':
+      throw new DatasetError(data.path, `a ${data.format} source has no raw samples`);
   }
 }
 
@@ -160,7 +169,7 @@ export function splitOf(ds: Dataset, name: SplitName): Split {
 }
 
 /** One line for logs: "mnist: 8000 train / 1000 validation / 1000 test, input [784], 10 classes one-hot, hash 1a2b...". */
-export function datasetSummary(ds: Dataset): string {
+export function datasetSummary(ds: Omit<Dataset, SplitName> & Record<SplitName, { count: number }>): string {
   const labels =
     ds.task === 'reconstruction'
       ? 'target = input'

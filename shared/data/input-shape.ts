@@ -5,6 +5,8 @@ import type { DataSpec } from '../job-schema.js';
 import { readCsv } from './csv-source.js';
 import { readIdx } from './idx-source.js';
 import { MNIST_PIXELS } from './mnist-source.js';
+import { manifestInfo, readManifest } from './packed-manifest.js';
+import { JobConfigError } from '../errors.js';
 
 /** Shape of one sample of `data` (paths already resolved). Throws DatasetError when the data cannot be read. */
 export function inferInputShape(data: DataSpec, seed: number): number[] {
@@ -21,5 +23,12 @@ export function inferInputShape(data: DataSpec, seed: number): number[] {
       return [readCsv(data, seed).featureSize];
     case 'idx':
       return [readIdx({ ...data, limit: 1 }).featureSize];
+    case 'packed':
+      return [...manifestInfo(readManifest(data.path)).inputShape];
+    case 'module':
+      // A module is loaded asynchronously, by workers and the coordinator; a job must say its shape.
+      throw new JobConfigError(data.path, [
+        'model.input: required with data.format module (a data module tells its sample shape only once loaded)',
+      ]);
   }
 }

@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
+import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
 import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
 import type { ControlClient } from '../../proto/generated/ringtrain/v1/Control.js';
@@ -39,6 +40,7 @@ export class ControlConnection {
   private endReason: string | undefined;
   private readonly interruptHandlers: Array<(reason: string) => void> = [];
   private abortHandler: ((reason: string) => void) | undefined;
+  private queuedStepHandler: ((order: StepOrder__Output) => void) | undefined;
   /** sendFlushed calls still waiting for their write to complete. */
   private readonly flushWaiters = new Set<() => void>();
   /** Resolves once the stream has ended, for whatever reason. */
@@ -61,6 +63,7 @@ export class ControlConnection {
         return;
       }
       this.queue.push(message);
+      if (message.kind === 'step' && message.step) this.queuedStepHandler?.(message.step);
       if (message.kind === 'shutdown')
         this.interrupt(`coordinator asked to shut down: ${message.shutdown?.reason ?? ''}`);
       this.wake?.();
@@ -208,6 +211,14 @@ export class ControlConnection {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
+  }
+
+  /**
+   * Called with each step order as it is queued (usually while the step before it runs): the
+   * worker starts reading that step's samples. A later call replaces the handler.
+   */
+  onQueuedStep(handler: (order: StepOrder__Output) => void): void {
+    this.queuedStepHandler = handler;
   }
 
   /** Next order from the coordinator, or undefined once the stream has ended. */

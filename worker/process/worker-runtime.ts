@@ -4,7 +4,7 @@
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -41,7 +41,7 @@ export class WorkerRuntime {
     connection: ControlConnection,
     private readonly server: RingEndpoint,
     private readonly job: Job,
-    private readonly dataset: Dataset,
+    private readonly dataset: DataShape,
     private readonly replica: Replica,
     private readonly trainer: TrainerReplica,
     private readonly backend: string,
@@ -70,6 +70,14 @@ export class WorkerRuntime {
     connection.onInterrupt((reason) => {
       this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
       void this.comm?.close();
+    });
+    connection.onQueuedStep((order) => {
+      // A hint only: a read-ahead that fails leaves the step to read (and report) its rows itself.
+      try {
+        if (order.generation === this.generation) this.trainer.readAhead(order);
+      } catch (error) {
+        this.logger.debug({ step: order.step, reason: String(error) }, 'read-ahead skipped');
+      }
     });
     connection.onAbort((reason) => {
       this.logger.info({ reason }, 'coordinator aborted the collective');

@@ -2,19 +2,11 @@
 // orders (step, evaluate, send/load state, shut down) until told to leave.
 import * as os from 'node:os';
 import { collectGarbage } from '../../shared/collect-garbage.js';
-import { loadDataset } from '../../shared/data/dataset.js';
+import { openDataSource } from '../../shared/data/data-source.js';
 import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from '../../shared/errors.js';
 import { formatIssues, jobHash } from '../../shared/job.js';
-<<<<<<< HEAD
-import { jobSchema, type Job } from '../../shared/job-schema.js';
-import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
-||||||| 00b2327
-import { jobSchema, type Job } from '../../shared/job-schema.js';
-import { componentLogger, type Logger } from '../../shared/logger.js';
-=======
 import { resolvedJobSchema, type Job } from '../../shared/job-schema.js';
-import { componentLogger, type Logger } from '../../shared/logger.js';
->>>>>>> wt-sources
+import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
@@ -84,7 +76,7 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
-    const dataset = loadDataset(job);
+    const dataset = await openDataSource(job);
     await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
     checkModelFiles(job, connection.welcome.jobHash);
     const replica = new Replica(await createJobModel(job), job, labelScaleOf(dataset.normalization));

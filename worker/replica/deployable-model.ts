@@ -11,7 +11,8 @@
 // - A classifier always answers probabilities: a model trained with a loss `fromLogits` gets
 //   the softmax/sigmoid the loss applied during training as its last layer.
 import * as tf from '@tensorflow/tfjs';
-import type { Dataset, Normalization } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
+import type { Normalization } from '../../shared/data/dataset.js';
 import type { Job } from '../../shared/job-schema.js';
 import { lossFromLogits, lossName } from '../../shared/loss-spec.js';
 import { MODEL_METADATA_KEY, type ModelMetadata } from '../../shared/model-metadata.js';
@@ -29,7 +30,11 @@ interface RawIoPlan {
 }
 
 /** model.json + weights.bin of the deployable model for `trained`, a model of `job` on `dataset`. */
-export async function exportDeployableModel(trained: tf.LayersModel, job: Job, dataset: Dataset): Promise<ModelFiles> {
+export async function exportDeployableModel(
+  trained: tf.LayersModel,
+  job: Job,
+  dataset: DataShape,
+): Promise<ModelFiles> {
   const metadata = { [MODEL_METADATA_KEY]: modelMetadata(job, dataset) };
   const plan: RawIoPlan = {
     ...(dataset.normalization === undefined ? {} : { scaling: dataset.normalization }),
@@ -51,7 +56,7 @@ export async function exportDeployableModel(trained: tf.LayersModel, job: Job, d
   }
 }
 
-export function modelMetadata(job: Job, dataset: Dataset): ModelMetadata {
+export function modelMetadata(job: Job, dataset: DataShape): ModelMetadata {
   const data = job.data;
   return {
     version: 1,

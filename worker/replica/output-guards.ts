@@ -7,7 +7,7 @@
 // activation that really ends the model: the output layer's `activation` config, an Activation
 // layer, or a Softmax layer.
 import type * as tf from '@tensorflow/tfjs';
-import type { Dataset } from '../../shared/data/dataset.js';
+import type { DataShape } from '../../shared/data/data-source.js';
 import { OutputMismatchError } from '../../shared/errors.js';
 import type { Job, LossName } from '../../shared/job-schema.js';
 import { lossFromLogits, lossName } from '../../shared/loss-spec.js';
@@ -20,7 +20,7 @@ const PROBABILITY: Partial<Record<LossName, 'softmax' | 'sigmoid'>> = {
 };
 
 /** Throws OutputMismatchError (one line naming the key and the fix) when loss, output and metrics disagree. */
-export function checkOutputGuards(job: Job, task: Dataset['task'], model: tf.LayersModel): void {
+export function checkOutputGuards(job: Job, task: DataShape['task'], model: tf.LayersModel): void {
   checkLossOutput(job, model);
   checkMetrics(job, task);
 }
@@ -47,7 +47,7 @@ function checkLossOutput(job: Job, model: tf.LayersModel): void {
   );
 }
 
-function checkMetrics(job: Job, task: Dataset['task']): void {
+function checkMetrics(job: Job, task: DataShape['task']): void {
   for (const metric of job.metrics) {
     if (
       (metric === 'accuracy' || metric === 'binaryAccuracy') &&

@@ -3,8 +3,8 @@
 // The flat parameter buffer is the source of truth; the model's variables are a copy of it.
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { StepReport } from '../../proto/generated/ringtrain/v1/StepReport.js';
-import type { Dataset, Split } from '../../shared/data/dataset.js';
-import { splitOf } from '../../shared/data/dataset.js';
+import { asDataSource, type DataSource } from '../../shared/data/data-source.js';
+import { SPLIT_NAMES, type Dataset, type SplitName } from '../../shared/data/dataset.js';
 import { CheckpointError } from '../../shared/errors.js';
 import { decodeIndices } from '../../shared/index-codec.js';
 import { rankSlices } from '../../shared/shard-plan.js';
@@ -48,6 +48,8 @@ export class TrainerReplica {
   /** One micro-batch's gradient sum; allocated once, only when accumulationSteps > 1. */
   private readonly microGrad: Float32Array | undefined;
   private readonly optimizer: FlatOptimizer;
+  /** Where each step's slice and each evaluation's rows are gathered from. */
+  private readonly dataset: DataSource;
   private readonly x: Float32Array;
   private readonly y: Float32Array;
   /** evaluate()'s rows, EVAL_BATCH_SIZE at a time; allocated at the first evaluation. */
@@ -77,9 +79,11 @@ export class TrainerReplica {
 
   constructor(
     private readonly job: Job,
-    private readonly dataset: Dataset,
+    data: DataSource | Dataset,
     private readonly replica: Replica,
   ) {
+    const dataset = asDataSource(data);
+    this.dataset = dataset;
     this.paramCount = replica.paramCount;
     this.movingCount = replica.needsCollectives ? 0 : replica.nonTrainableCount;
     const gradFloats = this.paramCount + this.movingCount + 2;
@@ -108,7 +112,9 @@ export class TrainerReplica {
     const receivedMs = performance.now();
     const idleMs = this.busyUntilMs === undefined ? 0 : receivedMs - this.busyUntilMs;
     const indices = decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices');
-    const count = this.gather(this.dataset.train, indices, this.x, this.y);
+    // Rows read ahead (asynchronously, when this order came) are used once they are in.
+    await this.dataset.settle?.('train', indices);
+    const count = this.gather('train', indices, this.x, this.y);
     const grad = this.gradBuffer;
     const local = await this.afterFailure(() => this.localGradient(count, order.step, indices, allReduce));
     const lossSlot = this.paramCount + this.movingCount;
@@ -174,7 +180,8 @@ export class TrainerReplica {
     splitName: string,
     sampleIndices: Uint8Array,
   ): { count: number; lossSum: number; metricSums: Record<string, number> } {
-    const split = splitOf(this.dataset, splitName as 'train' | 'validation' | 'test');
+    if (!SPLIT_NAMES.includes(splitName as SplitName)) throw new RangeError(`no split named "${splitName}"`);
+    const split = splitName as SplitName;
     const indices = decodeIndices(sampleIndices, 'EvalOrder.sampleIndices');
     // One forward pass's worth of rows at a time, into buffers kept for the next evaluation:
     // a large split costs no more memory than a small one.
@@ -316,16 +323,16 @@ export class TrainerReplica {
   }
 
   /** Copies the rows named by `indices` into x/y; returns the row count. */
-  private gather(split: Split, indices: Uint32Array, x: Float32Array, y: Float32Array): number {
-    const fs = this.dataset.featureSize;
-    const ls = this.dataset.labelSize;
-    for (let i = 0; i < indices.length; i++) {
-      const row = indices[i] ?? 0;
-      if (row >= split.count) throw new RangeError(`sample index ${row} is outside the split (${split.count} samples)`);
-      x.set(split.x.subarray(row * fs, (row + 1) * fs), i * fs);
-      y.set(split.y.subarray(row * ls, (row + 1) * ls), i * ls);
-    }
+  /** Rows `indices` of `split` into x/y from the data source (in memory, packed or a module). */
+  private gather(split: SplitName, indices: Uint32Array, x: Float32Array, y: Float32Array): number {
+    this.dataset.fill(split, indices, x, y);
     return indices.length;
+  }
+
+  /** The next step's rows, already ordered (sent one step ahead): the source may start reading them. */
+  readAhead(order: StepOrder__Output): void {
+    if (this.dataset.readAhead === undefined) return;
+    this.dataset.readAhead('train', decodeIndices(order.sampleIndices, 'StepOrder.sampleIndices'));
   }
 }
 
