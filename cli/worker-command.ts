@@ -9,12 +9,14 @@ import { FlagError, RingtrainError } from '../shared/errors.js';
 import { exitWithParent } from '../shared/parent-watch.js';
 import { jobHash, loadJob } from '../shared/job.js';
 import { RUN_DEFAULTS, withRunDefaults } from '../shared/run-defaults.js';
+import { resolveSecurity, securityEnv, type JobSecurity } from '../shared/security/job-security.js';
 import { detectGpus, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { addSecurityOptions, type SecurityFlags } from './security-options.js';
 
-interface WorkerFlags {
+interface WorkerFlags extends SecurityFlags {
   coordinator?: string;
   host?: string;
-  bind: string;
+  bind?: string;
   dataPort: number;
   rankHint?: number;
   job?: string;
@@ -27,14 +29,17 @@ interface WorkerFlags {
 }
 
 export function addWorkerCommand(program: Command): void {
-  program
+  const command = program
     .command('worker')
     .description(
       'run a worker that joins a coordinator (address from --coordinator, RINGTRAIN_COORDINATOR or MASTER_ADDR/MASTER_PORT)',
     )
     .option('--coordinator <host:port>', 'coordinator address')
     .option('--host <name>', 'host name or IP other workers use to reach this one (default: this host name)')
-    .option('--bind <addr>', 'address the ring data server binds', '0.0.0.0')
+    .option(
+      '--bind <addr>',
+      'address the ring data server binds (default: 0.0.0.0 with TLS, else 127.0.0.1: give --bind 0.0.0.0 to take part from another host)',
+    )
     .option('--data-port <P>', 'ring data server port (0 = any free port)', nonNegativeInt('--data-port', 65535), 0)
     .option('--rank-hint <R>', 'preferred rank (default: RANK or JOB_COMPLETION_INDEX)', nonNegativeInt('--rank-hint'))
     .option('--job <file>', "this worker's copy of the job; refused if it differs from the coordinator's")
@@ -63,9 +68,16 @@ export function addWorkerCommand(program: Command): void {
         '--exit-with-parent',
         'exit when stdin closes (set by the coordinator or launcher that spawns this worker)',
       ).hideHelp(),
-    )
-    .action(async (given: WorkerFlags) => {
+    );
+  addSecurityOptions(command).action(async (given: WorkerFlags) => {
       const flags = withRunDefaults(given);
+      const job = flags.job === undefined ? undefined : loadJob(flags.job);
+      const security = resolveSecurity(
+        { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey, tokenFile: flags.tokenFile },
+        process.env,
+        job?.security,
+      );
+      const bind = flags.bind ?? (security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
       if (flags.exitWithParent === true) exitWithParent();
       const target = resolveCoordinatorTarget(flags.coordinator, process.env);
       const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
@@ -77,17 +89,18 @@ export function addWorkerCommand(program: Command): void {
         );
       }
       if (processes > 1 || gpus.length > 0) {
-        await launchLocalWorkers(target.address, processes, gpus, flags);
+        await launchLocalWorkers(target.address, processes, gpus, { ...flags, bind }, security);
         return;
       }
       await runWorker({
         coordinator: target.address,
-        bindHost: flags.bind,
+        bindHost: bind,
         advertiseHost: flags.host ?? os.hostname(),
         dataPort: flags.dataPort,
         rankHint: flags.rankHint ?? target.rankHint ?? -1,
         gpuIndex: visibleGpu(process.env),
-        jobHash: flags.job === undefined ? '' : jobHash(loadJob(flags.job)),
+        jobHash: job === undefined ? '' : jobHash(job),
+        security,
         ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
         retry: {
           attempts: flags.connectAttempts,
@@ -117,7 +130,8 @@ async function launchLocalWorkers(
   address: string,
   count: number,
   gpus: number[],
-  flags: WorkerFlags & { connectAttempts: number; reconnectMs: number },
+  flags: WorkerFlags & { bind: string; connectAttempts: number; reconnectMs: number },
+  security: JobSecurity,
 ): Promise<void> {
   const children = Array.from({ length: count }, (_, i) => {
     const args = [
@@ -133,7 +147,8 @@ async function launchLocalWorkers(
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);
-    return spawnWorkerProcess({ args, gpu: gpus[i], env: process.env });
+    // Each child presents this launcher's identity (resolved once, so the flags count too).
+    return spawnWorkerProcess({ args, gpu: gpus[i], env: { ...process.env, ...securityEnv(security) } });
   });
   const forward = (signal: NodeJS.Signals): void => children.forEach((c) => c.kill(signal));
   process.on('SIGTERM', forward);

@@ -30,6 +30,7 @@ export const RUN_LENGTH_SETTINGS = [
   'maxConsecutiveSkippedSteps',
   'timeouts',
   'http',
+  'security',
   'consistencyCheckEverySteps',
 ] as const;
 
