@@ -7,6 +7,7 @@ import { describeError, RingtrainError, userFacingError } from '../shared/errors
 import { componentLogger } from '../shared/logger.js';
 import { ringtrainVersion } from '../shared/version.js';
 import { addBenchCommand } from './bench-command.js';
+import { addCertsCommand } from './certs-command.js';
 import { addPredictCommands } from './predict-commands.js';
 import { addReportCommand } from './report-command.js';
 import { addTrainCommands } from './train-commands.js';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   addBenchCommand(program);
   addPredictCommands(program);
   addReportCommand(program);
+  addCertsCommand(program);
   return program;
 }
 
@@ -57,7 +59,7 @@ export function reportOf(error: unknown): { line: string; exitCode: number } {
     // No subcommand: commander has printed the help already.
     if (error.code === 'commander.help')
       return {
-        line: 'ringtrain: give a command: train, coordinator, worker, bench, predict, evaluate or report',
+        line: 'ringtrain: give a command: train, coordinator, worker, bench, predict, evaluate, report or certs',
         exitCode: USAGE_EXIT_CODE,
       };
     const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');

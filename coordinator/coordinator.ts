@@ -118,8 +118,6 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   // in Kubernetes that is the normal case) wait here and are offered once membership exists.
   const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
   const security = options.security ?? {};
-  const warning = securityWarning(security, 'this job');
-  if (warning !== undefined) logger.warn({ host: options.host }, warning);
   const server = await ControlServer.start({
     host: options.host,
     port: options.port,
@@ -257,6 +255,9 @@ class CoordinatorRun {
       }),
     ).catch((error: unknown) => rethrowStorageFull(error, addressFile));
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
+    // Said once, at start, where the run's other notes go (stdout, not the error stream).
+    const warning = securityWarning(this.options.security ?? {}, 'this job');
+    if (warning !== undefined) this.reporter.note(`ringtrain: warning: ${warning}`);
     // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
     this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
     if (this.monitor !== undefined)

@@ -56,7 +56,8 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
   let logger = componentLogger('worker', { pid: process.pid });
   const security = options.security ?? {};
   const warning = securityWarning(security, 'this worker');
-  if (warning !== undefined) logger.warn({ bind: options.bindHost }, warning);
+  // Info, not warn: the coordinator says it once for the whole job (a worker's stderr is for failures).
+  if (warning !== undefined) logger.info({ bind: options.bindHost }, warning);
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger, security });
   const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
     host: os.hostname(),
