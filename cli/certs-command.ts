@@ -6,9 +6,12 @@ import { makeCerts } from '../shared/security/make-certs.js';
 export function addCertsCommand(program: Command): void {
   program
     .command('certs')
-    .description("make a CA, a certificate every component presents, and a job token (for --tls-* and --token-file)")
+    .description('make a CA, a certificate every component presents, and a job token (for --tls-* and --token-file)')
     .requiredOption('--out <dir>', 'folder to create (must not exist)')
-    .option('--hosts <list>', 'extra host names or IPs the certificate names, comma-separated (localhost and 127.0.0.1 always)')
+    .option(
+      '--hosts <list>',
+      'extra host names or IPs the certificate names, comma-separated (localhost and 127.0.0.1 always)',
+    )
     .action((flags: { out: string; hosts?: string }) => {
       const hosts = (flags.hosts ?? '')
         .split(',')

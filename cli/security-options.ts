@@ -13,7 +13,7 @@ export interface SecurityFlags {
 export function addSecurityOptions(command: Command): Command {
   return command
     .option('--tls-ca <file>', 'PEM CA that signs every certificate of the job (env RINGTRAIN_TLS_CA)')
-    .option('--tls-cert <file>', "PEM certificate this process presents (env RINGTRAIN_TLS_CERT)")
+    .option('--tls-cert <file>', 'PEM certificate this process presents (env RINGTRAIN_TLS_CERT)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env RINGTRAIN_TLS_KEY)')
     .option('--token-file <file>', "file holding the job's token (env RINGTRAIN_TOKEN holds the token itself)");
 }

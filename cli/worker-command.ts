@@ -70,47 +70,47 @@ export function addWorkerCommand(program: Command): void {
       ).hideHelp(),
     );
   addSecurityOptions(command).action(async (given: WorkerFlags) => {
-      const flags = withRunDefaults(given);
-      const job = flags.job === undefined ? undefined : loadJob(flags.job);
-      const security = resolveSecurity(
-        { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey, tokenFile: flags.tokenFile },
-        process.env,
-        job?.security,
+    const flags = withRunDefaults(given);
+    const job = flags.job === undefined ? undefined : loadJob(flags.job);
+    const security = resolveSecurity(
+      { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey, tokenFile: flags.tokenFile },
+      process.env,
+      job?.security,
+    );
+    const bind = flags.bind ?? (security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
+    if (flags.exitWithParent === true) exitWithParent();
+    const target = resolveCoordinatorTarget(flags.coordinator, process.env);
+    const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
+    const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
+    if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
+      throw new FlagError(
+        `--local-workers ${flags.localWorkers}`,
+        `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
       );
-      const bind = flags.bind ?? (security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
-      if (flags.exitWithParent === true) exitWithParent();
-      const target = resolveCoordinatorTarget(flags.coordinator, process.env);
-      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
-      const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
-      if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
-        throw new FlagError(
-          `--local-workers ${flags.localWorkers}`,
-          `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
-        );
-      }
-      if (processes > 1 || gpus.length > 0) {
-        await launchLocalWorkers(target.address, processes, gpus, { ...flags, bind }, security);
-        return;
-      }
-      await runWorker({
-        coordinator: target.address,
-        bindHost: bind,
-        advertiseHost: flags.host ?? os.hostname(),
-        dataPort: flags.dataPort,
-        rankHint: flags.rankHint ?? target.rankHint ?? -1,
-        gpuIndex: visibleGpu(process.env),
-        jobHash: job === undefined ? '' : jobHash(job),
-        security,
-        ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
-        retry: {
-          attempts: flags.connectAttempts,
-          initialDelayMs: flags.connectInitialDelayMs,
-          maxDelayMs: flags.connectMaxDelayMs,
-        },
-        signal: leaveSignal(),
-        reconnectMs: flags.reconnectMs,
-      });
+    }
+    if (processes > 1 || gpus.length > 0) {
+      await launchLocalWorkers(target.address, processes, gpus, { ...flags, bind }, security);
+      return;
+    }
+    await runWorker({
+      coordinator: target.address,
+      bindHost: bind,
+      advertiseHost: flags.host ?? os.hostname(),
+      dataPort: flags.dataPort,
+      rankHint: flags.rankHint ?? target.rankHint ?? -1,
+      gpuIndex: visibleGpu(process.env),
+      jobHash: job === undefined ? '' : jobHash(job),
+      security,
+      ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
+      retry: {
+        attempts: flags.connectAttempts,
+        initialDelayMs: flags.connectInitialDelayMs,
+        maxDelayMs: flags.connectMaxDelayMs,
+      },
+      signal: leaveSignal(),
+      reconnectMs: flags.reconnectMs,
     });
+  });
 }
 
 /** SIGTERM/SIGINT: leave cleanly (close the streams; the coordinator regroups without us), exit 0. */

@@ -60,7 +60,8 @@ export class ControlServer {
       },
       Heartbeats: (call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>) => {
         if (!authentic(call)) callback(unauthenticated());
-        else if (ref.server === undefined) callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
+        else if (ref.server === undefined)
+          callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
         else ref.server.takeHeartbeats(call, callback);
       },
     });

@@ -77,7 +77,10 @@ function makeLeaf(ca: Issued, hosts: readonly string[]): Issued {
   return { cert, key: keys.privateKey };
 }
 
-function baseCertificate(publicKey: forge.pki.rsa.PublicKey, subject: forge.pki.CertificateField[]): forge.pki.Certificate {
+function baseCertificate(
+  publicKey: forge.pki.rsa.PublicKey,
+  subject: forge.pki.CertificateField[],
+): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = `01${randomBytes(15).toString('hex')}`; // positive, 128 bits of randomness

@@ -12,7 +12,11 @@ import { TOKEN_METADATA_KEY, type JobSecurity, type TlsMaterial } from './job-se
 export function serverCredentials(security: JobSecurity): grpc.ServerCredentials {
   const material = security.tls;
   if (material === undefined) return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(material.ca, [{ cert_chain: material.cert, private_key: material.key }], true);
+  return grpc.ServerCredentials.createSsl(
+    material.ca,
+    [{ cert_chain: material.cert, private_key: material.key }],
+    true,
+  );
 }
 
 /** A worker's channel credentials toward the coordinator. */

@@ -128,7 +128,12 @@ export class ControlConnection {
       for (;;) {
         await dial(client, address, backoff, logger, security);
         // The listener is attached before anything can arrive, so no order is ever dropped.
-        const connection = new ControlConnection(address, security, client, client.Session(tokenMetadata(security.token)));
+        const connection = new ControlConnection(
+          address,
+          security,
+          client,
+          client.Session(tokenMetadata(security.token)),
+        );
         connection.send({ hello });
         const first = await connection.nextWithin(welcomeTimeoutMs);
         if (first !== 'timeout' && first?.kind === 'welcome' && first.welcome) {
@@ -137,7 +142,8 @@ export class ControlConnection {
         }
         const ended = connection.ended;
         connection.dropJoinAttempt();
-        if (connection.refusedToken !== undefined) throw new UnauthenticatedError(address, security.token !== undefined);
+        if (connection.refusedToken !== undefined)
+          throw new UnauthenticatedError(address, security.token !== undefined);
         const why = retryableReason(address, first, ended, welcomeTimeoutMs);
         if (!backoff.spend())
           throw new CoordinatorUnreachableError(address, backoff.attempts, { cause: new Error(why) });

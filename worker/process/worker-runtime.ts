@@ -65,8 +65,8 @@ export class WorkerRuntime {
       connection.security,
       connection.welcome.sessionId,
       (reason) => {
-      this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
-      connection.abandon(reason);
+        this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
+        connection.abandon(reason);
       },
     );
     connection.onInterrupt((reason) => {

@@ -104,7 +104,7 @@ export class LeftReceiver {
           : tls.connect(withOnread({ ...ringClientTls(material), host, port }, onread));
       socket.setNoDelay(true);
       const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
-      socket.once('error', (error) => {
+      socket.once('error', (error: Error) => {
         clearTimeout(timer);
         reject(error);
       });
