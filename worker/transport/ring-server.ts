@@ -72,8 +72,9 @@ export class TcpRingServer {
   ) {
     if (server instanceof tls.Server) {
       server.on('secureConnection', (socket: tls.TLSSocket) => this.onConnection(socket));
-      server.on('tlsClientError', (error, socket) =>
-        this.logger.warn(
+      server.on('tlsClientError', (error: Error & { code?: string }, socket) =>
+        // A connection closed before saying anything (a TCP probe, a port scan) is not worth a warning.
+        this.logger[error.code === 'ECONNRESET' ? 'debug' : 'warn'](
           { peer: peerAddress(socket), reason: error.message },
           'ring connection refused: no mutual TLS with a certificate from the job CA',
         ),
