@@ -6,6 +6,7 @@ import { spawnWorkerProcess } from '../coordinator/local-workers.js';
 import { runWorker } from '../worker/process/worker.js';
 import { resolveCoordinatorTarget } from '../shared/coordinator-address.js';
 import { FlagError, RingtrainError } from '../shared/errors.js';
+import { componentLogger } from '../shared/logger.js';
 import { exitWithParent } from '../shared/parent-watch.js';
 import { jobHash, loadJob } from '../shared/job.js';
 import { RUN_DEFAULTS, withRunDefaults } from '../shared/run-defaults.js';
@@ -78,6 +79,11 @@ export function addWorkerCommand(program: Command): void {
       job?.security,
     );
     const bind = flags.bind ?? (security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
+    if (flags.bind === undefined && flags.host !== undefined && bind === '127.0.0.1' && !isLoopback(flags.host))
+      componentLogger('worker').warn(
+        { host: flags.host, bind },
+        `without TLS the ring data port listens on 127.0.0.1 only, so neighbours told to dial ${flags.host} cannot reach it; give --bind 0.0.0.0 (or TLS)`,
+      );
     if (flags.exitWithParent === true) exitWithParent();
     const target = resolveCoordinatorTarget(flags.coordinator, process.env);
     const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
@@ -165,4 +171,8 @@ async function launchLocalWorkers(
 function visibleGpu(env: NodeJS.ProcessEnv): number {
   const visible = env['CUDA_VISIBLE_DEVICES']?.trim() ?? '';
   return /^\d+$/.test(visible) ? Number(visible) : -1;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

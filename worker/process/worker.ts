@@ -85,6 +85,8 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     const backend = await selectBackend(job.backend, logger);
     const dataset = loadDataset(job);
     await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
+    // The job came over the network, but no code in it is evaluated: a `module` model is imported
+    // from this worker's own disk (a file: URL), and only once its digest matched the coordinator's.
     checkModelFiles(job, connection.welcome.jobHash);
     const replica = new Replica(await createJobModel(job), job, labelScaleOf(dataset.normalization));
     runtime = new WorkerRuntime(
