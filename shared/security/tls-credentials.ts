@@ -22,7 +22,14 @@ export function serverCredentials(security: JobSecurity): grpc.ServerCredentials
 /** A worker's channel credentials toward the coordinator. */
 export function channelCredentials(material: TlsMaterial | undefined): grpc.ChannelCredentials {
   if (material === undefined) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(material.ca, material.key, material.cert, { checkServerIdentity: () => undefined });
+  return grpc.credentials.createSsl(asBuffer(material.ca), asBuffer(material.key), asBuffer(material.cert), {
+    checkServerIdentity: () => undefined,
+  });
+}
+
+/** grpc-js takes only Buffers; material that crossed into a worker thread arrives as Uint8Array. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** The metadata a worker sends on every call: its token, if it has one. */
