@@ -92,7 +92,7 @@ describe('a run with mutual TLS and a job token', () => {
     expect(weights(secured).equals(weights(plain))).toBe(true);
   });
 
-  it('refuses strangers with a clear line, names their address, and completes with its own workers', async () => {
+  it('refuses strangers with a clear line, names their address, and completes with its own 3 workers', async () => {
     const run = path.join(dir, 'cluster-run');
     const stop = new AbortController();
     const coordinator = runCli(
@@ -104,7 +104,7 @@ describe('a run with mutual TLS and a job token', () => {
         '--host',
         '127.0.0.1',
         '--expect-workers',
-        '2',
+        '3',
         '--out',
         run,
         ...tlsFlags(certs.files),
@@ -125,7 +125,7 @@ describe('a run with mutual TLS and a job token', () => {
       plaintext: await worker(['--token-file', certs.files.token]),
       otherJob: await worker([...tlsFlags(certs.files), '--token-file', certs.files.token, '--job', other]),
     };
-    const legit = [0, 1].map(() =>
+    const legit = [0, 1, 2].map(() =>
       worker([...tlsFlags(certs.files)], { RINGTRAIN_TOKEN: readFileSync(certs.files.token, 'utf8') }),
     );
     const results = await Promise.all(legit);
@@ -136,6 +136,9 @@ describe('a run with mutual TLS and a job token', () => {
       expect(r.stderr).not.toMatch(/heartbeat/i);
     }
     expect(coord.code, coord.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(path.join(run, 'summary.json'), 'utf8')) as { worldSize: number }).worldSize).toBe(
+      3,
+    );
     expect(refused.noToken.code).toBe(6);
     expect(refused.noToken.stderr).toMatch(/asks for a job token and this worker has none \(UNAUTHENTICATED\)/);
     expect(refused.wrongToken.code).toBe(6);
