@@ -8,6 +8,7 @@ import { componentLogger } from '../shared/logger.js';
 import { ringtrainVersion } from '../shared/version.js';
 import { addBenchCommand } from './bench-command.js';
 import { addPackCommand } from './pack-command.js';
+import { addCertsCommand } from './certs-command.js';
 import { addPredictCommands } from './predict-commands.js';
 import { addReportCommand } from './report-command.js';
 import { addTrainCommands } from './train-commands.js';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   addPackCommand(program);
   addPredictCommands(program);
   addReportCommand(program);
+  addCertsCommand(program);
   return program;
 }
 
@@ -59,7 +61,7 @@ export function reportOf(error: unknown): { line: string; exitCode: number } {
     // No subcommand: commander has printed the help already.
     if (error.code === 'commander.help')
       return {
-        line: 'ringtrain: give a command: train, coordinator, worker, pack, bench, predict, evaluate or report',
+        line: 'ringtrain: give a command: train, coordinator, worker, pack, bench, predict, evaluate, report or certs',
         exitCode: USAGE_EXIT_CODE,
       };
     const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');

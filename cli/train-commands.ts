@@ -8,8 +8,9 @@ import type { TrainOptions } from '../lib/train-options.js';
 import { FlagError, isBrokenPipe, signalExitCode, StoppedBySignalError, type StopSignal } from '../shared/errors.js';
 import { RUN_DEFAULTS } from '../shared/run-defaults.js';
 import { httpAddress, nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.js';
+import { addSecurityOptions, type SecurityFlags } from './security-options.js';
 
-interface CommonFlags {
+interface CommonFlags extends SecurityFlags {
   epochs?: number;
   batchSize?: number;
   seed?: number;
@@ -26,7 +27,7 @@ interface CommonFlags {
 }
 
 function addCommonOptions(command: Command): Command {
-  return command
+  return addSecurityOptions(command)
     .argument('[job]', 'job file (YAML or JSON); default: the built-in MNIST MLP job')
     .option('--epochs <E>', 'override training.epochs', positiveInt('--epochs'))
     .option('--batch-size <B>', 'override training.batchSize (global batch)', positiveInt('--batch-size'))
@@ -148,7 +149,10 @@ export function addTrainCommands(program: Command): void {
       .description('run only the coordinator; workers join with `ringtrain worker --coordinator HOST:PORT`'),
   )
     .requiredOption('--port <P>', 'port to listen on', nonNegativeInt('--port', 65535))
-    .option('--host <addr>', 'bind address', '0.0.0.0')
+    .option(
+      '--host <addr>',
+      'bind address (default: 0.0.0.0 with TLS, else 127.0.0.1: give --host 0.0.0.0 for workers on other hosts)',
+    )
     .option(
       '--expect-workers <N>',
       'workers to wait for before training (overrides workers:)',
@@ -162,7 +166,7 @@ export function addTrainCommands(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        flags: CommonFlags & { port: number; host: string; expectWorkers?: number; joinTimeout?: number },
+        flags: CommonFlags & { port: number; host?: string; expectWorkers?: number; joinTimeout?: number },
       ) => {
         await trainFromCli(file, { ...flags, cluster: true });
       },

@@ -6,15 +6,18 @@ import { spawnWorkerProcess } from '../coordinator/local-workers.js';
 import { runWorker } from '../worker/process/worker.js';
 import { resolveCoordinatorTarget } from '../shared/coordinator-address.js';
 import { FlagError, RingtrainError } from '../shared/errors.js';
+import { componentLogger } from '../shared/logger.js';
 import { exitWithParent } from '../shared/parent-watch.js';
 import { jobHash, loadJob } from '../shared/job.js';
 import { RUN_DEFAULTS, withRunDefaults } from '../shared/run-defaults.js';
+import { resolveSecurity, securityEnv, type JobSecurity } from '../shared/security/job-security.js';
 import { detectGpus, nonNegativeInt, parseGpus, positiveInt } from './arg-parsers.js';
+import { addSecurityOptions, type SecurityFlags } from './security-options.js';
 
-interface WorkerFlags {
+interface WorkerFlags extends SecurityFlags {
   coordinator?: string;
   host?: string;
-  bind: string;
+  bind?: string;
   dataPort: number;
   rankHint?: number;
   job?: string;
@@ -27,14 +30,17 @@ interface WorkerFlags {
 }
 
 export function addWorkerCommand(program: Command): void {
-  program
+  const command = program
     .command('worker')
     .description(
       'run a worker that joins a coordinator (address from --coordinator, RINGTRAIN_COORDINATOR or MASTER_ADDR/MASTER_PORT)',
     )
     .option('--coordinator <host:port>', 'coordinator address')
     .option('--host <name>', 'host name or IP other workers use to reach this one (default: this host name)')
-    .option('--bind <addr>', 'address the ring data server binds', '0.0.0.0')
+    .option(
+      '--bind <addr>',
+      'address the ring data server binds (default: 0.0.0.0 with TLS, else 127.0.0.1: give --bind 0.0.0.0 to take part from another host)',
+    )
     .option('--data-port <P>', 'ring data server port (0 = any free port)', nonNegativeInt('--data-port', 65535), 0)
     .option('--rank-hint <R>', 'preferred rank (default: RANK or JOB_COMPLETION_INDEX)', nonNegativeInt('--rank-hint'))
     .option('--job <file>', "this worker's copy of the job; refused if it differs from the coordinator's")
@@ -63,41 +69,54 @@ export function addWorkerCommand(program: Command): void {
         '--exit-with-parent',
         'exit when stdin closes (set by the coordinator or launcher that spawns this worker)',
       ).hideHelp(),
-    )
-    .action(async (given: WorkerFlags) => {
-      const flags = withRunDefaults(given);
-      if (flags.exitWithParent === true) exitWithParent();
-      const target = resolveCoordinatorTarget(flags.coordinator, process.env);
-      const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
-      const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
-      if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
-        throw new FlagError(
-          `--local-workers ${flags.localWorkers}`,
-          `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
-        );
-      }
-      if (processes > 1 || gpus.length > 0) {
-        await launchLocalWorkers(target.address, processes, gpus, flags);
-        return;
-      }
-      await runWorker({
-        coordinator: target.address,
-        bindHost: flags.bind,
-        advertiseHost: flags.host ?? os.hostname(),
-        dataPort: flags.dataPort,
-        rankHint: flags.rankHint ?? target.rankHint ?? -1,
-        gpuIndex: visibleGpu(process.env),
-        jobHash: flags.job === undefined ? '' : jobHash(loadJob(flags.job)),
-        ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
-        retry: {
-          attempts: flags.connectAttempts,
-          initialDelayMs: flags.connectInitialDelayMs,
-          maxDelayMs: flags.connectMaxDelayMs,
-        },
-        signal: leaveSignal(),
-        reconnectMs: flags.reconnectMs,
-      });
+    );
+  addSecurityOptions(command).action(async (given: WorkerFlags) => {
+    const flags = withRunDefaults(given);
+    const job = flags.job === undefined ? undefined : loadJob(flags.job);
+    const security = resolveSecurity(
+      { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey, tokenFile: flags.tokenFile },
+      process.env,
+      job?.security,
+    );
+    const bind = flags.bind ?? (security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
+    if (flags.bind === undefined && flags.host !== undefined && bind === '127.0.0.1' && !isLoopback(flags.host))
+      componentLogger('worker').warn(
+        { host: flags.host, bind },
+        `without TLS the ring data port listens on 127.0.0.1 only, so neighbours told to dial ${flags.host} cannot reach it; give --bind 0.0.0.0 (or TLS)`,
+      );
+    if (flags.exitWithParent === true) exitWithParent();
+    const target = resolveCoordinatorTarget(flags.coordinator, process.env);
+    const gpus = flags.gpus === undefined ? [] : parseGpus(flags.gpus, detectGpus);
+    const processes = gpus.length > 0 ? gpus.length : (flags.localWorkers ?? 1);
+    if (flags.localWorkers !== undefined && gpus.length > 0 && flags.localWorkers !== gpus.length) {
+      throw new FlagError(
+        `--local-workers ${flags.localWorkers}`,
+        `disagrees with --gpus ${flags.gpus} (${gpus.length} GPUs); give one of them`,
+      );
+    }
+    if (processes > 1 || gpus.length > 0) {
+      await launchLocalWorkers(target.address, processes, gpus, { ...flags, bind }, security);
+      return;
+    }
+    await runWorker({
+      coordinator: target.address,
+      bindHost: bind,
+      advertiseHost: flags.host ?? os.hostname(),
+      dataPort: flags.dataPort,
+      rankHint: flags.rankHint ?? target.rankHint ?? -1,
+      gpuIndex: visibleGpu(process.env),
+      jobHash: job === undefined ? '' : jobHash(job),
+      security,
+      ...(flags.backend !== undefined ? { backendOverride: flags.backend } : {}),
+      retry: {
+        attempts: flags.connectAttempts,
+        initialDelayMs: flags.connectInitialDelayMs,
+        maxDelayMs: flags.connectMaxDelayMs,
+      },
+      signal: leaveSignal(),
+      reconnectMs: flags.reconnectMs,
     });
+  });
 }
 
 /** SIGTERM/SIGINT: leave cleanly (close the streams; the coordinator regroups without us), exit 0. */
@@ -117,7 +136,8 @@ async function launchLocalWorkers(
   address: string,
   count: number,
   gpus: number[],
-  flags: WorkerFlags & { connectAttempts: number; reconnectMs: number },
+  flags: WorkerFlags & { bind: string; connectAttempts: number; reconnectMs: number },
+  security: JobSecurity,
 ): Promise<void> {
   const children = Array.from({ length: count }, (_, i) => {
     const args = [
@@ -133,7 +153,8 @@ async function launchLocalWorkers(
     if (flags.host !== undefined) args.push('--host', flags.host);
     if (flags.job !== undefined) args.push('--job', flags.job);
     if (flags.backend !== undefined) args.push('--backend', flags.backend);
-    return spawnWorkerProcess({ args, gpu: gpus[i], env: process.env });
+    // Each child presents this launcher's identity (resolved once, so the flags count too).
+    return spawnWorkerProcess({ args, gpu: gpus[i], env: { ...process.env, ...securityEnv(security) } });
   });
   const forward = (signal: NodeJS.Signals): void => children.forEach((c) => c.kill(signal));
   process.on('SIGTERM', forward);
@@ -150,4 +171,8 @@ async function launchLocalWorkers(
 function visibleGpu(env: NodeJS.ProcessEnv): number {
   const visible = env['CUDA_VISIBLE_DEVICES']?.trim() ?? '';
   return /^\d+$/.test(visible) ? Number(visible) : -1;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

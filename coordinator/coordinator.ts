@@ -25,6 +25,7 @@ import { buildModel } from '../worker/replica/model-builder.js';
 import { checkOutputGuards } from '../worker/replica/output-guards.js';
 import { withRunDefaults } from '../shared/run-defaults.js';
 import { epochOfStepsDone } from '../shared/shard-plan.js';
+import { securityEnv, securityWarning, type JobSecurity } from '../shared/security/job-security.js';
 import type { HttpAddress } from '../shared/http-address.js';
 import { LocalWorkers } from './local-workers.js';
 import { RunMonitor } from './monitor/run-monitor.js';
@@ -61,6 +62,8 @@ export interface CoordinatorOptions {
   host: string;
   /** 0 = ephemeral. */
   port: number;
+  /** Mutual TLS and the job token, for the control server and the local workers. @default none */
+  security?: JobSecurity;
   /** Spawn this many local workers (embedded mode); 0 = wait for workers to join from elsewhere. */
   localWorkers: number;
   /** GPU index per local worker; empty for none. */
@@ -115,10 +118,12 @@ export async function runCoordinator(given: CoordinatorOptions): Promise<RunSumm
   // Workers that say Hello while the coordinator is still starting (their port opened with ours;
   // in Kubernetes that is the normal case) wait here and are offered once membership exists.
   const admit: { membership?: Membership; early: WorkerSession[] } = { early: [] };
+  const security = options.security ?? {};
   const server = await ControlServer.start({
     host: options.host,
     port: options.port,
     logger,
+    security,
     onSession: (s) => {
       if (admit.membership !== undefined) admit.membership.offer(s);
       else admit.early.push(s);
@@ -230,6 +235,7 @@ class CoordinatorRun {
             coordinatorAddress: server.localAddress,
             gpus: options.gpus,
             logger,
+            env: securityEnv(options.security ?? {}),
             onExit: (i, code, sig) => this.onLocalWorkerExit(i, code, sig),
           })
         : undefined;
@@ -254,6 +260,9 @@ class CoordinatorRun {
       }),
     ).catch((error: unknown) => rethrowStorageFull(error, addressFile));
     this.reporter.note(`ringtrain: run ${this.runDir.path}`);
+    // Said once, at start, where the run's other notes go (stdout, not the error stream).
+    const warning = securityWarning(this.options.security ?? {}, 'this job');
+    if (warning !== undefined) this.reporter.note(`ringtrain: warning: ${warning}`);
     // The one place the monitor reads the run: metrics.jsonl's records and the current ring.
     this.monitor?.attach(this.runDir, () => ringView(this.elastic?.generation));
     if (job.tensorboard) this.tensorboard = TensorBoardWriter.openOrWarn(this.runDir, this.logger);

@@ -108,6 +108,9 @@ export class LocalWorkers {
         this.options.coordinatorAddress,
         '--host',
         '127.0.0.1',
+        // It is reached on loopback only, so it listens there only, TLS or not.
+        '--bind',
+        '127.0.0.1',
         '--rank-hint',
         String(index),
         '--reconnect-ms',

@@ -18,6 +18,7 @@ import { FlagError } from '../shared/errors.js';
 import { parseHttpAddress, type HttpAddress } from '../shared/http-address.js';
 import { loadJob, resolveJob, type JobOverrides } from '../shared/job.js';
 import type { Job, JobInput } from '../shared/job-schema.js';
+import { resolveSecurity } from '../shared/security/job-security.js';
 
 export interface TrainOptions {
   /**
@@ -52,8 +53,19 @@ export interface TrainOptions {
   resumeIfExists?: boolean;
   /** Coordinator port, 0 = any free port (`--port`). @default 0 */
   port?: number;
-  /** Coordinator bind address (`--host`). @default '127.0.0.1' */
+  /**
+   * Coordinator bind address (`--host`).
+   * @default '127.0.0.1'; in cluster mode with TLS, '0.0.0.0'
+   */
   host?: string;
+  /** PEM CA of the job's mutual TLS (`--tls-ca`). @default RINGTRAIN_TLS_CA, else the job's security.ca */
+  tlsCa?: string;
+  /** PEM certificate the coordinator (and its local workers) present (`--tls-cert`). @default RINGTRAIN_TLS_CERT, else security.cert */
+  tlsCert?: string;
+  /** PEM private key of that certificate (`--tls-key`). @default RINGTRAIN_TLS_KEY, else security.key */
+  tlsKey?: string;
+  /** File holding the job token every worker must present (`--token-file`). @default RINGTRAIN_TOKEN, else security.tokenFile */
+  tokenFile?: string;
   /**
    * Serve Prometheus /metrics and the live dashboard on this port, or 'ADDR:PORT' (`--http`;
    * a bare port binds 127.0.0.1, 0 = any free port); overrides the job's `http:`.
@@ -115,10 +127,18 @@ export function resolveTrainOptions(given: TrainOptions): ResolvedTrain {
     options.cluster === true ? options.expectWorkers : gpus.length > 0 ? gpus.length : options.workers;
   const { job, source } = resolveJobFor(options, workerCount);
   const local = typeof job.workers === 'number' ? job.workers : job.workers.max;
+  const security = resolveSecurity(
+    { ca: options.tlsCa, cert: options.tlsCert, key: options.tlsKey, tokenFile: options.tokenFile },
+    process.env,
+    job.security,
+  );
+  // Without TLS nothing listens beyond loopback unless asked to (README "Security model").
+  const host = options.host ?? (options.cluster === true && security.tls !== undefined ? '0.0.0.0' : '127.0.0.1');
   const coordinator: CoordinatorOptions = {
     job,
     jobSource: source,
-    host: options.host ?? '127.0.0.1',
+    host,
+    security,
     port: options.port ?? 0,
     localWorkers: options.cluster === true ? 0 : local,
     gpus,

@@ -54,10 +54,10 @@ export class CoordinatorUnreachableError extends RingtrainError {
   constructor(
     readonly address: string,
     readonly attempts: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; hint?: string },
   ) {
     super(
-      `cannot reach coordinator at ${address} after ${attempts} attempts; check --coordinator / RINGTRAIN_COORDINATOR and that the coordinator is running`,
+      `cannot reach coordinator at ${address} after ${attempts} attempts; check --coordinator / RINGTRAIN_COORDINATOR and that the coordinator is running${options?.hint !== undefined ? `; ${options.hint}` : ''}`,
       options,
     );
   }
@@ -85,6 +85,24 @@ export class JoinRejectedError extends RingtrainError {
     options?: { cause?: unknown },
   ) {
     super(`coordinator rejected this worker (${code}): ${reason}`, options);
+  }
+}
+
+/**
+ * The coordinator refused this worker's job token (UNAUTHENTICATED). Final: the same token
+ * would be refused again. Exit code 6, as for any refusal.
+ */
+export class UnauthenticatedError extends RingtrainError {
+  override readonly exitCode = 6;
+  constructor(
+    readonly address: string,
+    presentedToken: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `coordinator at ${address} refused this worker: ${presentedToken ? 'wrong job token' : 'it asks for a job token and this worker has none'} (UNAUTHENTICATED); give the job's token with --token-file or RINGTRAIN_TOKEN`,
+      options,
+    );
   }
 }
 

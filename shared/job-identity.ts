@@ -31,6 +31,7 @@ export const RUN_LENGTH_SETTINGS = [
   'timeouts',
   'http',
   'tensorboard',
+  'security',
   'consistencyCheckEverySteps',
 ] as const;
 

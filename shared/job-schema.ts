@@ -325,6 +325,19 @@ export const jobSchema = z.strictObject({
   http: httpAddressSchema.optional(),
   /** Write TensorBoard event files to <run>/tensorboard/ (scalars of every step and validation). @default true */
   tensorboard: z.boolean().default(true),
+  /**
+   * Mutual TLS on every connection and the job token (paths, relative to the job file). Flags
+   * (--tls-ca, --tls-cert, --tls-key, --token-file) and RINGTRAIN_TLS_CA/_CERT/_KEY and
+   * RINGTRAIN_TOKEN override it. Not part of the job hash. @default none: plaintext, no token
+   */
+  security: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      tokenFile: z.string().min(1).optional(),
+    })
+    .optional(),
   /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z

@@ -104,6 +104,11 @@ export function resolveJob(raw: unknown, source: string, overrides: JobOverrides
   };
   checkModelShape(job, source);
   if (job.hooks !== undefined) job.hooks = path.resolve(baseDir, job.hooks);
+  if (job.security !== undefined)
+    for (const key of ['ca', 'cert', 'key', 'tokenFile'] as const) {
+      const file = job.security[key];
+      if (file !== undefined) job.security[key] = path.resolve(baseDir, file);
+    }
   resolveModelPaths(job, baseDir, source);
   return job;
 }

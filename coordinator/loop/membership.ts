@@ -53,7 +53,8 @@ export class Membership {
       this.reject(
         session,
         'JOB_HASH_MISMATCH',
-        `worker job hash ${hello.jobHash} differs from the coordinator's ${this.jobHash}; start both with the same job file`,
+        // Never the coordinator's hash: a rogue could present it to pass for a member of the job.
+        `this worker's job file differs from the coordinator's (their job hashes differ); start both with the same job file`,
       );
       return;
     }

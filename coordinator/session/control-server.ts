@@ -1,6 +1,8 @@
 // The coordinator's gRPC endpoint: accepts worker control streams, insists on a Hello first,
 // and hands each joined worker to the membership as a WorkerSession. Also takes each worker's
 // heartbeats (a separate call from the worker's heartbeat thread) to the session they name.
+// With a job token, every call must present it before anything else happens: a call without it
+// ends UNAUTHENTICATED and nothing of the job (spec, hash, state) is ever sent on it.
 import * as grpc from '@grpc/grpc-js';
 import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
 import type { HeartbeatsEnd } from '../../proto/generated/ringtrain/v1/HeartbeatsEnd.js';
@@ -8,6 +10,8 @@ import { isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { addHealthService } from '../../shared/health.js';
 import type { Logger } from '../../shared/logger.js';
 import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { tokensMatch, type JobSecurity } from '../../shared/security/job-security.js';
+import { presentedToken, serverCredentials } from '../../shared/security/tls-credentials.js';
 import { WorkerSession, type SessionStream } from './worker-session.js';
 
 /** How long a new stream may stay silent before its Hello. */
@@ -36,18 +40,28 @@ export class ControlServer {
     logger: Logger;
     onSession: (session: WorkerSession) => void;
     configure?: (server: grpc.Server) => void;
+    /** Mutual TLS and the job token. @default plaintext, no token */
+    security?: JobSecurity;
   }): Promise<ControlServer> {
+    const security = options.security ?? {};
+    const authentic = (call: AuthenticatedCall): boolean => authenticate(call, security.token, options.logger);
     const server = new grpc.Server(CONTROL_CHANNEL_OPTIONS);
     // Streams can arrive between bind and construction: they wait, and are accepted right after.
     // (Aborting them sent the worker nothing, and it waited for its Welcome forever.)
     const ref: { server?: ControlServer; early: SessionStream[] } = { early: [] };
     server.addService(loadProto().ringtrain.v1.Control.service, {
       Session: (stream: SessionStream) => {
+        if (!authentic(stream)) {
+          stream.emit('error', unauthenticated());
+          return;
+        }
         if (ref.server === undefined) ref.early.push(stream);
         else ref.server.accept(stream, options.logger, options.onSession);
       },
       Heartbeats: (call: HeartbeatsCall, callback: grpc.sendUnaryData<HeartbeatsEnd>) => {
-        if (ref.server === undefined) callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
+        if (!authentic(call)) callback(unauthenticated());
+        else if (ref.server === undefined)
+          callback({ code: grpc.status.UNAVAILABLE, details: 'coordinator is starting' });
         else ref.server.takeHeartbeats(call, callback);
       },
     });
@@ -55,7 +69,7 @@ export class ControlServer {
     options.configure?.(server);
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+      server.bindAsync(address, serverCredentials(security), (error, bound) => {
         if (error) {
           reject(isAddressInUse(error) ? new PortInUseError(address, { cause: error }) : error);
         } else {
@@ -144,3 +158,21 @@ export class ControlServer {
 }
 
 type SessionStreamHello = ConstructorParameters<typeof WorkerSession>[1];
+
+type AuthenticatedCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata' | 'getPeer'>;
+
+/** True when no token is asked for, or the call presented the job's; a refusal is logged with the peer's address. */
+function authenticate(call: AuthenticatedCall, token: string | undefined, logger: Logger): boolean {
+  if (token === undefined || tokensMatch(presentedToken(call.metadata), token)) return true;
+  logger.warn({ peer: call.getPeer() }, 'refused a control call without the job token (UNAUTHENTICATED)');
+  return false;
+}
+
+/** The refusal says nothing of the job: no hash, no generation, no world size. */
+function unauthenticated(): grpc.ServiceError {
+  return Object.assign(new Error('wrong or missing job token'), {
+    code: grpc.status.UNAUTHENTICATED,
+    details: 'wrong or missing job token',
+    metadata: new grpc.Metadata(),
+  });
+}

@@ -207,6 +207,24 @@ describe('ringtrain in containers', () => {
   });
 });
 
+describe('mutual TLS and a job token', () => {
+  let cluster: DockerCluster | undefined;
+  afterAll(async () => cluster?.close());
+
+  // As deploy/k8s runs it: every container gets the certificates and token from files and
+  // RINGTRAIN_TLS_* / RINGTRAIN_TOKEN, and all of them (3 workers) finish the run.
+  it('a coordinator and 3 workers train to completion over TLS with the token', async () => {
+    cluster = await DockerCluster.create(await imageForTests(), { secure: true });
+    await cluster.startCoordinator(mnistJob('secure', '{ epochs: 1, batchSize: 96 }', '3'), WORKERS.length, 'secure');
+    for (const alias of WORKERS) await cluster.startWorker(alias);
+    expect(await cluster.exitCode(COORDINATOR_ALIAS), cluster.logTail(COORDINATOR_ALIAS)).toBe(0);
+    for (const alias of WORKERS) expect(await cluster.exitCode(alias), cluster.logTail(alias)).toBe(0);
+    const { summary } = readRun(path.join(cluster.runsDir, 'secure'));
+    expect(summary.worldSize).toBe(3);
+    expect(summary.test?.accuracy).toBeGreaterThan(0.5);
+  });
+});
+
 describe('a worker cut off the network', () => {
   let cluster: DockerCluster | undefined;
   afterAll(async () => cluster?.close());

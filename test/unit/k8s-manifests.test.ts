@@ -178,17 +178,43 @@ describe.each([
     expect(deployment.coordinatorPod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(30);
   });
 
-  it('probes both roles over grpc.health.v1 on their gRPC ports', () => {
+  // Under mutual TLS the kubelet's gRPC probe (plaintext, no client certificate) would be refused.
+  it('probes both roles by TCP on their listening ports', () => {
     const dataPort = Number(worker.args?.[(worker.args.indexOf('--data-port') ?? -2) + 1]);
     expect(coordinator.args).toEqual(expect.arrayContaining(['--port', '7070']));
     for (const [container, port] of [
       [coordinator, 7070],
       [worker, dataPort],
     ] as const) {
-      expect(container.readinessProbe?.grpc?.port).toBe(port);
-      expect(container.livenessProbe?.grpc).toEqual({ port, service: 'liveness' });
+      expect(container.readinessProbe?.tcpSocket?.port).toBe(port);
+      expect(container.livenessProbe?.tcpSocket?.port).toBe(port);
       expect(container.ports?.map((p) => p.containerPort)).toContain(port);
     }
+  });
+
+  it('gives both roles the TLS files and the job token from Secrets, and has them listen beyond loopback', () => {
+    for (const [container, pod] of [
+      [coordinator, deployment.coordinatorPod],
+      [worker, deployment.workerPod],
+    ] as const) {
+      const mount = must(
+        container.volumeMounts?.find((m) => m.mountPath === '/etc/ringtrain-tls'),
+        `${container.name} TLS mount`,
+      );
+      const volume = pod.volumes?.find((v) => v.name === mount.name);
+      expect(volume?.secret?.secretName).toBe('ringtrain-tls');
+      // 0440: readable by the pod's fsGroup, which the container's user belongs to.
+      expect(volume?.secret?.defaultMode).toBe(0o440);
+      expect(pod.securityContext?.fsGroup).toBe(pod.securityContext?.runAsUser);
+      expect(envValue(container, 'RINGTRAIN_TLS_CA')).toBe('/etc/ringtrain-tls/ca.crt');
+      expect(envValue(container, 'RINGTRAIN_TLS_CERT')).toBe('/etc/ringtrain-tls/tls.crt');
+      expect(envValue(container, 'RINGTRAIN_TLS_KEY')).toBe('/etc/ringtrain-tls/tls.key');
+      const token = container.env?.find((e) => e.name === 'RINGTRAIN_TOKEN')?.valueFrom?.secretKeyRef;
+      expect(token).toEqual({ name: 'ringtrain-token', key: 'token' });
+    }
+    const flagValue = (args: string[] | undefined, flag: string): string | undefined => args?.[args.indexOf(flag) + 1];
+    expect(flagValue(coordinator.args, '--host')).toBe('0.0.0.0');
+    expect(flagValue(worker.args, '--bind')).toBe('0.0.0.0');
   });
 
   it('has Prometheus scrape the coordinator: --http on the metrics port, annotated for scraping', () => {

@@ -1,5 +1,7 @@
 // The worker's end of the control plane: dials the coordinator with exponential backoff, says
-// Hello, and yields the coordinator's orders in arrival order.
+// Hello, and yields the coordinator's orders in arrival order. With TLS the channel is mutual TLS;
+// with a job token, the token rides in every call's metadata, and a coordinator that refuses it
+// (UNAUTHENTICATED) ends the join at once: a retry cannot fix a wrong token.
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
@@ -11,11 +13,14 @@ import {
   CoordinatorUnreachableError,
   JoinRejectedError,
   RingtrainError,
+  UnauthenticatedError,
   WelcomeTimeoutError,
 } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import type { JobSecurity } from '../../shared/security/job-security.js';
+import { channelCredentials, tokenMetadata } from '../../shared/security/tls-credentials.js';
 
 export interface RetryPolicy {
   /** @default RUN_DEFAULTS.connectAttempts */
@@ -38,6 +43,8 @@ export class ControlConnection {
   private readonly queue: CoordinatorMessage__Output[] = [];
   private wake: (() => void) | undefined;
   private endReason: string | undefined;
+  /** Set when the coordinator refused this worker's token (the call ended UNAUTHENTICATED). */
+  private refusedToken: string | undefined;
   private readonly interruptHandlers: Array<(reason: string) => void> = [];
   private abortHandler: ((reason: string) => void) | undefined;
   private queuedStepHandler: ((order: StepOrder__Output) => void) | undefined;
@@ -53,6 +60,8 @@ export class ControlConnection {
   private constructor(
     /** The coordinator's host:port, as dialled. */
     readonly address: string,
+    /** The TLS material and token this worker presents (its heartbeat thread presents them too). */
+    readonly security: JobSecurity,
     private readonly client: ControlClient,
     private readonly stream: Stream,
   ) {
@@ -70,7 +79,10 @@ export class ControlConnection {
     });
     this.finished = new Promise((resolve) => (this.markFinished = resolve));
     stream.on('end', () => this.end('coordinator closed the control stream'));
-    stream.on('error', (error: Error) => this.end(`control stream error: ${error.message}`));
+    stream.on('error', (error: Error & { code?: number; details?: string }) => {
+      if (error.code === grpc.status.UNAUTHENTICATED) this.refusedToken = error.details ?? error.message;
+      this.end(`control stream error: ${error.message}`);
+    });
     stream.on('close', () => this.end('control stream closed'));
   }
 
@@ -109,16 +121,22 @@ export class ControlConnection {
     hello: Hello,
     retry: RetryPolicy,
     logger: Logger,
-    welcomeTimeoutMs = DEFAULT_WELCOME_TIMEOUT_MS,
+    options: { welcomeTimeoutMs?: number; security?: JobSecurity } = {},
   ): Promise<ControlConnection> {
+    const { welcomeTimeoutMs = DEFAULT_WELCOME_TIMEOUT_MS, security = {} } = options;
     const Control = loadProto().ringtrain.v1.Control;
-    const client = new Control(address, grpc.credentials.createInsecure(), CONTROL_CHANNEL_OPTIONS);
+    const client = new Control(address, channelCredentials(security.tls), CONTROL_CHANNEL_OPTIONS);
     const backoff = new Backoff(retry);
     try {
       for (;;) {
-        await dial(client, address, backoff, logger);
+        await dial(client, address, backoff, logger, security);
         // The listener is attached before anything can arrive, so no order is ever dropped.
-        const connection = new ControlConnection(address, client, client.Session());
+        const connection = new ControlConnection(
+          address,
+          security,
+          client,
+          client.Session(tokenMetadata(security.token)),
+        );
         connection.send({ hello });
         const first = await connection.nextWithin(welcomeTimeoutMs);
         if (first !== 'timeout' && first?.kind === 'welcome' && first.welcome) {
@@ -127,6 +145,8 @@ export class ControlConnection {
         }
         const ended = connection.ended;
         connection.dropJoinAttempt();
+        if (connection.refusedToken !== undefined)
+          throw new UnauthenticatedError(address, security.token !== undefined);
         const why = retryableReason(address, first, ended, welcomeTimeoutMs);
         if (!backoff.spend())
           throw new CoordinatorUnreachableError(address, backoff.attempts, { cause: new Error(why) });
@@ -288,7 +308,13 @@ class Backoff {
 }
 
 /** Waits until the channel is connected, spending attempts from `backoff` while it is not. */
-async function dial(client: ControlClient, address: string, backoff: Backoff, logger: Logger): Promise<void> {
+async function dial(
+  client: ControlClient,
+  address: string,
+  backoff: Backoff,
+  logger: Logger,
+  security: JobSecurity,
+): Promise<void> {
   for (;;) {
     try {
       await new Promise<void>((resolve, reject) =>
@@ -307,7 +333,15 @@ async function dial(client: ControlClient, address: string, backoff: Backoff, lo
           ? `coordinator at ${address} not reachable (attempt ${attempt} of ${attempts}); giving up`
           : `coordinator at ${address} not reachable (attempt ${attempt} of ${attempts}); retrying in ${backoff.delayMs} ms`,
       );
-      if (!backoff.spend()) throw new CoordinatorUnreachableError(address, backoff.attempts, { cause });
+      if (!backoff.spend())
+        throw new CoordinatorUnreachableError(address, backoff.attempts, {
+          cause,
+          // A TLS coordinator and a plaintext worker (or the reverse) look alike from here: say so.
+          hint:
+            security.tls === undefined
+              ? 'if the coordinator runs with TLS, give this worker --tls-ca, --tls-cert and --tls-key'
+              : "if the coordinator runs with TLS, check that this worker's certificate comes from the coordinator's CA",
+        });
       await backoff.wait();
     }
   }

@@ -3,15 +3,16 @@
 // event loop, so a busy compute thread does not silence it. Reads the compute thread's state
 // from shared memory; posts `{ lost }` to it when the coordinator ends the call or is unreachable.
 import { parentPort, workerData } from 'node:worker_threads';
-import * as grpc from '@grpc/grpc-js';
 import { GRPC_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { channelCredentials, tokenMetadata } from '../../shared/security/tls-credentials.js';
 import { BUSY_KINDS, SLOT, type HeartbeatThreadData } from './heartbeat.js';
 
 const data = workerData as HeartbeatThreadData;
 const view = new BigInt64Array(data.state);
 const Control = loadProto().ringtrain.v1.Control;
 // Keepalive on: this thread is never blocked, so an unanswered ping really means a lost coordinator.
-const client = new Control(data.coordinator, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+// The same identity as the control stream: mutual TLS and the job token, when the worker has them.
+const client = new Control(data.coordinator, channelCredentials(data.security.tls), GRPC_CHANNEL_OPTIONS);
 /**
  * How long after its call ends this thread waits before telling the compute thread the
  * coordinator is lost: when the coordinator ended the session itself (shutdown, eviction), the
@@ -19,7 +20,7 @@ const client = new Control(data.coordinator, grpc.credentials.createInsecure(), 
  */
 const LOST_GRACE_MS = 3_000;
 
-const call = client.Heartbeats((error) => {
+const call = client.Heartbeats(tokenMetadata(data.security.token), (error) => {
   clearInterval(timer);
   const lost = error ? `heartbeats ended: ${error.details || error.message}` : 'heartbeats ended';
   setTimeout(() => {

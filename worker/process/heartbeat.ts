@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/logger.js';
+import type { JobSecurity } from '../../shared/security/job-security.js';
 
 /** What the compute thread is busy with; the index is what the shared state holds. */
 export const BUSY_KINDS = ['', 'step', 'eval', 'export'] as const;
@@ -20,6 +21,8 @@ export const SLOT = { lastStep: 0, busyKind: 1, busyStep: 2, busySinceMs: 3 } as
 
 export interface HeartbeatThreadData {
   coordinator: string;
+  /** TLS material (Buffers survive the structured clone) and token, as the control stream's. */
+  security: JobSecurity;
   sessionId: number;
   pid: number;
   intervalMs: number;
@@ -45,7 +48,12 @@ export class Heartbeat {
    * the coordinator ends the beats or cannot be reached (its keepalive failed): the control
    * session is then gone too, even if this thread has not noticed yet.
    */
-  start(coordinator: string, sessionId: number, onLost: (reason: string) => void): Promise<void> {
+  start(
+    coordinator: string,
+    security: JobSecurity,
+    sessionId: number,
+    onLost: (reason: string) => void,
+  ): Promise<void> {
     void this.stop();
     if (!existsSync(THREAD_URL)) {
       // Only the built worker (dist) has the thread's .js; a source checkout run by a test
@@ -55,6 +63,7 @@ export class Heartbeat {
     }
     const workerData: HeartbeatThreadData = {
       coordinator,
+      security,
       sessionId,
       pid: process.pid,
       intervalMs: HEARTBEAT_INTERVAL_MS,

@@ -63,10 +63,15 @@ export class WorkerRuntime {
   attach(connection: ControlConnection): void {
     this.connection = connection;
     this.heartbeat.finished(this.trainer.completedSteps - 1);
-    this.heartbeatStarted = this.heartbeat.start(connection.address, connection.welcome.sessionId, (reason) => {
-      this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
-      connection.abandon(reason);
-    });
+    this.heartbeatStarted = this.heartbeat.start(
+      connection.address,
+      connection.security,
+      connection.welcome.sessionId,
+      (reason) => {
+        this.logger.warn({ reason }, 'heartbeats to the coordinator failed; giving up this session');
+        connection.abandon(reason);
+      },
+    );
     connection.onInterrupt((reason) => {
       this.logger.info({ reason }, 'coordinator gone or leaving; cancelling collectives');
       void this.comm?.close();

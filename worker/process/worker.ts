@@ -8,6 +8,7 @@ import { formatIssues, jobHash } from '../../shared/job.js';
 import { resolvedJobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
+import { securityWarning, type JobSecurity } from '../../shared/security/job-security.js';
 import { ringtrainVersion } from '../../shared/version.js';
 import { selectBackend } from '../backend/backend.js';
 import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
@@ -21,7 +22,7 @@ import { WorkerRuntime } from './worker-runtime.js';
 export interface WorkerOptions {
   /** Coordinator host:port. */
   coordinator: string;
-  /** Address to bind the ring data server on. @default '0.0.0.0' */
+  /** Address to bind the ring data server on (the CLI: 127.0.0.1 without TLS, 0.0.0.0 with it). */
   bindHost: string;
   /** Host other workers use to reach this one. @default os.hostname() */
   advertiseHost: string;
@@ -42,6 +43,8 @@ export interface WorkerOptions {
    * the same address for this long; 0 = exit at once (embedded workers). @default RUN_DEFAULTS.reconnectMs
    */
   reconnectMs?: number;
+  /** Mutual TLS on both planes and the job token this worker presents. @default none (plaintext) */
+  security?: JobSecurity;
 }
 
 /** How long a failing worker waits for its WorkerFailure to leave before exiting anyway. */
@@ -51,7 +54,11 @@ const FAILURE_SEND_MS = 2_000;
 export async function runWorker(given: WorkerOptions): Promise<void> {
   const options = withRunDefaults(given);
   let logger = componentLogger('worker');
-  const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger });
+  const security = options.security ?? {};
+  const warning = securityWarning(security, 'this worker');
+  // Info, not warn: the coordinator says it once for the whole job (a worker's stderr is for failures).
+  if (warning !== undefined) logger.info({ bind: options.bindHost }, warning);
+  const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger, security });
   const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
     host: os.hostname(),
     dataAddress: `${options.advertiseHost}:${server.port}`,
@@ -70,6 +77,7 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
       hello({ completedSteps: 0, generation: 0 }, options.jobHash),
       options.retry ?? defaultRetry(),
       logger,
+      { security },
     );
     // The run's lines carry its id; WorkerRuntime adds the rank and generation of each ring.
     logger = componentLogger('worker', { runId: runIdOf(connection.welcome.runId) });
@@ -78,6 +86,8 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     const backend = await selectBackend(job.backend, logger);
     const dataset = await openDataSource(job);
     await collectGarbage(); // the raw samples: before the model and the first steps pile up on them
+    // The job came over the network, but no code in it is evaluated: a `module` model is imported
+    // from this worker's own disk (a file: URL), and only once its digest matched the coordinator's.
     checkModelFiles(job, connection.welcome.jobHash);
     const replica = new Replica(await createJobModel(job), job, labelScaleOf(dataset.normalization));
     runtime = new WorkerRuntime(
@@ -109,6 +119,7 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
         hello(runtime.position, runtime.jobHash),
         retryFor(reconnectMs),
         logger,
+        { security },
       );
       runtime.attach(connection);
     }

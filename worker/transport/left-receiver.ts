@@ -5,9 +5,13 @@
 // steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each
 // frame is checked (generation, sender, length), decoded when compressed, and handed to the
 // collective's FrameInbox. Any violation, REFUSE frame or close is reported once
-// through `onFailure`.
+// through `onFailure`. With TLS the connection is mutual TLS (the neighbour's certificate must
+// come from the job's CA); the HANDSHAKE carries the job token when there is one.
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { CollectiveError } from '../../shared/errors.js';
+import type { JobSecurity } from '../../shared/security/job-security.js';
+import { ringClientTls } from '../../shared/security/tls-credentials.js';
 import type { FrameInbox, FrameKey, Placement } from '../collectives/frame-inbox.js';
 import type { BufferPool } from './buffer-pool.js';
 import { controlFrame, FrameKind, type FrameHeader } from './frame.js';
@@ -29,6 +33,8 @@ export interface LeftReceiverOptions {
   /** Bound on connecting (with retries while the neighbour comes up). */
   connectTimeoutMs: number;
   onFailure(error: CollectiveError): void;
+  /** Mutual TLS and the token to present. @default none */
+  security?: JobSecurity;
 }
 
 export class LeftReceiver {
@@ -50,7 +56,7 @@ export class LeftReceiver {
   static async connect(options: LeftReceiverOptions): Promise<LeftReceiver> {
     const receiver = new LeftReceiver(options);
     receiver.socket = await receiver.dial();
-    receiver.socket.write(controlFrame(FrameKind.handshake, options.generation, options.rank));
+    receiver.socket.write(controlFrame(FrameKind.handshake, options.generation, options.rank, options.security?.token));
     return receiver;
   }
 
@@ -88,19 +94,21 @@ export class LeftReceiver {
 
   private connectOnce(timeoutMs: number): Promise<net.Socket> {
     const { host, port } = splitAddress(this.options.address);
+    const material = this.options.security?.tls;
+    const onread = { buffer: () => this.reader.nextBuffer(), callback: (bytes: number) => this.onBytes(bytes) };
     return new Promise<net.Socket>((resolve, reject) => {
-      const socket = net.connect({
-        host,
-        port,
-        noDelay: true,
-        onread: { buffer: () => this.reader.nextBuffer(), callback: (bytes: number) => this.onBytes(bytes) },
-      });
+      // tls.connect reads through `onread` too (into the same regions, after decryption).
+      const socket =
+        material === undefined
+          ? net.connect({ host, port, noDelay: true, onread })
+          : tls.connect(withOnread({ ...ringClientTls(material), host, port }, onread));
+      socket.setNoDelay(true);
       const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
-      socket.once('error', (error) => {
+      socket.once('error', (error: Error) => {
         clearTimeout(timer);
         reject(error);
       });
-      socket.once('connect', () => {
+      socket.once(material === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         socket.on('error', () => undefined); // 'close' follows and reports it
@@ -205,4 +213,9 @@ export function splitAddress(address: string): { host: string; port: number } {
     throw new CollectiveError(`ring neighbour address "${address}" is not host:port`);
   }
   return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** tls.connect takes `onread` as net.connect does (Node's documentation), though @types/node omits it. */
+function withOnread(options: tls.ConnectionOptions, onread: net.OnReadOpts): tls.ConnectionOptions {
+  return Object.assign(options, { onread });
 }

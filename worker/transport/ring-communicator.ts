@@ -108,6 +108,7 @@ export class TcpRingCommunicator {
         inbox: communicator.inbox,
         connectTimeoutMs: options.collectiveTimeoutMs,
         onFailure: (error) => communicator.abort(error),
+        security: options.server.security,
       });
     }
     return communicator;

@@ -3,6 +3,7 @@
 // the port, and `connect` joins a generation's ring over it.
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
+import type { JobSecurity } from '../../shared/security/job-security.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
 import { TcpRingCommunicator, TcpRingServer } from './ring-communicator.js';
 
@@ -21,7 +22,12 @@ export class RingEndpoint {
   private constructor(readonly tcp: TcpRingServer) {}
 
   /** Listens on host:port (0 = ephemeral); PortInUseError when taken. */
-  static async start(options: { host: string; port: number; logger?: Logger }): Promise<RingEndpoint> {
+  static async start(options: {
+    host: string;
+    port: number;
+    logger?: Logger;
+    security?: JobSecurity;
+  }): Promise<RingEndpoint> {
     return new RingEndpoint(await TcpRingServer.start(options));
   }
 

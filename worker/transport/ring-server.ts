@@ -3,6 +3,9 @@
 // dials because only a client socket can read with `onread` straight into pooled payload
 // buffers; see ring-communicator.ts.)
 // A connection that does not open with the ring magic is not ours and is closed at once.
+// With TLS, the port speaks only mutual TLS (a certificate from the job's CA); with a job token,
+// the HANDSHAKE must carry it, and a connection that does not is closed without a word (no REFUSE:
+// nothing about this rank or its generation goes to a peer before it is authenticated).
 // Invariants:
 //   - at most one right connection is attached, only for the current generation and from the
 //     expected right rank; anything else gets a REFUSE frame naming the reason, then is closed;
@@ -10,8 +13,11 @@
 //   - once the attached connection closes or the generation is aborted, the generation stays
 //     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { CollectiveError, isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
+import { MAX_TOKEN_BYTES, tokensMatch, type JobSecurity } from '../../shared/security/job-security.js';
+import { ringServerTls } from '../../shared/security/tls-credentials.js';
 import { BufferPool } from './buffer-pool.js';
 import { controlFrame, FRAME_MAGIC, FrameKind } from './frame.js';
 import { FrameReader } from './frame-reader.js';
@@ -28,6 +34,8 @@ export interface TcpRingServerOptions {
   logger?: Logger;
   /** How long a new connection may take to send its first four bytes. @default 10000 */
   sniffTimeoutMs?: number;
+  /** Mutual TLS and the job token, on this port and on the connections this rank dials. @default none */
+  security?: JobSecurity;
 }
 
 interface RightPeer {
@@ -35,6 +43,10 @@ interface RightPeer {
   generation: number;
   rank: number;
   state: 'new' | 'parked' | 'attached' | 'done';
+  /** host:port the connection came from, for logs. */
+  address: string;
+  /** False until its HANDSHAKE presented the job token (true at once when there is no token). */
+  authenticated: boolean;
 }
 
 export class TcpRingServer {
@@ -55,16 +67,32 @@ export class TcpRingServer {
     private readonly server: net.Server,
     private readonly logger: Logger,
     private readonly sniffTimeoutMs: number,
+    /** What this rank's ring connections present and require (its communicators dial with it too). */
+    readonly security: JobSecurity,
   ) {
-    server.on('connection', (socket) => this.onConnection(socket));
+    if (server instanceof tls.Server) {
+      server.on('secureConnection', (socket: tls.TLSSocket) => this.onConnection(socket));
+      server.on('tlsClientError', (error: Error & { code?: string }, socket) =>
+        // A connection closed before saying anything (a TCP probe, a port scan) is not worth a warning.
+        this.logger[error.code === 'ECONNRESET' ? 'debug' : 'warn'](
+          { peer: peerAddress(socket), reason: error.message },
+          'ring connection refused: no mutual TLS with a certificate from the job CA',
+        ),
+      );
+    } else server.on('connection', (socket) => this.onConnection(socket));
   }
 
   /** Listens on host:port. Throws PortInUseError when the port is taken. */
   static async start(options: TcpRingServerOptions): Promise<TcpRingServer> {
+    const security = options.security ?? {};
+    const sniffTimeoutMs = options.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS;
     const ring = new TcpRingServer(
-      net.createServer({ noDelay: true }),
+      security.tls === undefined
+        ? net.createServer({ noDelay: true })
+        : tls.createServer({ ...ringServerTls(security.tls), noDelay: true, handshakeTimeout: sniffTimeoutMs }),
       options.logger ?? componentLogger('tcp-ring-server'),
-      options.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS,
+      sniffTimeoutMs,
+      security,
     );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
@@ -199,14 +227,30 @@ export class TcpRingServer {
   /** A ring connection: exactly one HANDSHAKE frame may arrive on it, nothing after. */
   private adopt(socket: net.Socket, head: Buffer): void {
     this.sockets.add(socket);
-    const peer: RightPeer = { socket, generation: -1, rank: -1, state: 'new' };
+    const token = this.security.token;
+    const peer: RightPeer = {
+      socket,
+      generation: -1,
+      rank: -1,
+      state: 'new',
+      address: peerAddress(socket),
+      authenticated: token === undefined,
+    };
     const reader = new FrameReader({
-      payloadTarget: () => {
-        throw new CollectiveError('only a HANDSHAKE (without payload) may be sent to a data port');
+      // A HANDSHAKE's only payload is the job token.
+      payloadTarget: (header) => {
+        if (peer.state === 'new' && header.kind === FrameKind.handshake && header.payloadBytes <= MAX_TOKEN_BYTES)
+          return new Uint8Array(header.payloadBytes);
+        throw new CollectiveError('only a HANDSHAKE (with at most a token) may be sent to a data port');
       },
-      frame: (header) => {
+      frame: (header, payload) => {
         if (peer.state !== 'new' || header.kind !== FrameKind.handshake)
           throw new CollectiveError(`unexpected frame kind ${header.kind} from rank ${peer.rank}`);
+        if (token !== undefined && !tokensMatch(payload, token)) {
+          this.logger.warn({ peer: peer.address }, 'ring connection refused: wrong or missing job token');
+          throw new CollectiveError('wrong or missing job token');
+        }
+        peer.authenticated = true;
         this.onHandshake(peer, header.generation, header.senderRank);
       },
     });
@@ -276,6 +320,12 @@ export class TcpRingServer {
   /** Tells the peer why (a REFUSE frame), then closes the connection. */
   private refuse(peer: RightPeer, reason: string, level: 'warn' | 'debug' = 'warn'): void {
     if (peer.state === 'done') return;
+    if (!peer.authenticated) {
+      // Not (yet) a member of the job: it learns nothing, not even why.
+      peer.state = 'done';
+      peer.socket.destroy();
+      return;
+    }
     if (peer === this.right) {
       this.right = undefined;
       this.failure ??= new CollectiveError(reason);
@@ -292,4 +342,8 @@ export class TcpRingServer {
   private notify(): void {
     for (const check of [...this.waiters]) check();
   }
+}
+
+function peerAddress(socket: net.Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
 }

@@ -1,10 +1,12 @@
 // A ringtrain cluster in Docker: one coordinator container and N worker containers on a
 // user-defined network (so they find each other by alias), the run directory on a bind mount
-// that a reader container can mount too.
+// that a reader container can mount too. A secure cluster (`create(image, { secure: true })`)
+// gives every container the certificates and token of `ringtrain certs`, as deploy/k8s's Secret
+// does: mounted files and the RINGTRAIN_TLS_* / RINGTRAIN_TOKEN variables.
 // Ryuk cannot be pulled here (TESTCONTAINERS_RYUK_DISABLED=true), so `close()` removes every
 // container and the network itself; it never throws, so it is safe in afterAll.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
@@ -15,11 +17,15 @@ import {
   type StartedNetwork,
   type StartedTestContainer,
 } from 'testcontainers';
+import { makeCerts } from '../../../shared/security/make-certs.js';
 
 export const COORDINATOR_ALIAS = 'coordinator';
 export const CONTROL_PORT = 7070;
 export const DATA_PORT = 7071;
 const JOB_PATH = '/etc/ringtrain/job.yaml';
+const TLS_DIR = '/etc/ringtrain/tls';
+
+type BindMount = { source: string; target: string; mode: 'ro' | 'rw' };
 const MAX_LOG_LINES = 400;
 
 /** Exits 0 once something listens on the control port: `node` is the only tool the image promises. */
@@ -30,6 +36,8 @@ export class DockerCluster {
   readonly runsDir: string;
   private readonly containers = new Map<string, StartedTestContainer>();
   private readonly logs = new Map<string, string[]>();
+  /** Every container's TLS mount and environment (none for a plaintext cluster). */
+  private security: { mounts: BindMount[]; env: Record<string, string> } = { mounts: [], env: {} };
 
   private constructor(
     private readonly image: string,
@@ -39,12 +47,13 @@ export class DockerCluster {
     this.runsDir = path.join(workDir, 'runs');
   }
 
-  static async create(image: string): Promise<DockerCluster> {
+  static async create(image: string, options: { secure?: boolean } = {}): Promise<DockerCluster> {
     const workDir = mkdtempSync(path.join(tmpdir(), 'ringtrain-containers-'));
     const cluster = new DockerCluster(image, await new Network().start(), workDir);
     // The image runs as uid 1000; the mount must be writable whoever runs the tests.
     mkdirSync(cluster.runsDir);
     chmodSync(cluster.runsDir, 0o777);
+    if (options.secure === true) cluster.security = secureMounts(workDir);
     return cluster;
   }
 
@@ -52,12 +61,11 @@ export class DockerCluster {
   async startCoordinator(jobYaml: string, expectWorkers: number, outName: string): Promise<StartedTestContainer> {
     const jobFile = path.join(this.workDir, `${outName}.yaml`);
     writeFileSync(jobFile, jobYaml);
-    const container = this.container(COORDINATOR_ALIAS)
+    const container = this.container(COORDINATOR_ALIAS, [
+      { source: jobFile, target: JOB_PATH, mode: 'ro' },
+      { source: this.runsDir, target: '/runs', mode: 'rw' },
+    ])
       .withExposedPorts(CONTROL_PORT)
-      .withBindMounts([
-        { source: jobFile, target: JOB_PATH, mode: 'ro' },
-        { source: this.runsDir, target: '/runs', mode: 'rw' },
-      ])
       .withCommand([
         'coordinator',
         JOB_PATH,
@@ -86,6 +94,9 @@ export class DockerCluster {
       `${COORDINATOR_ALIAS}:${CONTROL_PORT}`,
       '--host',
       alias,
+      // Without TLS a worker binds loopback unless told otherwise; its neighbours are other containers.
+      '--bind',
+      '0.0.0.0',
       '--data-port',
       String(DATA_PORT),
     ]);
@@ -97,9 +108,9 @@ export class DockerCluster {
    * does after a run: `command` replaces the image's entrypoint, `/runs` is mounted as given.
    */
   async startReader(alias: string, command: string[], readOnly: boolean): Promise<StartedTestContainer> {
-    const container = this.container(alias)
-      .withEntrypoint(command)
-      .withBindMounts([{ source: this.runsDir, target: '/runs', mode: readOnly ? 'ro' : 'rw' }]);
+    const container = this.container(alias, [
+      { source: this.runsDir, target: '/runs', mode: readOnly ? 'ro' : 'rw' },
+    ]).withEntrypoint(command);
     return this.start(alias, container);
   }
 
@@ -152,13 +163,15 @@ export class DockerCluster {
     rmSync(this.workDir, { recursive: true, force: true });
   }
 
-  private container(alias: string): GenericContainer {
+  /** A container on the cluster's network with `mounts` (plus the TLS files of a secure cluster). */
+  private container(alias: string, mounts: BindMount[] = []): GenericContainer {
     const lines: string[] = [];
     this.logs.set(alias, lines);
     return new GenericContainer(this.image)
       .withNetwork(this.network)
       .withNetworkAliases(alias)
-      .withEnvironment({ RINGTRAIN_LOG_LEVEL: 'info' })
+      .withBindMounts([...this.security.mounts, ...mounts])
+      .withEnvironment({ RINGTRAIN_LOG_LEVEL: 'info', ...this.security.env })
       .withLogConsumer((stream) => {
         stream.on('data', (line: Buffer | string) => {
           lines.push(String(line));
@@ -178,4 +191,21 @@ export class DockerCluster {
     if (started === undefined) throw new Error(`no container "${alias}" in this cluster`);
     return started;
   }
+}
+
+/** Certificates and a token for every container, as deploy/k8s's Secret provides them. */
+function secureMounts(workDir: string): { mounts: BindMount[]; env: Record<string, string> } {
+  const made = makeCerts(path.join(workDir, 'tls'), [COORDINATOR_ALIAS]);
+  // The containers run as uid 1000, not as the owner of these test-only files.
+  chmodSync(made.dir, 0o755);
+  for (const file of Object.values(made.files)) chmodSync(file, 0o644);
+  return {
+    mounts: [{ source: made.dir, target: TLS_DIR, mode: 'ro' }],
+    env: {
+      RINGTRAIN_TLS_CA: `${TLS_DIR}/ca.pem`,
+      RINGTRAIN_TLS_CERT: `${TLS_DIR}/cert.pem`,
+      RINGTRAIN_TLS_KEY: `${TLS_DIR}/key.pem`,
+      RINGTRAIN_TOKEN: readFileSync(made.files.token, 'utf8').trim(),
+    },
+  };
 }
