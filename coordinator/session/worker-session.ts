@@ -24,7 +24,7 @@ type Reply =
   | { kind: 'eval'; report: EvalReport__Output }
   | { kind: 'blob'; data: Buffer }
   | { kind: 'ack' }
-  | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
+  | { kind: 'aborted'; step: number; completedSteps: number; reason: string; outlierRanks: number[] };
 
 /** Bytes per BlobChunk / load_state chunk on the control stream. */
 export const BLOB_CHUNK_BYTES = 1 << 20;
@@ -110,7 +110,8 @@ export class WorkerSession implements WorkerLink {
   waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult> {
     return this.waitFor(stepKey(generation, step), timeoutMs, `to finish step ${step}`).then((r): StepResult => {
       if (r.kind === 'step') return { kind: 'done', report: r.report };
-      if (r.kind === 'aborted') return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason };
+      if (r.kind === 'aborted')
+        return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason, outlierRanks: r.outlierRanks };
       return unexpected(r);
     });
   }
@@ -135,6 +136,8 @@ export class WorkerSession implements WorkerLink {
 
   /** Sends a training state to the worker in chunks (the worker loads it on the last one). */
   sendState(requestId: number, state: Uint8Array): void {
+    // The training state goes only to a worker admitted to the current generation.
+    if (this.rank < 0) throw new WorkerFailedError(this.identity, 'holds no rank: it is not sent the training state');
     const total = state.byteLength;
     for (let offset = 0; offset < total || offset === 0; offset += BLOB_CHUNK_BYTES) {
       const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
@@ -231,6 +234,7 @@ export class WorkerSession implements WorkerLink {
             step: a.step,
             completedSteps: a.completedSteps,
             reason: a.reason,
+            outlierRanks: a.outlierRanks,
           });
         }
         break;

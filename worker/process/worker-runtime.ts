@@ -5,6 +5,7 @@ import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
 import type { Dataset } from '../../shared/data/dataset.js';
+import { GradientOutlierError } from '../replica/gradient-outliers.js';
 import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -85,7 +86,7 @@ export class WorkerRuntime {
     this.comm = undefined;
     await previous?.close();
     this.generation = welcome.generation;
-    this.trainer.rank = welcome.rank;
+    this.trainer.joinGeneration(welcome.rank, welcome.worldSize);
     try {
       this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
     } catch (error) {
@@ -174,6 +175,7 @@ export class WorkerRuntime {
           step: order.step,
           completedSteps: this.trainer.completedSteps,
           reason: error.message,
+          outlierRanks: error instanceof GradientOutlierError ? error.outlierRanks : [],
         },
       });
     }
