@@ -2,7 +2,7 @@
 // Hello only claims a step; the claim is believed when the state it sends proves it:
 //   - its parameter hash equals the hash recorded for that step (rank 0 reports one every step,
 //     and metrics.jsonl keeps it as `paramHash`), or
-//   - the step is one past the newest recorded one (the step the coordinator had already ordered
+//   - the step is one past the newest recorded one of this run (the step the coordinator had already ordered
 //     when it died, which the workers finished without it) and at least two rejoining workers
 //     hold bit-identical parameters at it.
 // Anything else (an unknown step, a hash that matches nothing, a state that does not decode or
@@ -56,12 +56,8 @@ export async function verifiedVeteran(
     }
     const agreeing = fetched.filter((f) => f.hash === fetched[0]?.hash);
     const first = agreeing[0];
-    if (
-      step === newestRecorded + 1 &&
-      first !== undefined &&
-      agreeing.length >= 2 &&
-      agreeing.length === fetched.length
-    )
+    const followsRecord = recorded.size > 0 && step === newestRecorded + 1;
+    if (followsRecord && first !== undefined && agreeing.length >= 2 && agreeing.length === fetched.length)
       return {
         member: first.member,
         step,
@@ -75,7 +71,7 @@ export async function verifiedVeteran(
         step,
         recorded.has(step)
           ? `its parameter hash ${f.hash} differs from the one recorded for step ${step}`
-          : step === newestRecorded + 1
+          : followsRecord
             ? 'no record for that step yet, and no second rejoining worker holds the same parameters'
             : `no parameter hash is recorded for step ${step} (the newest recorded step is ${newestRecorded})`,
       );
