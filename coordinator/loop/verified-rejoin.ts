@@ -2,9 +2,9 @@
 // Hello only claims a step; the claim is believed when the state it sends proves it:
 //   - its parameter hash equals the hash recorded for that step (rank 0 reports one every step,
 //     and metrics.jsonl keeps it as `paramHash`), or
-//   - the step is one past the newest recorded one of this run (the step the coordinator had already ordered
-//     when it died, which the workers finished without it) and at least two rejoining workers
-//     hold bit-identical parameters at it.
+//   - the step is at most ORDERED_AHEAD past the newest recorded one of this run (the steps the
+//     coordinator had already ordered when it died, which the workers finished without it) and
+//     at least two rejoining workers hold bit-identical parameters at it.
 // Anything else (an unknown step, a hash that matches nothing, a state that does not decode or
 // whose cursor differs from the claim, a worker that does not answer) is refused, with the
 // reason in the events, and the run continues from the newest checkpoint (or step 0).
@@ -16,6 +16,13 @@ import { hashParams } from '../../shared/param-hash.js';
 import { readMetrics } from '../run/run-directory.js';
 import type { ResumeContext } from './resume-state.js';
 import type { Generation, RingMember } from './membership.js';
+
+/**
+ * How many steps the workers can be ahead of the newest record: while step s is settled the
+ * training loop has already sent the order of s + 1 (training-loop.ts), so a coordinator that
+ * dies right after recording s − 1 leaves workers that go on to finish s and s + 1.
+ */
+const ORDERED_AHEAD = 2;
 
 export interface VerifiedState {
   member: RingMember;
@@ -56,13 +63,13 @@ export async function verifiedVeteran(
     }
     const agreeing = fetched.filter((f) => f.hash === fetched[0]?.hash);
     const first = agreeing[0];
-    const followsRecord = recorded.size > 0 && step === newestRecorded + 1;
+    const followsRecord = recorded.size > 0 && step > newestRecorded && step <= newestRecorded + ORDERED_AHEAD;
     if (followsRecord && first !== undefined && agreeing.length >= 2 && agreeing.length === fetched.length)
       return {
         member: first.member,
         step,
         state: first.state,
-        verifiedBy: `${agreeing.length} rejoining workers agree on parameter hash ${first.hash}, one step past the record`,
+        verifiedBy: `${agreeing.length} rejoining workers agree on parameter hash ${first.hash}, ${step - newestRecorded} step(s) past the record`,
       };
     for (const f of fetched)
       refuse(

@@ -1,6 +1,7 @@
 // A joined worker's life: generations come and go (a new Welcome re-forms the ring) while the
 // replica and its data stay. Owns the heartbeat (a thread, see heartbeat.ts) and the ring
 // collective of the current generation.
+import { BLOB_CHUNK_BYTES } from '../../shared/control-limits.js';
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
@@ -18,8 +19,6 @@ import type { Replica } from '../replica/replica.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
 import type { RingEndpoint } from '../transport/ring-endpoint.js';
 import type { TrainerReplica } from '../replica/trainer-replica.js';
-
-const BLOB_CHUNK_BYTES = 1 << 20;
 
 /**
  * One worker's life after joining: generations come and go (a new Welcome re-forms the ring),

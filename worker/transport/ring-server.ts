@@ -6,7 +6,10 @@
 // Invariants:
 //   - at most one right connection is attached, only for the current generation and from the
 //     expected right rank; anything else gets a REFUSE frame naming the reason, then is closed;
-//   - a handshake for a newer generation is parked until `expect` reaches that generation;
+//   - a handshake for a newer generation is parked until `expect` reaches that generation, at
+//     most `maxParked` of them (the oldest is refused to make room) and each at most
+//     `parkTimeoutMs` (then refused): a peer cannot hold sockets or memory here without bound,
+//     and a parked handshake for a generation that never comes holds no seat;
 //   - once the attached connection closes or the generation is aborted, the generation stays
 //     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
@@ -18,6 +21,10 @@ import { FrameReader } from './frame-reader.js';
 
 /** How long a new connection may take to send its first four bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
+/** How many handshakes for future generations may wait at once. */
+const MAX_PARKED = 16;
+/** How long a handshake for a future generation may wait for it. */
+const PARK_TIMEOUT_MS = 10_000;
 /** How long a refused connection may take to read its REFUSE frame before it is cut. */
 const CLOSE_GRACE_MS = 1_000;
 
@@ -28,6 +35,10 @@ export interface TcpRingServerOptions {
   logger?: Logger;
   /** How long a new connection may take to send its first four bytes. @default 10000 */
   sniffTimeoutMs?: number;
+  /** How many handshakes for future generations may wait at once. @default 16 */
+  maxParked?: number;
+  /** How long a handshake for a future generation may wait for it. @default 10000 */
+  parkTimeoutMs?: number;
 }
 
 interface RightPeer {
@@ -35,6 +46,8 @@ interface RightPeer {
   generation: number;
   rank: number;
   state: 'new' | 'parked' | 'attached' | 'done';
+  /** While parked: refuses it when it has waited parkTimeoutMs. */
+  parkTimer?: NodeJS.Timeout;
 }
 
 export class TcpRingServer {
@@ -55,6 +68,8 @@ export class TcpRingServer {
     private readonly server: net.Server,
     private readonly logger: Logger,
     private readonly sniffTimeoutMs: number,
+    private readonly maxParked: number,
+    private readonly parkTimeoutMs: number,
   ) {
     server.on('connection', (socket) => this.onConnection(socket));
   }
@@ -65,6 +80,8 @@ export class TcpRingServer {
       net.createServer({ noDelay: true }),
       options.logger ?? componentLogger('tcp-ring-server'),
       options.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS,
+      options.maxParked ?? MAX_PARKED,
+      options.parkTimeoutMs ?? PARK_TIMEOUT_MS,
     );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
@@ -100,7 +117,7 @@ export class TcpRingServer {
     this.failure = undefined;
     for (const peer of [...this.parked]) {
       if (peer.generation <= generation) {
-        this.parked.delete(peer);
+        this.unpark(peer);
         this.admit(peer);
       }
     }
@@ -153,6 +170,7 @@ export class TcpRingServer {
     this.failure ??= new CollectiveError(`tcp ring server on port ${this.port} closed`);
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
+    for (const peer of this.parked) clearTimeout(peer.parkTimer);
     this.parked.clear();
     this.right = undefined;
     this.pool.clear();
@@ -229,8 +247,16 @@ export class TcpRingServer {
     peer.generation = generation;
     peer.rank = rank;
     if (generation > this.generation && !this.closed) {
+      const oldest = this.parked.values().next();
+      if (this.parked.size >= this.maxParked && oldest.done !== true)
+        this.refuse(oldest.value, `more than ${this.maxParked} handshakes wait for future generations`);
       peer.state = 'parked';
       this.parked.add(peer);
+      peer.parkTimer = setTimeout(
+        () => this.refuse(peer, `generation ${generation} did not start within ${this.parkTimeoutMs} ms`),
+        this.parkTimeoutMs,
+      );
+      peer.parkTimer.unref();
       this.logger.debug({ generation, rank }, 'parked handshake for a future generation');
       return;
     }
@@ -260,9 +286,19 @@ export class TcpRingServer {
     this.notify();
   }
 
+  /** Handshakes waiting for a future generation (bounded by maxParked). */
+  get parkedCount(): number {
+    return this.parked.size;
+  }
+
+  private unpark(peer: RightPeer): void {
+    this.parked.delete(peer);
+    clearTimeout(peer.parkTimer);
+  }
+
   private onGone(peer: RightPeer): void {
     if (peer.state === 'done') return;
-    this.parked.delete(peer);
+    this.unpark(peer);
     const wasRight = peer === this.right;
     peer.state = 'done';
     if (!wasRight) return;
@@ -280,7 +316,7 @@ export class TcpRingServer {
       this.right = undefined;
       this.failure ??= new CollectiveError(reason);
     }
-    this.parked.delete(peer);
+    this.unpark(peer);
     peer.state = 'done';
     this.logger[level]({ rank: peer.rank, generation: peer.generation }, `ring connection refused: ${reason}`);
     const socket = peer.socket;
