@@ -588,4 +588,18 @@ describe('tcp ring protocol checks', () => {
     socket.write('GET / HTTP/1.1\r\n\r\n');
     expect(await refusal).toBe('');
   });
+
+  it('drops a peer that sends fewer than four bytes and closes, and keeps serving (found by the fuzz test)', async () => {
+    const server = await startServer();
+    server.expect(1, 0);
+    for (const bytes of [[0x52], [0x52, 0x54, 0x52]]) {
+      const { socket, refusal } = rawPeer(server.port);
+      socket.end(Buffer.from(bytes));
+      expect(await refusal).toBe('');
+    }
+    const { socket } = rawPeer(server.port);
+    socket.write(controlFrame(FrameKind.handshake, 1, 0));
+    const attached = await server.waitForRight(1, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
+  });
 });

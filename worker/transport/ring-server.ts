@@ -206,7 +206,9 @@ export class TcpRingServer {
       sniffed = true;
       clearTimeout(timer);
       socket.off('readable', onReadable);
-      if (head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
+      // At the end of the stream read(4) returns what is left, maybe fewer than four bytes (a
+      // peer that sent 1-3 bytes and closed): that is not ours either (found by the fuzz test).
+      if (head.length === 4 && head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
       else socket.destroy();
     };
     socket.on('readable', onReadable);
