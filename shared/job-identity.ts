@@ -31,6 +31,8 @@ export const RUN_LENGTH_SETTINGS = [
   'timeouts',
   'http',
   'consistencyCheckEverySteps',
+  // Evicts an outlying rank; the steps the others run are the same.
+  'robust',
 ] as const;
 
 /** `job` without its run-length settings: the part a resumed run must share with its checkpoints. */
