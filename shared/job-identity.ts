@@ -33,6 +33,8 @@ export const RUN_LENGTH_SETTINGS = [
   'tensorboard',
   'security',
   'consistencyCheckEverySteps',
+  // Evicts an outlying rank; the steps the others run are the same.
+  'robust',
 ] as const;
 
 /** `job` without its run-length settings: the part a resumed run must share with its checkpoints. */

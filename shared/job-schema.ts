@@ -338,6 +338,12 @@ export const jobSchema = z.strictObject({
       tokenFile: z.string().min(1).optional(),
     })
     .optional(),
+  /**
+   * Robust mode: before each gradient all-reduce the ranks share their gradient norms, and a rank
+   * whose norm is more than `gradientNormFactor` times the median of the others' is named and
+   * evicted (README "When things fail" says what it catches and what not). Off when absent.
+   */
+  robust: z.strictObject({ gradientNormFactor: z.number().gt(1) }).optional(),
   /** Compare a hash of every rank's parameters every K steps; 0 disables. @default 50 */
   consistencyCheckEverySteps: nonNegativeInt.default(50),
   allreduce: z

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from '../proto/generated/ringtrain.js';
+import { COORDINATOR_MAX_RECEIVE_BYTES } from './control-limits.js';
 
 /** Absolute path of a .proto file in proto/, found relative to this module in both src and dist. */
 export function protoPath(file = 'ringtrain.proto'): string {
@@ -53,6 +54,15 @@ export const GRPC_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 30_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_time_between_pings_ms': 5_000,
+};
+
+/**
+ * The coordinator's control server: no keepalive pings (below), and a receive limit sized to the
+ * largest message a worker legitimately sends, so one peer cannot make it buffer 256 MiB.
+ */
+export const CONTROL_SERVER_OPTIONS: grpc.ChannelOptions = {
+  ...MESSAGE_LIMITS,
+  'grpc.max_receive_message_length': COORDINATOR_MAX_RECEIVE_BYTES,
 };
 
 /**

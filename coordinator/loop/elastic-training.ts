@@ -156,6 +156,7 @@ export class ElasticTraining {
         loss: finished.report.loss,
         samples: finished.report.globalCount,
         skipped: finished.report.skipped,
+        ...(finished.report.paramHash === '' ? {} : { paramHash: finished.report.paramHash }),
         recoveredFrom: 'rank that completed the step before the failure',
       });
       // Counted in the epoch's train loss: the ring carries on from that rank's state.

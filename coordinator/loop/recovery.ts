@@ -195,7 +195,15 @@ function survivorsOf(ctx: RegroupContext): Survivor[] {
     return ctx.previous.members
       .filter((m) => !m.session.isClosed)
       .map((member) => ({ member, completedSteps: ctx.boundaryStep }));
+  const outliers = ctx.failure.outlierRanks;
   for (const outcome of ctx.failure.outcomes) {
+    if (outliers.has(outcome.member.rank) && !outcome.member.session.isClosed) {
+      const { host, pid } = outcome.member.session.hello;
+      const why = outcome.kind === 'aborted' ? outcome.reason : 'its gradient norm was an outlier';
+      ctx.events.record('eviction', outcome.member.rank, ctx.failure.step, `${host} pid ${pid}: robust mode: ${why}`);
+      outcome.member.session.abort('evicted: its gradient norm was an outlier (robust mode)');
+      continue;
+    }
     if (outcome.kind !== 'failed' && !outcome.member.session.isClosed) continue;
     ctx.events.record(
       'failure',

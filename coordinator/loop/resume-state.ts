@@ -1,6 +1,6 @@
 // The state a run starts from: step 0, the newest valid checkpoint (--resume), or the in-memory
-// state of a rejoining worker when that is newer (workers keep their replica when a coordinator
-// dies, and reconnect to its successor). Loads it into every rank of the first generation; a new
+// state of a rejoining worker when that is newer and verified (workers keep their replica when a
+// coordinator dies, and reconnect to its successor; verified-rejoin.ts says what is believed). Loads it into every rank of the first generation; a new
 // run of a model written in code starts every rank from rank 0's initial state.
 import type { CheckpointStore } from '../run/checkpoint-store.js';
 import type { EventLog } from '../run/event-log.js';
@@ -8,6 +8,7 @@ import type { ProgressReporter } from '../run/progress-reporter.js';
 import { readMetrics, type RunDirectory } from '../run/run-directory.js';
 import type { EarlyStopping } from './early-stopping.js';
 import type { Generation, RingMember } from './membership.js';
+import { verifiedVeteran } from './verified-rejoin.js';
 
 export interface ResumeContext {
   /** The run directory being resumed (`--resume`); undefined for a new run. */
@@ -41,19 +42,16 @@ export async function restoreState(
   const esState = latest?.info.extra?.['earlyStopping'];
   if (earlyStopping !== undefined && esState !== null && typeof esState === 'object')
     earlyStopping.importState(esState as Record<string, number>);
-  const veteran = generation.members
-    .filter((m) => m.session.hello.jobHash === ctx.jobHash)
-    .sort((a, b) => b.session.hello.completedSteps - a.session.hello.completedSteps)[0];
   const checkpointStep = latest?.info.step ?? 0;
-  if (veteran !== undefined && veteran.session.hello.completedSteps > checkpointStep) {
-    const step = veteran.session.hello.completedSteps;
-    const state = await veteran.session.fetchBlob(ctx.nextRequestId(), 'state', ctx.stateTimeoutMs);
-    await broadcastState(generation, state, veteran, ctx.nextRequestId(), ctx.stateTimeoutMs);
+  const veteran = await verifiedVeteran(ctx, generation, checkpointStep);
+  if (veteran !== undefined) {
+    const { member, step, state } = veteran;
+    await broadcastState(generation, state, member, ctx.nextRequestId(), ctx.stateTimeoutMs);
     ctx.events.record(
       'recovery',
-      veteran.rank,
+      member.rank,
       step,
-      `continuing from the in-memory state of rank ${veteran.rank} (step ${step}), newer than the checkpoint (step ${checkpointStep})`,
+      `continuing from the in-memory state of rank ${member.rank} (step ${step}, ${veteran.verifiedBy}), newer than the checkpoint (step ${checkpointStep})`,
     );
     ctx.reporter.note(`resumed from the in-memory state of a rejoining worker at step ${step}`);
     logUnrecordedSteps(ctx.runDir, step);

@@ -37,6 +37,8 @@ export interface StepOutcome {
   globalCount: number;
   skipped: boolean;
   gradNorm: number;
+  /** Rank 0's parameter hash after the step ('' when it sent none). */
+  paramHash: string;
   wallMs: number;
   ranks: RankTimings[];
 }
@@ -54,7 +56,8 @@ export function sendStep(generation: Generation, plan: StepPlan): number {
         sampleIndices: encodeIndices(shardFor(plan.batch, member.rank, worldSize)),
         globalBatchSize: plan.batch.length,
         learningRate: plan.learningRate,
-        wantParamHash: plan.wantParamHash,
+        // Rank 0 hashes every step: the coordinator records it, to verify a rejoining worker's state.
+        wantParamHash: plan.wantParamHash || member.rank === 0,
       },
     });
   }
@@ -87,6 +90,7 @@ export async function settleStep(
     globalCount: first.globalCount,
     skipped: first.skipped,
     gradNorm: first.gradNorm,
+    paramHash: first.paramHash,
     wallMs: performance.now() - startedMs,
     ranks: reports.map((r, rank) => ({
       rank,
@@ -120,7 +124,13 @@ async function gatherReports(generation: Generation, step: number, timeoutMs: nu
         if (result.kind === 'aborted') abortOthers(`rank ${member.rank} aborted step ${step}`);
         return result.kind === 'done'
           ? { member, kind: 'done', completedSteps: step + 1, report: result.report }
-          : { member, kind: 'aborted', completedSteps: result.completedSteps, reason: result.reason };
+          : {
+              member,
+              kind: 'aborted',
+              completedSteps: result.completedSteps,
+              reason: result.reason,
+              outlierRanks: result.outlierRanks ?? [],
+            };
       } catch (error) {
         // A session's own failure already names the worker; keep only why, the outcome names it.
         const reason =

@@ -6,7 +6,14 @@ import type { Generation, RingMember } from './membership.js';
 
 export type RankOutcome =
   | { member: RingMember; kind: 'done'; completedSteps: number; report: StepReport__Output }
-  | { member: RingMember; kind: 'aborted'; completedSteps: number; reason: string }
+  | {
+      member: RingMember;
+      kind: 'aborted';
+      completedSteps: number;
+      reason: string;
+      /** Robust mode: the ranks this one saw send outlying gradients. */
+      outlierRanks?: number[];
+    }
   | { member: RingMember; kind: 'failed'; completedSteps: number; reason: string };
 
 export class StepFailedError extends WorkerFailedError {
@@ -22,6 +29,11 @@ export class StepFailedError extends WorkerFailedError {
     if (failed.length > 1)
       this.message = `${failed.length} workers failed at step ${step}: ${failed.map((f) => `${describeWorker(f.member.session.identity)}: ${f.reason}`).join('; ')}`;
     else this.message = this.message.replace(' failed: at step', ' failed at step');
+  }
+
+  /** Ranks named as gradient outliers by any rank (robust mode): they are evicted. */
+  get outlierRanks(): Set<number> {
+    return new Set(this.outcomes.flatMap((o) => (o.kind === 'aborted' ? (o.outlierRanks ?? []) : [])));
   }
 
   /** Ranks whose control stream is still open. */

@@ -341,6 +341,7 @@ function recordStep(
     samples: outcome.globalCount,
     gradNorm: outcome.gradNorm,
     skipped: outcome.skipped,
+    ...(outcome.paramHash === '' ? {} : { paramHash: outcome.paramHash }),
     wallMs: round(outcome.wallMs),
     ranks: outcome.ranks.map((r) => ({
       rank: r.rank,

@@ -19,7 +19,8 @@ import type { WorkerIdentity } from '../../shared/errors.js';
 
 /** How a rank's step ended: done (with its report) or aborted (parameters untouched). */
 export type StepResult =
-  { kind: 'done'; report: StepReport__Output } | { kind: 'aborted'; completedSteps: number; reason: string };
+  | { kind: 'done'; report: StepReport__Output }
+  | { kind: 'aborted'; completedSteps: number; reason: string; outlierRanks?: number[] };
 
 /** What a worker's compute thread was busy with at its last heartbeat (see worker/process/heartbeat.ts). */
 export interface BusyState {

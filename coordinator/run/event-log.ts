@@ -12,7 +12,8 @@ export type EventKind =
   | 'checkpoint-fallback'
   | 'preempted'
   | 'stopped-by-callback'
-  | 'straggler';
+  | 'straggler'
+  | 'rejoin-refused';
 
 export interface JobEvent {
   kind: EventKind;

@@ -6,10 +6,11 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
 import type { HeartbeatsEnd } from '../../proto/generated/ringtrain/v1/HeartbeatsEnd.js';
+import { capText, MAX_ADDRESS_CHARS, MAX_TOKEN_CHARS } from '../../shared/control-limits.js';
 import { isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { addHealthService } from '../../shared/health.js';
 import type { Logger } from '../../shared/logger.js';
-import { CONTROL_CHANNEL_OPTIONS, loadProto } from '../../shared/proto.js';
+import { CONTROL_SERVER_OPTIONS, loadProto } from '../../shared/proto.js';
 import { tokensMatch, type JobSecurity } from '../../shared/security/job-security.js';
 import { presentedToken, serverCredentials } from '../../shared/security/tls-credentials.js';
 import { WorkerSession, type SessionStream } from './worker-session.js';
@@ -43,9 +44,9 @@ export class ControlServer {
     /** Mutual TLS and the job token. @default plaintext, no token */
     security?: JobSecurity;
   }): Promise<ControlServer> {
+    const server = new grpc.Server(CONTROL_SERVER_OPTIONS);
     const security = options.security ?? {};
     const authentic = (call: AuthenticatedCall): boolean => authenticate(call, security.token, options.logger);
-    const server = new grpc.Server(CONTROL_CHANNEL_OPTIONS);
     // Streams can arrive between bind and construction: they wait, and are accepted right after.
     // (Aborting them sent the worker nothing, and it waited for its Welcome forever.)
     const ref: { server?: ControlServer; early: SessionStream[] } = { early: [] };
@@ -101,7 +102,7 @@ export class ControlServer {
         stream.end();
         return;
       }
-      const session = new WorkerSession(this.nextSessionId++, first.hello, stream, logger);
+      const session = new WorkerSession(this.nextSessionId++, cappedHello(first.hello), stream, logger);
       this.sessions.set(session.id, session);
       void session.closed.then(() => this.sessions.delete(session.id));
       onSession(session);
@@ -175,4 +176,15 @@ function unauthenticated(): grpc.ServiceError {
     details: 'wrong or missing job token',
     metadata: new grpc.Metadata(),
   });
+}
+
+/** The Hello with its text fields capped: they are stored, logged and shown (issue 16 §4). */
+function cappedHello(hello: SessionStreamHello): SessionStreamHello {
+  return {
+    ...hello,
+    host: capText(hello.host, MAX_ADDRESS_CHARS),
+    dataAddress: capText(hello.dataAddress, MAX_ADDRESS_CHARS),
+    jobHash: capText(hello.jobHash, MAX_TOKEN_CHARS),
+    version: capText(hello.version, MAX_TOKEN_CHARS),
+  };
 }

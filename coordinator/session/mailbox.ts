@@ -1,5 +1,7 @@
 // A keyed rendezvous between a stream's message handler and the code awaiting a reply.
-// Invariant: once failed, every pending and future wait rejects with the same error.
+// Invariants: once failed, every pending and future wait rejects with the same error; at most
+// `maxArrived` values wait unclaimed (the oldest goes first), so a peer that sends replies nobody
+// asked for cannot grow it without bound.
 import { systemClock, type Clock } from '../../shared/clock.js';
 
 interface Waiter<T> {
@@ -14,7 +16,10 @@ export class Mailbox<T> {
   private failure: Error | undefined;
 
   /** `clock` times the waits' deadlines. */
-  constructor(private readonly clock: Clock = systemClock) {}
+  constructor(
+    private readonly clock: Clock = systemClock,
+    private readonly maxArrived = 256,
+  ) {}
 
   /** Stores a value for `key`, or hands it to whoever already waits for it. */
   deliver(key: string, value: T): void {
@@ -25,7 +30,17 @@ export class Mailbox<T> {
       waiter.resolve(value);
       return;
     }
+    this.arrived.delete(key);
     this.arrived.set(key, value);
+    if (this.arrived.size > this.maxArrived) {
+      const oldest = this.arrived.keys().next();
+      if (oldest.done !== true) this.arrived.delete(oldest.value);
+    }
+  }
+
+  /** Values stored with nobody waiting for them yet. */
+  get unclaimed(): number {
+    return this.arrived.size;
   }
 
   /** Resolves with the value for `key`; rejects after `timeoutMs` with `onTimeout()`. */

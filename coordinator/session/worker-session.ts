@@ -13,6 +13,8 @@ import { WorkerFailedError, type WorkerIdentity } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { BusyState, StepResult, WorkerLink } from '../loop/worker-link.js';
 import { Mailbox } from './mailbox.js';
+import type { BlobChunk__Output } from '../../proto/generated/ringtrain/v1/BlobChunk.js';
+import { BLOB_CHUNK_BYTES, capText, MAX_REASON_CHARS, MAX_TOKEN_CHARS } from '../../shared/control-limits.js';
 
 export type { BusyState } from '../loop/worker-link.js';
 
@@ -23,11 +25,17 @@ type Reply =
   | { kind: 'step'; report: StepReport__Output }
   | { kind: 'eval'; report: EvalReport__Output }
   | { kind: 'blob'; data: Buffer }
+  | { kind: 'blob-refused'; reason: string }
   | { kind: 'ack' }
-  | { kind: 'aborted'; step: number; completedSteps: number; reason: string };
+  | { kind: 'aborted'; step: number; completedSteps: number; reason: string; outlierRanks: number[] };
 
-/** Bytes per BlobChunk / load_state chunk on the control stream. */
-export const BLOB_CHUNK_BYTES = 1 << 20;
+export { BLOB_CHUNK_BYTES } from '../../shared/control-limits.js';
+
+/**
+ * The largest state or model a worker may send (4 GiB: far above any model this trainer runs on
+ * wasm, whose memory is 4 GiB); a fetch may ask for less.
+ */
+const MAX_BLOB_BYTES = 4 * 1024 * 1024 * 1024;
 
 export class WorkerSession implements WorkerLink {
   /** Assigned when the worker is admitted; -1 before. */
@@ -38,7 +46,14 @@ export class WorkerSession implements WorkerLink {
   /** Set while the worker's last heartbeat said its compute thread was busy. */
   busy: BusyState | undefined;
   private readonly replies = new Mailbox<Reply>();
-  private readonly blobParts = new Map<number, Buffer[]>();
+  /**
+   * Blob transfers this session asked for and is receiving. Chunks of any other request are
+   * dropped: a worker cannot make the coordinator hold state it did not ask for. Each entry goes
+   * when its fetch ends (done, failed, timed out or the session closed).
+   */
+  private readonly blobs = new Map<number, { parts: Buffer[]; bytes: number; maxBytes: number }>();
+  /** Chunks dropped because nobody asked for them (counted, logged once). */
+  unsolicitedChunks = 0;
   private closeReason: string | undefined;
   private readonly closedPromise: Promise<string>;
   /** Marks the session closed (once): fails every pending and future wait, resolves `closed`. */
@@ -56,6 +71,7 @@ export class WorkerSession implements WorkerLink {
       if (this.closeReason !== undefined) return;
       this.closeReason = reason;
       this.replies.fail(new WorkerFailedError(this.identity, `${reason}${this.progress}`));
+      this.blobs.clear();
       resolveClosed(reason);
     };
     this.markClosed = close;
@@ -110,7 +126,8 @@ export class WorkerSession implements WorkerLink {
   waitStep(generation: number, step: number, timeoutMs: number): Promise<StepResult> {
     return this.waitFor(stepKey(generation, step), timeoutMs, `to finish step ${step}`).then((r): StepResult => {
       if (r.kind === 'step') return { kind: 'done', report: r.report };
-      if (r.kind === 'aborted') return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason };
+      if (r.kind === 'aborted')
+        return { kind: 'aborted', completedSteps: r.completedSteps, reason: r.reason, outlierRanks: r.outlierRanks };
       return unexpected(r);
     });
   }
@@ -126,15 +143,38 @@ export class WorkerSession implements WorkerLink {
     await this.waitFor(`ack:${requestId}`, timeoutMs, `to acknowledge request ${requestId}`);
   }
 
-  /** Asks the worker for a binary object ("state" or "model") and reassembles its chunks. */
-  async fetchBlob(requestId: number, kind: 'state' | 'model', timeoutMs: number): Promise<Buffer> {
-    this.send({ blobRequest: { requestId, kind } });
-    const reply = await this.waitFor(`blob:${requestId}`, timeoutMs, `to send its ${kind}`);
-    return reply.kind === 'blob' ? reply.data : unexpected(reply);
+  /**
+   * Asks the worker for a binary object ("state" or "model") and reassembles its chunks: in
+   * order, at most `maxBytes` in all, within `timeoutMs`.
+   */
+  async fetchBlob(
+    requestId: number,
+    kind: 'state' | 'model',
+    timeoutMs: number,
+    maxBytes = MAX_BLOB_BYTES,
+  ): Promise<Buffer> {
+    this.blobs.set(requestId, { parts: [], bytes: 0, maxBytes });
+    try {
+      this.send({ blobRequest: { requestId, kind } });
+      const reply = await this.waitFor(`blob:${requestId}`, timeoutMs, `to send its ${kind}`);
+      if (reply.kind === 'blob-refused') throw new WorkerFailedError(this.identity, reply.reason);
+      return reply.kind === 'blob' ? reply.data : unexpected(reply);
+    } finally {
+      this.blobs.delete(requestId);
+    }
+  }
+
+  /** Bytes of blob transfers in progress (what the session holds for them). */
+  get pendingBlobBytes(): number {
+    let bytes = 0;
+    for (const blob of this.blobs.values()) bytes += blob.bytes;
+    return bytes;
   }
 
   /** Sends a training state to the worker in chunks (the worker loads it on the last one). */
   sendState(requestId: number, state: Uint8Array): void {
+    // The training state goes only to a worker admitted to the current generation.
+    if (this.rank < 0) throw new WorkerFailedError(this.identity, 'holds no rank: it is not sent the training state');
     const total = state.byteLength;
     for (let offset = 0; offset < total || offset === 0; offset += BLOB_CHUNK_BYTES) {
       const end = Math.min(total, offset + BLOB_CHUNK_BYTES);
@@ -189,7 +229,10 @@ export class WorkerSession implements WorkerLink {
   noteHeartbeat(beat: Heartbeat__Output): void {
     this.lastHeartbeatMs = Date.now();
     this.lastStep = Math.max(this.lastStep, beat.lastStep);
-    this.busy = beat.busyWith === '' ? undefined : { kind: beat.busyWith, step: beat.busyStep, busyMs: beat.busyMs };
+    this.busy =
+      beat.busyWith === ''
+        ? undefined
+        : { kind: capText(beat.busyWith, MAX_TOKEN_CHARS), step: beat.busyStep, busyMs: beat.busyMs };
   }
 
   private waitFor(key: string, timeoutMs: number, doing: string): Promise<Reply> {
@@ -220,8 +263,7 @@ export class WorkerSession implements WorkerLink {
           this.replies.deliver(`eval:${message.evalReport.requestId}`, { kind: 'eval', report: message.evalReport });
         break;
       case 'blobChunk':
-        if (message.blobChunk)
-          this.onBlobChunk(message.blobChunk.requestId, message.blobChunk.data, message.blobChunk.last);
+        if (message.blobChunk) this.onBlobChunk(message.blobChunk);
         break;
       case 'stepAborted':
         if (message.stepAborted) {
@@ -230,7 +272,8 @@ export class WorkerSession implements WorkerLink {
             kind: 'aborted',
             step: a.step,
             completedSteps: a.completedSteps,
-            reason: a.reason,
+            reason: capText(a.reason, MAX_REASON_CHARS),
+            outlierRanks: a.outlierRanks,
           });
         }
         break;
@@ -243,7 +286,7 @@ export class WorkerSession implements WorkerLink {
       case 'failure':
         // The worker's own reason, sent just before it exits: the stream's end that follows says
         // less. Ending our side tells the worker its message arrived, so it can exit now.
-        close(message.failure?.message ?? 'it reported a failure');
+        close(capText(message.failure?.message ?? 'it reported a failure', MAX_REASON_CHARS));
         this.endStream();
         break;
       default:
@@ -251,13 +294,26 @@ export class WorkerSession implements WorkerLink {
     }
   }
 
-  private onBlobChunk(requestId: number, data: Buffer, last: boolean): void {
-    const parts = this.blobParts.get(requestId) ?? [];
-    parts.push(data);
-    this.blobParts.set(requestId, parts);
-    if (!last) return;
-    this.blobParts.delete(requestId);
-    this.replies.deliver(`blob:${requestId}`, { kind: 'blob', data: Buffer.concat(parts) });
+  private onBlobChunk(chunk: BlobChunk__Output): void {
+    const blob = this.blobs.get(chunk.requestId);
+    if (blob === undefined) {
+      if (this.unsolicitedChunks++ === 0)
+        this.logger.warn({ peer: this.label, requestId: chunk.requestId }, 'dropping blob chunks nobody asked for');
+      return;
+    }
+    const refuse = (reason: string): void => {
+      this.blobs.delete(chunk.requestId);
+      this.replies.deliver(`blob:${chunk.requestId}`, { kind: 'blob-refused', reason });
+    };
+    if (chunk.offset !== blob.bytes)
+      return refuse(`sent a blob chunk at offset ${chunk.offset}, expected ${blob.bytes}`);
+    if (blob.bytes + chunk.data.length > blob.maxBytes)
+      return refuse(`sent a blob larger than the ${blob.maxBytes} bytes allowed`);
+    blob.parts.push(chunk.data);
+    blob.bytes += chunk.data.length;
+    if (!chunk.last) return;
+    this.blobs.delete(chunk.requestId);
+    this.replies.deliver(`blob:${chunk.requestId}`, { kind: 'blob', data: Buffer.concat(blob.parts) });
   }
 }
 

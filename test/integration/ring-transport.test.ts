@@ -522,6 +522,44 @@ describe('tcp ring protocol checks', () => {
     expect(attached.remotePort).toBe(socket.localPort);
   });
 
+  it('parks at most maxParked future handshakes, each for parkTimeoutMs, and they hold no seat', async () => {
+    const server = await TcpRingServer.start({ host: '127.0.0.1', port: 0, logger, parkTimeoutMs: 2_000 });
+    cleanups.push(() => server.close());
+    server.expect(1, 0);
+    // 72 unauthenticated handshakes for the next generation, as the attack report's.
+    const flood = Array.from({ length: 72 }, () => rawPeer(server.port));
+    flood.forEach(({ socket }, i) => socket.write(controlFrame(FrameKind.handshake, 2, 1 + (i % 3))));
+    const refusals = await Promise.all(flood.slice(0, 56).map((p) => p.refusal));
+    expect(refusals.every((r) => /more than 16 handshakes wait for future generations/.test(r))).toBe(true);
+    expect(server.parkedCount).toBe(16);
+    // The rest wait no longer than parkTimeoutMs for a generation that does not come.
+    const expired = await Promise.all(flood.slice(56).map((p) => p.refusal));
+    expect(expired.every((r) => /generation 2 did not start within 2000 ms/.test(r))).toBe(true);
+    expect(server.parkedCount).toBe(0);
+    // Recovery: the legitimate right neighbour of generation 2 attaches.
+    server.expect(2, 0);
+    const { socket } = rawPeer(server.port);
+    socket.write(controlFrame(FrameKind.handshake, 2, 0));
+    const attached = await server.waitForRight(2, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
+  });
+
+  it('refuses parked handshakes of other ranks when their generation starts, and the right one attaches', async () => {
+    const server = await startServer();
+    server.expect(1, 0);
+    const squatters = Array.from({ length: 10 }, () => rawPeer(server.port));
+    squatters.forEach(({ socket }, i) => socket.write(controlFrame(FrameKind.handshake, 2, 1 + (i % 5))));
+    for (let i = 0; i < 1_000 && server.parkedCount < 10; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(server.parkedCount).toBe(10);
+    server.expect(2, 0);
+    const refusals = await Promise.all(squatters.map((p) => p.refusal));
+    expect(refusals.every((r) => /is not the right neighbour/.test(r))).toBe(true);
+    const { socket } = rawPeer(server.port);
+    socket.write(controlFrame(FrameKind.handshake, 2, 0));
+    const attached = await server.waitForRight(2, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
+  });
+
   it('fails the collective of a communicator whose generation the neighbour has left behind', async () => {
     const [own, left] = [await startServer(), await startServer()];
     left.expect(2, 0);
@@ -549,5 +587,19 @@ describe('tcp ring protocol checks', () => {
     const { socket, refusal } = rawPeer(server.port);
     socket.write('GET / HTTP/1.1\r\n\r\n');
     expect(await refusal).toBe('');
+  });
+
+  it('drops a peer that sends fewer than four bytes and closes, and keeps serving (found by the fuzz test)', async () => {
+    const server = await startServer();
+    server.expect(1, 0);
+    for (const bytes of [[0x52], [0x52, 0x54, 0x52]]) {
+      const { socket, refusal } = rawPeer(server.port);
+      socket.end(Buffer.from(bytes));
+      expect(await refusal).toBe('');
+    }
+    const { socket } = rawPeer(server.port);
+    socket.write(controlFrame(FrameKind.handshake, 1, 0));
+    const attached = await server.waitForRight(1, TIMEOUT_MS);
+    expect(attached.remotePort).toBe(socket.localPort);
   });
 });

@@ -1,10 +1,12 @@
 // A joined worker's life: generations come and go (a new Welcome re-forms the ring) while the
 // replica and its data stay. Owns the heartbeat (a thread, see heartbeat.ts) and the ring
 // collective of the current generation.
+import { BLOB_CHUNK_BYTES } from '../../shared/control-limits.js';
 import type { CoordinatorMessage__Output } from '../../proto/generated/ringtrain/v1/CoordinatorMessage.js';
 import type { StepOrder__Output } from '../../proto/generated/ringtrain/v1/StepOrder.js';
 import type { Welcome__Output } from '../../proto/generated/ringtrain/v1/Welcome.js';
 import type { DataShape } from '../../shared/data/data-source.js';
+import { GradientOutlierError } from '../replica/gradient-outliers.js';
 import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
@@ -17,8 +19,6 @@ import type { Replica } from '../replica/replica.js';
 import type { RingCollective } from '../collectives/ring-collective.js';
 import type { RingEndpoint } from '../transport/ring-endpoint.js';
 import type { TrainerReplica } from '../replica/trainer-replica.js';
-
-const BLOB_CHUNK_BYTES = 1 << 20;
 
 /**
  * One worker's life after joining: generations come and go (a new Welcome re-forms the ring),
@@ -101,7 +101,7 @@ export class WorkerRuntime {
     this.comm = undefined;
     await previous?.close();
     this.generation = welcome.generation;
-    this.trainer.rank = welcome.rank;
+    this.trainer.joinGeneration(welcome.rank, welcome.worldSize);
     // Every line of this generation carries its rank and generation (bound once: no duplicate keys).
     this.logger = this.baseLogger.child({ rank: welcome.rank, generation: welcome.generation });
     try {
@@ -192,6 +192,7 @@ export class WorkerRuntime {
           step: order.step,
           completedSteps: this.trainer.completedSteps,
           reason: error.message,
+          outlierRanks: error instanceof GradientOutlierError ? error.outlierRanks : [],
         },
       });
     }

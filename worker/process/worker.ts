@@ -15,6 +15,7 @@ import type { Hello } from '../../proto/generated/ringtrain/v1/Hello.js';
 import { ControlConnection, defaultRetry, type RetryPolicy } from './control-client.js';
 import { createJobModel } from '../replica/model-source.js';
 import { Replica } from '../replica/replica.js';
+import { rogueStep } from '../replica/rogue-fault.js';
 import { RingEndpoint } from '../transport/ring-endpoint.js';
 import { TrainerReplica } from '../replica/trainer-replica.js';
 import { WorkerRuntime } from './worker-runtime.js';
@@ -74,7 +75,10 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
   try {
     connection = await ControlConnection.connect(
       options.coordinator,
-      hello({ completedSteps: 0, generation: 0 }, options.jobHash),
+      hello(
+        rogueStep === undefined ? { completedSteps: 0, generation: 0 } : { completedSteps: rogueStep, generation: 1 },
+        options.jobHash,
+      ),
       options.retry ?? defaultRetry(),
       logger,
       { security },

@@ -1,7 +1,6 @@
-// Post-processing of the all-reduced gradient (average, clip, finiteness) and the parameter hash
+// Post-processing of the all-reduced gradient (average, clip, finiteness), and the parameter hash
 // that proves replicas agree. Each function is a sequential loop with float64 accumulation and
 // no dependence on rank or world size, so every rank gets bit-identical results from equal input.
-import { createHash } from 'node:crypto';
 
 /**
  * Divides the summed gradient by the global sample count in place (division, not multiplication
@@ -55,21 +54,4 @@ export function allFinite(buf: Float32Array): boolean {
   return true;
 }
 
-const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/**
- * First 64 bits (16 hex chars) of SHA-256 over the little-endian float32 bytes. Equal hashes
- * mean bit-identical parameters (including −0 vs +0 and NaN payloads) on any host.
- */
-export function hashParams(params: Float32Array): string {
-  const hash = createHash('sha256');
-  if (HOST_IS_LITTLE_ENDIAN) {
-    hash.update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength));
-  } else {
-    const bytes = new Uint8Array(params.byteLength);
-    const view = new DataView(bytes.buffer);
-    for (let i = 0; i < params.length; i++) view.setFloat32(4 * i, params[i] as number, true);
-    hash.update(bytes);
-  }
-  return hash.digest('hex').slice(0, 16);
-}
+export { hashParams } from '../../shared/param-hash.js';

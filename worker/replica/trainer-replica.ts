@@ -9,6 +9,8 @@ import { CheckpointError } from '../../shared/errors.js';
 import { decodeIndices } from '../../shared/index-codec.js';
 import { rankSlices } from '../../shared/shard-plan.js';
 import type { Job } from '../../shared/job-schema.js';
+import { rogueStep } from './rogue-fault.js';
+import { GradientOutlierError, gradientOutliers, meanGradientNorm } from './gradient-outliers.js';
 import { decodeTrainState, encodeTrainState, type TrainCursor } from '../../shared/train-state.js';
 import type { CollectiveStats } from '../collectives/collective-stats.js';
 import { allFinite, averageWithNorm, clipByGlobalNorm, hashParams } from './gradient-ops.js';
@@ -74,8 +76,17 @@ export class TrainerReplica {
    * thread runs meanwhile (a long step, which must not be taken for a hang).
    */
   private readonly block = parseFaultPair(process.env['RINGTRAIN_FAULT_BLOCK_STEP']);
+  /**
+   * Fault injection: RINGTRAIN_FAULT_SCALE_GRADIENT="2:-10" multiplies the local gradient of the
+   * worker whose first rank was 2 by −10 every step (a poisoned contribution, for robust mode).
+   */
+  private readonly scaleGradient = parseScaleFault(process.env['RINGTRAIN_FAULT_SCALE_GRADIENT']);
   /** This replica's rank in the current generation (set by the runtime on each Welcome). */
   rank = -1;
+  /** Ranks in the current generation (set by the runtime on each Welcome). */
+  worldSize = 1;
+  /** The rank of this worker's first generation (what the injected faults name). */
+  private firstRank = -1;
 
   constructor(
     private readonly job: Job,
@@ -121,13 +132,26 @@ export class TrainerReplica {
     grad[lossSlot] = local.lossSum;
     grad[lossSlot + 1] = local.count;
     if (this.nanSteps.has(order.step)) grad[0] = Number.NaN;
+    if (this.scaleGradient !== undefined && this.scaleGradient.rank === this.firstRank)
+      for (let i = 0; i < this.paramCount; i++) grad[i] = (grad[i] as number) * this.scaleGradient.factor;
+    let gradientCollective = local.collectives;
+    if (this.job.robust !== undefined)
+      await this.afterFailure(() =>
+        this.checkGradientNorms(
+          order.step,
+          local.count,
+          gradientCollective++,
+          allReduce,
+          this.job.robust!.gradientNormFactor,
+        ),
+      );
     if (this.slowdown?.at === this.rank) await new Promise((resolve) => setTimeout(resolve, this.slowdown?.ms));
     if (this.block?.at === order.step) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, this.block.ms);
     const computedMs = performance.now();
 
     // Only the gradient collective is timed as all-reduce (and its wait reported): syncBatchNorm's
     // collectives run inside the forward/backward pass, so they count as compute.
-    const reduced = await this.afterFailure(() => allReduce(grad, order.step, local.collectives));
+    const reduced = await this.afterFailure(() => allReduce(grad, order.step, gradientCollective));
     const reducedMs = performance.now();
 
     const globalCount = grad[lossSlot + 1] ?? 0;
@@ -170,6 +194,31 @@ export class TrainerReplica {
     };
   }
 
+  /** Takes the rank and world size of a new generation. */
+  joinGeneration(rank: number, worldSize: number): void {
+    this.rank = rank;
+    this.worldSize = worldSize;
+    if (this.firstRank < 0) this.firstRank = rank;
+  }
+
+  /**
+   * Robust mode: gathers every rank's mean-gradient norm (an all-reduce of a one-hot vector) and
+   * aborts the step, naming them, when some are outliers (gradient-outliers.ts).
+   */
+  private async checkGradientNorms(
+    step: number,
+    count: number,
+    collective: number,
+    allReduce: AllReduce,
+    factor: number,
+  ): Promise<void> {
+    const norms = new Float32Array(this.worldSize);
+    norms[this.rank] = meanGradientNorm(this.gradBuffer.subarray(0, this.paramCount), count);
+    await allReduce(norms, step, collective);
+    const outliers = gradientOutliers(norms, factor);
+    if (outliers.length > 0) throw new GradientOutlierError(outliers, Array.from(norms), factor);
+  }
+
   /** Steps this replica's parameters include (its cursor). */
   get completedSteps(): number {
     return this.cursor.step;
@@ -203,9 +252,11 @@ export class TrainerReplica {
   exportState(): Uint8Array {
     const nonTrainable = new Float32Array(this.replica.nonTrainableCount);
     this.replica.readNonTrainable(nonTrainable);
+    // The injected rogue (rogue-fault.ts) lies until it has run a step of its own.
+    const lie = rogueStep !== undefined && this.cursor.step === 0;
     const state = encodeTrainState({
-      cursor: this.cursor,
-      params: this.params,
+      cursor: lie ? { step: rogueStep ?? 0, epoch: 0, batchInEpoch: 0 } : this.cursor,
+      params: lie ? new Float32Array(this.params.length) : this.params,
       nonTrainable,
       optimizer: this.optimizer.exportState(),
     });
@@ -350,6 +401,11 @@ function parseStepSet(text: string | undefined): { has(step: number): boolean } 
 }
 
 /** "AT:MS" (a rank or a step, and milliseconds) of a fault-injection variable. */
+function parseScaleFault(text: string | undefined): { rank: number; factor: number } | undefined {
+  const match = /^(\d+):(-?\d+(?:\.\d+)?)$/.exec(text?.trim() ?? '');
+  return match === null ? undefined : { rank: Number(match[1]), factor: Number(match[2]) };
+}
+
 function parseFaultPair(text: string | undefined): { at: number; ms: number } | undefined {
   const match = /^(\d+):(\d+)$/.exec(text?.trim() ?? '');
   return match === null ? undefined : { at: Number(match[1]), ms: Number(match[2]) };

@@ -9,7 +9,10 @@
 // Invariants:
 //   - at most one right connection is attached, only for the current generation and from the
 //     expected right rank; anything else gets a REFUSE frame naming the reason, then is closed;
-//   - a handshake for a newer generation is parked until `expect` reaches that generation;
+//   - a handshake for a newer generation is parked until `expect` reaches that generation, at
+//     most `maxParked` of them (the oldest is refused to make room) and each at most
+//     `parkTimeoutMs` (then refused): a peer cannot hold sockets or memory here without bound,
+//     and a parked handshake for a generation that never comes holds no seat;
 //   - once the attached connection closes or the generation is aborted, the generation stays
 //     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
@@ -24,6 +27,10 @@ import { FrameReader } from './frame-reader.js';
 
 /** How long a new connection may take to send its first four bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
+/** How many handshakes for future generations may wait at once. */
+const MAX_PARKED = 16;
+/** How long a handshake for a future generation may wait for it. */
+const PARK_TIMEOUT_MS = 10_000;
 /** How long a refused connection may take to read its REFUSE frame before it is cut. */
 const CLOSE_GRACE_MS = 1_000;
 
@@ -36,6 +43,10 @@ export interface TcpRingServerOptions {
   sniffTimeoutMs?: number;
   /** Mutual TLS and the job token, on this port and on the connections this rank dials. @default none */
   security?: JobSecurity;
+  /** How many handshakes for future generations may wait at once. @default 16 */
+  maxParked?: number;
+  /** How long a handshake for a future generation may wait for it. @default 10000 */
+  parkTimeoutMs?: number;
 }
 
 interface RightPeer {
@@ -47,6 +58,8 @@ interface RightPeer {
   address: string;
   /** False until its HANDSHAKE presented the job token (true at once when there is no token). */
   authenticated: boolean;
+  /** While parked: refuses it when it has waited parkTimeoutMs. */
+  parkTimer?: NodeJS.Timeout;
 }
 
 export class TcpRingServer {
@@ -69,6 +82,8 @@ export class TcpRingServer {
     private readonly sniffTimeoutMs: number,
     /** What this rank's ring connections present and require (its communicators dial with it too). */
     readonly security: JobSecurity,
+    private readonly maxParked: number,
+    private readonly parkTimeoutMs: number,
   ) {
     if (server instanceof tls.Server) {
       server.on('secureConnection', (socket: tls.TLSSocket) => this.onConnection(socket));
@@ -93,6 +108,8 @@ export class TcpRingServer {
       options.logger ?? componentLogger('tcp-ring-server'),
       sniffTimeoutMs,
       security,
+      options.maxParked ?? MAX_PARKED,
+      options.parkTimeoutMs ?? PARK_TIMEOUT_MS,
     );
     const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
     await new Promise<void>((resolve, reject) => {
@@ -128,7 +145,7 @@ export class TcpRingServer {
     this.failure = undefined;
     for (const peer of [...this.parked]) {
       if (peer.generation <= generation) {
-        this.parked.delete(peer);
+        this.unpark(peer);
         this.admit(peer);
       }
     }
@@ -181,6 +198,7 @@ export class TcpRingServer {
     this.failure ??= new CollectiveError(`tcp ring server on port ${this.port} closed`);
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
+    for (const peer of this.parked) clearTimeout(peer.parkTimer);
     this.parked.clear();
     this.right = undefined;
     this.pool.clear();
@@ -216,7 +234,9 @@ export class TcpRingServer {
       sniffed = true;
       clearTimeout(timer);
       socket.off('readable', onReadable);
-      if (head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
+      // At the end of the stream read(4) returns what is left, maybe fewer than four bytes (a
+      // peer that sent 1-3 bytes and closed): that is not ours either (found by the fuzz test).
+      if (head.length === 4 && head.readUInt32LE(0) === FRAME_MAGIC) this.adopt(socket, head);
       else socket.destroy();
     };
     socket.on('readable', onReadable);
@@ -273,8 +293,16 @@ export class TcpRingServer {
     peer.generation = generation;
     peer.rank = rank;
     if (generation > this.generation && !this.closed) {
+      const oldest = this.parked.values().next();
+      if (this.parked.size >= this.maxParked && oldest.done !== true)
+        this.refuse(oldest.value, `more than ${this.maxParked} handshakes wait for future generations`);
       peer.state = 'parked';
       this.parked.add(peer);
+      peer.parkTimer = setTimeout(
+        () => this.refuse(peer, `generation ${generation} did not start within ${this.parkTimeoutMs} ms`),
+        this.parkTimeoutMs,
+      );
+      peer.parkTimer.unref();
       this.logger.debug({ generation, rank }, 'parked handshake for a future generation');
       return;
     }
@@ -304,9 +332,19 @@ export class TcpRingServer {
     this.notify();
   }
 
+  /** Handshakes waiting for a future generation (bounded by maxParked). */
+  get parkedCount(): number {
+    return this.parked.size;
+  }
+
+  private unpark(peer: RightPeer): void {
+    this.parked.delete(peer);
+    clearTimeout(peer.parkTimer);
+  }
+
   private onGone(peer: RightPeer): void {
     if (peer.state === 'done') return;
-    this.parked.delete(peer);
+    this.unpark(peer);
     const wasRight = peer === this.right;
     peer.state = 'done';
     if (!wasRight) return;
@@ -330,7 +368,7 @@ export class TcpRingServer {
       this.right = undefined;
       this.failure ??= new CollectiveError(reason);
     }
-    this.parked.delete(peer);
+    this.unpark(peer);
     peer.state = 'done';
     this.logger[level]({ rank: peer.rank, generation: peer.generation }, `ring connection refused: ${reason}`);
     const socket = peer.socket;
