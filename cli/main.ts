@@ -5,6 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, RingtrainError, userFacingError } from '../shared/errors.js';
 import { componentLogger } from '../shared/logger.js';
+import { stderrPrefixed } from '../shared/stderr-prefix.js';
 import { ringtrainVersion } from '../shared/version.js';
 import { addBenchCommand } from './bench-command.js';
 import { addPackCommand } from './pack-command.js';
@@ -82,7 +83,7 @@ function report(thrown: unknown): void {
   // A write that found no room (ENOSPC, ...) anywhere is StorageFullError: one line, exit 13.
   const error = userFacingError(thrown);
   const { line, exitCode } = reportOf(error);
-  if (line !== '') process.stderr.write(`${line}\n`);
+  if (line !== '') process.stderr.write(stderrPrefixed(`${line}\n`));
   if (!(error instanceof RingtrainError) && !(error instanceof CommanderError))
     componentLogger('cli').debug({ err: error }, 'unexpected error');
   process.exitCode = exitCode;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { Logger } from '../shared/logger.js';
 import { EXIT_WITH_PARENT_FLAG, parentWatchPreload } from '../shared/parent-watch.js';
-import { forwardWorkerStderr } from './worker-stderr.js';
+import { STDERR_RANK_ENV } from '../shared/stderr-prefix.js';
 
 /** glibc's own default (128 KiB), set explicitly so that glibc stops adjusting it (see workerEnv). */
 export const PINNED_MMAP_THRESHOLD = String(128 * 1024);
@@ -47,7 +47,7 @@ export interface WorkerProcessOptions {
   gpu: number | undefined;
   /** Environment to start from (the caller's, plus any extras). */
   env: NodeJS.ProcessEnv;
-  /** Pass its stderr on line by line, prefixed `[rank R]` (R: this rank, or the rank a line names). @default stderr inherited as is */
+  /** Have the worker start each stderr line with `[rank R]` (R: this rank until it joins a ring, then its rank there). @default no prefix */
   stderrRank?: number;
 }
 
@@ -61,16 +61,18 @@ export function workerProcessArgv(args: readonly string[]): string[] {
 
 /**
  * Starts one `ringtrain worker` process on this machine: the one way local workers are started.
- * Its stdin is a pipe the parent never writes to; its output goes to the parent's (stderr with
- * rank prefixes when `stderrRank` is given).
+ * Its stdin is a pipe the parent never writes to; its output goes to the parent's (stderr lines
+ * prefixed with its rank when `stderrRank` is given).
  */
 export function spawnWorkerProcess(options: WorkerProcessOptions): ChildProcess {
   const child = spawn(process.execPath, workerProcessArgv(options.args), {
-    stdio: ['pipe', 'inherit', options.stderrRank === undefined ? 'inherit' : 'pipe'],
-    env: LocalWorkers.workerEnv(options.gpu, options.env),
+    stdio: ['pipe', 'inherit', 'inherit'],
+    env: LocalWorkers.workerEnv(options.gpu, {
+      ...options.env,
+      ...(options.stderrRank !== undefined ? { [STDERR_RANK_ENV]: String(options.stderrRank) } : {}),
+    }),
   });
   child.stdin?.on('error', () => undefined); // EPIPE once the worker is gone: nothing to do
-  if (options.stderrRank !== undefined && child.stderr !== null) forwardWorkerStderr(child.stderr, options.stderrRank);
   return child;
 }
 

@@ -1,7 +1,8 @@
 // The library's entry point: `import { train, ... } from 'ringtrain'`. Everything a program
 // needs to train from code, with its types; nothing else of the package is public.
 export { train } from './train.js';
-export type { TrainOptions } from './train-options.js';
+export type { ProgressStyle, TrainOptions } from './train-options.js';
+export type { ProgressEvent } from '../coordinator/run/progress-events.js';
 export { ReduceLROnPlateau, type ReduceLROnPlateauOptions } from './reduce-lr-on-plateau.js';
 export type {
   CheckpointEvent,

@@ -6,6 +6,7 @@
 // bindings and the call's object one after the other without merging, so a field bound in a
 // child is never passed again in a call or a deeper child.
 import { pino, type Logger } from 'pino';
+import { stderrPrefixed } from './stderr-prefix.js';
 
 export type { Logger } from 'pino';
 
@@ -20,7 +21,14 @@ export function logLevel(fallback = 'warn'): string {
 }
 
 export function rootLogger(): Logger {
-  root ??= pino({ level: logLevel(), base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  if (root === undefined) {
+    const stderr = pino.destination({ fd: 2, sync: true });
+    // An embedded worker's lines start with its rank (shared/stderr-prefix.ts).
+    root = pino(
+      { level: logLevel(), base: { pid: process.pid } },
+      { write: (line: string) => stderr.write(stderrPrefixed(line)) },
+    );
+  }
   return root;
 }
 

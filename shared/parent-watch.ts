@@ -8,6 +8,8 @@
 // Node even parses the CLI's large module graph (tfjs), and a worker whose coordinator dies
 // while it is still loading leaves at once too.
 
+import { stderrPrefixed } from './stderr-prefix.js';
+
 /** Exit code of a worker whose launching coordinator died (as when it cannot reach one). */
 const PARENT_GONE_EXIT_CODE = 5;
 export const EXIT_WITH_PARENT_FLAG = '--exit-with-parent';
@@ -24,7 +26,7 @@ export function exitWithParent(): void {
   if (watching) return;
   watching = true;
   const leave = (): void => {
-    process.stderr.write('ringtrain: the coordinator that started this worker is gone; exiting\n');
+    process.stderr.write(stderrPrefixed('ringtrain: the coordinator that started this worker is gone; exiting\n'));
     process.exit(PARENT_GONE_EXIT_CODE);
   };
   process.stdin.once('end', leave);

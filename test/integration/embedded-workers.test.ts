@@ -43,6 +43,9 @@ describe('a coordinator SIGKILLed during its own startup', () => {
     const leftovers = workers.filter(alive);
     for (const pid of leftovers) process.kill(pid, 'SIGKILL'); // leave nothing behind, even on failure
     expect(leftovers).toEqual([]);
-    expect(stderr.match(/^ringtrain: the coordinator that started this worker is gone; exiting$/gm)).toHaveLength(3);
+    // Each worker's line starts with its rank: embedded workers share the coordinator's stderr.
+    expect(
+      stderr.match(/^\[rank [012]\] ringtrain: the coordinator that started this worker is gone; exiting$/gm),
+    ).toHaveLength(3);
   });
 });

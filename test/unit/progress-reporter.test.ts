@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { StepOutcome } from '../../coordinator/loop/step-driver.js';
 import { LiveProgressView } from '../../coordinator/run/live-progress-view.js';
 import { epochLine, formatDuration, type ProgressEvent } from '../../coordinator/run/progress-events.js';
@@ -10,7 +10,6 @@ import {
   QuietProgressView,
 } from '../../coordinator/run/progress-reporter.js';
 import { ThroughputMeter } from '../../coordinator/run/throughput-meter.js';
-import { rankPrefix } from '../../coordinator/worker-stderr.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 function outcome(step: number, wallMs: number, globalCount = 32, loss = 1): StepOutcome {
@@ -161,9 +160,22 @@ describe('formatting', () => {
     expect([0, 42.4, 185, 3725, Number.NaN].map(formatDuration)).toEqual(['0s', '42s', '3m05s', '1h02m', '?']);
   });
 
-  it('prefixes a worker line with the rank it names, else the rank it was started as', () => {
-    expect(rankPrefix('{"level":40,"rank":2,"msg":"x"}', 0)).toBe('[rank 2] ');
-    expect(rankPrefix('{"level":40,"msg":"x"}', 1)).toBe('[rank 1] ');
-    expect(rankPrefix('ringtrain: lost the coordinator', 3)).toBe('[rank 3] ');
+  it('prefixes an embedded worker’s stderr lines with its rank, which follows the ring it joins', async () => {
+    vi.resetModules();
+    vi.stubEnv('RINGTRAIN_STDERR_RANK', '2');
+    try {
+      const prefix = await import('../../shared/stderr-prefix.js');
+      expect(prefix.stderrPrefixed('{"level":40}\nringtrain: gone\n')).toBe(
+        '[rank 2] {"level":40}\n[rank 2] ringtrain: gone\n',
+      );
+      prefix.setStderrRank(0);
+      expect(prefix.stderrPrefixed('x\n')).toBe('[rank 0] x\n');
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
+    }
+    const off = await import('../../shared/stderr-prefix.js');
+    off.setStderrRank(1);
+    expect(off.stderrPrefixed('x\n')).toBe('x\n');
   });
 });

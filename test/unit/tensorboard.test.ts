@@ -111,4 +111,21 @@ describe('TensorBoardWriter', () => {
     expect(scalars).toContainEqual([2, 'validation/loss', 0.5]);
     expect(scalars).toContainEqual([2, 'ring/recoveries', 1]);
   });
+
+  it('a resumed run adds a file and carries its counts on from metrics.jsonl', async () => {
+    const out = path.join(tempDir(), 'run');
+    const first = await RunDirectory.create({ explicitDir: out, name: 'tb' });
+    await first.writeJob('name: tb\n');
+    first.appendMetrics({ type: 'event', kind: 'recovery', rank: 0, step: 3, detail: 'x' });
+    await first.close();
+    const resumed = await RunDirectory.open(out);
+    runs.push(resumed);
+    const writer = TensorBoardWriter.open(resumed, silent, new Date(Date.UTC(2026, 0, 2)));
+    resumed.appendMetrics({ type: 'event', kind: 'recovery', rank: 1, step: 9, detail: 'y' });
+    writer.close();
+    const events = readEventFile(writer.file);
+    expect(events.slice(1).map((e) => [e.step, e.summary?.value[0]?.tag, e.summary?.value[0]?.simpleValue])).toEqual([
+      [9, 'ring/recoveries', 2],
+    ]);
+  });
 });

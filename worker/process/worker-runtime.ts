@@ -10,6 +10,7 @@ import { GradientOutlierError } from '../replica/gradient-outliers.js';
 import { CollectiveError, outOfMemoryFrom, RingtrainError } from '../../shared/errors.js';
 import type { Job } from '../../shared/job-schema.js';
 import type { Logger } from '../../shared/logger.js';
+import { setStderrRank } from '../../shared/stderr-prefix.js';
 import { encodeModelBlob } from '../../shared/model-blob.js';
 import type { ControlConnection } from './control-client.js';
 import { dieIfEvalFault } from './eval-fault.js';
@@ -104,6 +105,7 @@ export class WorkerRuntime {
     this.trainer.joinGeneration(welcome.rank, welcome.worldSize);
     // Every line of this generation carries its rank and generation (bound once: no duplicate keys).
     this.logger = this.baseLogger.child({ rank: welcome.rank, generation: welcome.generation });
+    setStderrRank(welcome.rank);
     try {
       this.comm = await joinRing(this.server, welcome, this.job, this.collectiveTimeoutMs, this.logger);
     } catch (error) {

@@ -7,6 +7,7 @@ import { describeError, JobConfigError, JoinRejectedError, RingtrainError } from
 import { formatIssues, jobHash } from '../../shared/job.js';
 import { resolvedJobSchema, type Job } from '../../shared/job-schema.js';
 import { componentLogger, runIdOf, type Logger } from '../../shared/logger.js';
+import { setStderrRank } from '../../shared/stderr-prefix.js';
 import { withRunDefaults } from '../../shared/run-defaults.js';
 import { securityWarning, type JobSecurity } from '../../shared/security/job-security.js';
 import { ringtrainVersion } from '../../shared/version.js';
@@ -85,6 +86,7 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     );
     // The run's lines carry its id; WorkerRuntime adds the rank and generation of each ring.
     logger = componentLogger('worker', { runId: runIdOf(connection.welcome.runId) });
+    setStderrRank(connection.welcome.rank);
     const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
     const backend = await selectBackend(job.backend, logger);
