@@ -4,6 +4,7 @@
 // Classification labels may be strings or numbers; the sorted distinct values become the classes
 // (numerically sorted when all are numbers). Every problem is a DatasetError naming the file and
 // the 1-based line.
+import { createHash } from 'node:crypto';
 import { DatasetError } from '../errors.js';
 import { readDataFile } from './read-data-file.js';
 import type { DataSpec } from '../job-schema.js';
@@ -17,10 +18,28 @@ export { parseNumber } from './column-encoding.js';
 
 type CsvSpec = Extract<DataSpec, { format: 'csv' }>;
 
+/**
+ * The last file parsed, while something still holds its samples: resolving a job without
+ * model.input parses the file (job.ts), and loadDataset then asks for it again at once. Keyed by
+ * the spec, the seed and a hash of the bytes (not the mtime, whose clock ticks coarsely), so a
+ * changed file is parsed afresh; hashing costs little next to parsing.
+ */
+let last: { key: string; raw: WeakRef<RawSamples> } | undefined;
+
 /** `seed` is the job's: `missing: mean` fits its fill values on the training split only. */
 export function readCsv(spec: CsvSpec, seed: number): RawSamples {
+  const bytes = readDataFile(spec.path);
+  const key = JSON.stringify([spec, seed, createHash('sha256').update(bytes).digest('hex')]);
+  const cached = last !== undefined && last.key === key ? last.raw.deref() : undefined;
+  if (cached !== undefined) return cached;
+  const raw = parseCsvSamples(spec, seed, bytes.toString('utf8'));
+  last = { key, raw: new WeakRef(raw) };
+  return raw;
+}
+
+function parseCsvSamples(spec: CsvSpec, seed: number, text: string): RawSamples {
   const file = spec.path;
-  const rows = parseCsv(readText(file), spec.delimiter, file);
+  const rows = parseCsv(text, spec.delimiter, file);
   const header = rows[0];
   if (header === undefined) throw new DatasetError(file, 'file is empty; expected a header row and data rows', 1);
   const labelColumn = findLabelColumn(header, spec.label, file);
@@ -53,10 +72,6 @@ export function readCsv(spec: CsvSpec, seed: number): RawSamples {
     ...(ignored.length === 0 ? {} : { ignored }),
   };
   return { file, count: dataRows.length, featureSize, x, target, columns };
-}
-
-function readText(file: string): string {
-  return readDataFile(file).toString('utf8');
 }
 
 /** Data rows of the header's width; rows with an empty feature cell left out under `missing: drop`. */

@@ -107,7 +107,8 @@ export function listDir(dir: string): string[] {
       .filter((name) => !name.startsWith('.'))
       .sort(compareCodeUnits);
   } catch (cause) {
-    throw new DatasetError(dir, describeReadFailure(cause), undefined, { cause });
+    const why = describeReadFailure(cause);
+    throw new DatasetError(dir, why === 'file not found' ? 'no such file or folder' : why, undefined, { cause });
   }
 }
 

@@ -106,6 +106,27 @@ describe('csv as it comes', () => {
     expect(rowsOf(job).map((r) => r[0])).toEqual([2, 1, 2, 1, 0]);
   });
 
+  test('encode turns a numeric column into categories (numbers keyed by value: "8.0" is "8")', () => {
+    const file = write('cyl.csv', ['cyl,mpg', '8,1', '4,2', '8.0,3', '6,4'].join('\n'));
+    const job = jobOn(file, { encode: { cyl: 'onehot' }, ...NO_SPLIT });
+    expect(loadDataset(job).columns?.encodings).toEqual([
+      { column: 'cyl', kind: 'onehot', categories: ['4', '6', '8'] },
+    ]);
+    expect(rowsOf(job)).toEqual([
+      [0, 0, 1],
+      [1, 0, 0],
+      [0, 0, 1],
+      [0, 1, 0],
+    ]);
+  });
+
+  test('a changed file is read afresh, not served from the parse cache', () => {
+    const file = write('change.csv', ['hp,mpg', '1,2', '3,4'].join('\n'));
+    expect(rowsOf(jobOn(file, NO_SPLIT))).toEqual([[1], [3]]);
+    writeFileSync(file, ['hp,mpg', '5,2', '7,4'].join('\n')); // same size
+    expect(rowsOf(jobOn(file, NO_SPLIT))).toEqual([[5], [7]]);
+  });
+
   test('features selects and orders the columns', () => {
     const file = write('cars.csv', CARS);
     const job = jobOn(file, { features: ['weight', 'origin'], ...NO_SPLIT });

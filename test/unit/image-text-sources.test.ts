@@ -125,6 +125,21 @@ describe('image folders', () => {
     );
   });
 
+  test('a missing folder is an error naming it', () => {
+    const root = path.join(dir, 'nowhere');
+    const spec = {
+      format: 'images' as const,
+      path: root,
+      shape: [2, 2, 3] as [number, number, 3],
+      split: { validation: 0, test: 0 },
+      target: 'label' as const,
+    };
+    expect(datasetError(() => readImages(spec)).message).toBe(`${root}: no such file or folder`);
+    expect(datasetError(() => readText({ ...TEXT_SPEC, path: root, window: 2 })).message).toBe(
+      `${root}: no such file or folder`,
+    );
+  });
+
   test('one class, or an empty class folder, is an error naming the folder', () => {
     const root = path.join(dir, 'one');
     put(path.join(root, 'only', 'a.png'), png().encode(solid(2, 2, [1, 2, 3])));
