@@ -61,6 +61,8 @@ class PackedSource {
   private readonly shards = new Map<string, OpenShard>();
   private readonly recordBytes: number;
   private readonly record: Buffer;
+  /** checkSum's read buffer, allocated at the first check and kept (one per source, not per shard). */
+  private verifyChunk: Buffer | undefined;
   /** Oldest first. */
   private readonly ahead: ReadAhead[] = [];
 
@@ -201,7 +203,7 @@ class PackedSource {
 
   private checkSum(fd: number, entry: ShardEntry): void {
     const hash = createHash('sha256');
-    const chunk = Buffer.allocUnsafe(Math.min(VERIFY_CHUNK_BYTES, Math.max(1, entry.bytes)));
+    const chunk = (this.verifyChunk ??= Buffer.allocUnsafe(VERIFY_CHUNK_BYTES));
     for (let offset = 0; offset < entry.bytes;) {
       const n = readSync(fd, chunk, 0, Math.min(chunk.byteLength, entry.bytes - offset), offset);
       if (n === 0) break;
