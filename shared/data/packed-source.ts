@@ -120,7 +120,8 @@ class PackedSource {
 
   /** Starts async reads of `indices` (threadpool), used by the fill that asks for the same rows. */
   readAhead(split: SplitName, indices: Uint32Array): void {
-    const bytes = Buffer.allocUnsafe(indices.length * this.recordBytes);
+    // Its own ArrayBuffer (never Node's shared pool), so every record's floats are 4-byte aligned.
+    const bytes = Buffer.from(new ArrayBuffer(indices.length * this.recordBytes));
     let finish = (): void => undefined;
     const done = new Promise<void>((resolve) => (finish = resolve));
     const ahead: ReadAhead = { split, indices: indices.slice(), bytes, pending: indices.length, failed: false, done };

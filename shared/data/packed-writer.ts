@@ -84,7 +84,7 @@ export function packDataSource(source: DataSource, job: Job, outDir: string, opt
         target: 'target' in job.data ? job.data.target : 'label',
         source: job.data,
       },
-      info: JSON.parse(JSON.stringify(info)) as Record<string, unknown>,
+      info: JSON.parse(JSON.stringify(info)) as PackedManifest['info'],
       splits,
     };
     writeSynced(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
