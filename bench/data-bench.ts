@@ -19,7 +19,7 @@ import { withoutInterruptions } from './bench-job.js';
 import { ChildRssMonitor } from './rss-monitor.js';
 import { stepFigures } from './step-timings.js';
 import { SYNTHETIC_CLASSES, syntheticSource } from './synthetic-source.js';
-import { formatBytes } from './units.js';
+import { formatBytes, median } from './units.js';
 
 export interface DataBenchOptions {
   /** Packed dataset sizes in bytes. @default [100 MiB, 4 GiB] */
@@ -30,8 +30,10 @@ export interface DataBenchOptions {
   /** Features per sample (float32). @default 256 */
   featureSize: number;
   batchSize: number;
-  /** Where the packed folders are written (and removed after each size). @default os.tmpdir() */
+  /** Where the packed folders are written (all sizes at once; removed at the end). @default os.tmpdir() */
   dir: string;
+  /** Training runs per size, taken in turn (A B A B ...); figures are medians. @default 3 */
+  rounds: number;
   backend: string;
   json?: string;
   write: (line: string) => void;
@@ -49,12 +51,57 @@ export interface DataRow {
 }
 
 export async function runDataBench(options: DataBenchOptions): Promise<DataRow[]> {
-  const recordBytes = (options.featureSize + 1) * 4;
   options.write(
     `# bench data: ${options.workers} workers, ${options.steps} measured steps (+${options.warmupSteps} warm-up) of batch ${options.batchSize}, ` +
-      `${options.featureSize} float32 features per sample, ${options.backend} backend, packed under ${options.dir}`,
+      `${options.featureSize} float32 features per sample, ${options.backend} backend, ${options.rounds} rounds, packed under ${options.dir}`,
   );
-  const rows: DataRow[] = [];
+  const dir = await mkdtemp(path.join(options.dir, 'ringtrain-bench-data-'));
+  try {
+    const packs = packSizes(dir, options);
+    // Rounds visit every size in turn, so a machine that gets busier or quieter during the
+    // bench weighs on every size alike; each size's figure is its median over the rounds.
+    const runs = new Map<PackedSize, Array<Awaited<ReturnType<typeof trainSteps>>>>();
+    for (let round = 0; round < options.rounds; round++)
+      for (const pack of packs) {
+        const trained = await trainSteps(pack.job, path.join(dir, `run-${round}-${pack.samples}`), options);
+        runs.set(pack, [...(runs.get(pack) ?? []), trained]);
+      }
+    const rows = packs.map((pack): DataRow => {
+      const own = runs.get(pack) ?? [];
+      return {
+        datasetBytes: pack.bytes,
+        samples: pack.samples,
+        shards: pack.shards,
+        packSeconds: pack.packSeconds,
+        samplesPerSecond: median(own.map((r) => r.samplesPerSecond)),
+        steps: Math.min(...own.map((r) => r.steps)),
+        peakRssBytes: Array.from({ length: options.workers }, (_, rank) =>
+          Math.max(...own.map((r) => r.peakRssBytes[rank] ?? Number.NaN)),
+        ),
+        verified: own.length === options.rounds && own.every((r) => r.verified),
+      };
+    });
+    options.write(formatTable(COLUMNS, rows));
+    for (const line of ratioLines(rows)) options.write(line);
+    if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
+    return rows;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface PackedSize {
+  samples: number;
+  bytes: number;
+  shards: number;
+  packSeconds: number;
+  job: Job;
+}
+
+/** Packs every size that fits on the disk (all are kept until the rounds are done). */
+function packSizes(dir: string, options: DataBenchOptions): PackedSize[] {
+  const recordBytes = (options.featureSize + 1) * 4;
+  const packs: PackedSize[] = [];
   for (const size of options.sizes) {
     const samples = Math.max(options.batchSize, Math.floor(size / recordBytes));
     const free = freeBytes(options.dir);
@@ -64,18 +111,7 @@ export async function runDataBench(options: DataBenchOptions): Promise<DataRow[]
       );
       continue;
     }
-    rows.push(await measureSize(samples, options));
-  }
-  options.write(formatTable(COLUMNS, rows));
-  for (const line of ratioLines(rows)) options.write(line);
-  if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
-  return rows;
-}
-
-async function measureSize(samples: number, options: DataBenchOptions): Promise<DataRow> {
-  const dir = await mkdtemp(path.join(options.dir, 'ringtrain-bench-data-'));
-  try {
-    const packed = path.join(dir, 'packed');
+    const packed = path.join(dir, `packed-${samples}`);
     // Enough epochs for warm-up + measured steps even on a small set (a big one needs one).
     const epochs = Math.ceil(((options.warmupSteps + options.steps + 1) * options.batchSize) / samples);
     const job = benchJob(packed, epochs, options);
@@ -83,11 +119,9 @@ async function measureSize(samples: number, options: DataBenchOptions): Promise<
     const { manifest, bytes } = packDataSource(syntheticSource(samples, options.featureSize), job, packed);
     const packSeconds = (performance.now() - packStart) / 1000;
     const shards = Object.values(manifest.splits).reduce((n, s) => n + s.shards.length, 0);
-    const trained = await trainSteps(job, path.join(dir, 'run'), options);
-    return { datasetBytes: bytes, samples, shards, packSeconds, ...trained };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+    packs.push({ samples, bytes, shards, packSeconds, job });
   }
+  return packs;
 }
 
 /** Trains until warm-up + measured steps are done, then stops at that boundary (no final evaluation of millions of samples). */

@@ -1,7 +1,7 @@
 // The runtime baseline for worker memory (the hidden `bench rss-probe`): a process that loads
 // what every worker loads before its model exists — Node, TensorFlow.js with the job's backend,
 // and the dataset — and reports its peak RSS. Worker peak minus this is what training costs.
-import { loadDataset } from '../shared/data/dataset.js';
+import { openDataSource } from '../shared/data/data-source.js';
 import { selectBackend } from '../worker/backend/backend.js';
 import { loadBenchJob } from './bench-job.js';
 
@@ -11,6 +11,6 @@ export async function runRssProbe(
 ): Promise<{ maxRssBytes: number; backend: string }> {
   const job = loadBenchJob(jobFile, backend !== undefined ? { backend } : {});
   const info = await selectBackend(job.backend);
-  loadDataset(job);
+  await openDataSource(job); // what a worker opens: a packed folder or a module is not read whole
   return { maxRssBytes: process.resourceUsage().maxRSS * 1024, backend: info.name };
 }

@@ -141,7 +141,8 @@ export function addBenchCommand(program: Command): void {
     )
     .option('--batch-size <B>', 'global batch', positiveInt('--batch-size'), 256)
     .option('--feature-size <F>', 'float32 features per sample', positiveInt('--feature-size'), 256)
-    .option('--dir <dir>', 'where to write the packed datasets (removed after each size)', os.tmpdir())
+    .option('--dir <dir>', 'where to write the packed datasets (all sizes at once, removed at the end)', os.tmpdir())
+    .option('--rounds <R>', 'training runs per size, taken in turn; figures are medians', positiveInt('--rounds'), 3)
     .addOption(new Option('--backend <name>', 'backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('wasm'))
     .option('--json <file>', 'write one JSON row per size')
     .action(async (flags: Omit<DataBenchOptions, 'write'>) => {

@@ -38,8 +38,17 @@ export const manifestSchema = z.strictObject({
   }),
   /** The job settings the labels were laid out for: another loss may need another layout. */
   packedFor: z.strictObject({ loss: z.string(), target: z.string(), source: z.unknown() }),
-  /** DatasetInfo without its hash: shapes, task, class names, columns, normalisation. */
-  info: z.record(z.string(), z.unknown()),
+  /**
+   * DatasetInfo without its hash: shapes, task, class names, columns, normalisation. Loose:
+   * whatever metadata a source adds (a vocabulary, ...) travels through a pack unchanged.
+   */
+  info: z.looseObject({
+    name: z.string(),
+    inputShape: z.array(z.number().int().positive()).min(1),
+    featureSize: z.number().int().positive(),
+    labelSize: z.number().int().nonnegative(),
+    task: z.enum(['classification', 'binary', 'regression', 'reconstruction']),
+  }),
   splits: z.strictObject({ train: splitSchema, validation: splitSchema, test: splitSchema }),
 });
 

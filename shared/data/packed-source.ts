@@ -61,6 +61,8 @@ class PackedSource {
   private readonly shards = new Map<string, OpenShard>();
   private readonly recordBytes: number;
   private readonly record: Buffer;
+  /** checkSum's read buffer, allocated at the first check and kept (one per source, not per shard). */
+  private verifyChunk: Buffer | undefined;
   /** Oldest first. */
   private readonly ahead: ReadAhead[] = [];
 
@@ -118,7 +120,8 @@ class PackedSource {
 
   /** Starts async reads of `indices` (threadpool), used by the fill that asks for the same rows. */
   readAhead(split: SplitName, indices: Uint32Array): void {
-    const bytes = Buffer.allocUnsafe(indices.length * this.recordBytes);
+    // Its own ArrayBuffer (never Node's shared pool), so every record's floats are 4-byte aligned.
+    const bytes = Buffer.from(new ArrayBuffer(indices.length * this.recordBytes));
     let finish = (): void => undefined;
     const done = new Promise<void>((resolve) => (finish = resolve));
     const ahead: ReadAhead = { split, indices: indices.slice(), bytes, pending: indices.length, failed: false, done };
@@ -201,7 +204,7 @@ class PackedSource {
 
   private checkSum(fd: number, entry: ShardEntry): void {
     const hash = createHash('sha256');
-    const chunk = Buffer.allocUnsafe(Math.min(VERIFY_CHUNK_BYTES, Math.max(1, entry.bytes)));
+    const chunk = (this.verifyChunk ??= Buffer.allocUnsafe(VERIFY_CHUNK_BYTES));
     for (let offset = 0; offset < entry.bytes;) {
       const n = readSync(fd, chunk, 0, Math.min(chunk.byteLength, entry.bytes - offset), offset);
       if (n === 0) break;

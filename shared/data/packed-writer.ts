@@ -14,6 +14,7 @@ import {
   fsyncSync,
   mkdtempSync,
   openSync,
+  readSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -83,7 +84,7 @@ export function packDataSource(source: DataSource, job: Job, outDir: string, opt
         target: 'target' in job.data ? job.data.target : 'label',
         source: job.data,
       },
-      info: JSON.parse(JSON.stringify(info)) as Record<string, unknown>,
+      info: JSON.parse(JSON.stringify(info)) as PackedManifest['info'],
       splits,
     };
     writeSynced(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -96,8 +97,9 @@ export function packDataSource(source: DataSource, job: Job, outDir: string, opt
 }
 
 /**
- * Writes one split's records and feeds the content hash its header, x bytes, then y bytes (a
- * second pass over the rows: the hash takes all x before any y).
+ * Writes one split's records and feeds the content hash its header, x bytes, then y bytes. The
+ * hash takes all x before any y, so the labels wait in a scratch file in the temporary folder
+ * (never in memory: a split's labels can be large) and are hashed after the last record.
  */
 function writeSplit(source: DataSource, split: SplitName, dir: string, perShard: number, content: Hash): ShardEntry[] {
   const fs = source.featureSize;
@@ -109,6 +111,8 @@ function writeSplit(source: DataSource, split: SplitName, dir: string, perShard:
   const record = new Float32Array(rows * (fs + ls));
   content.update(bytesOf(new Uint32Array([count, count * fs, count * ls])));
   const shards: ShardEntry[] = [];
+  const labelsFile = path.join(dir, `.${split}-labels.scratch`);
+  const labels = openSync(labelsFile, 'wx+');
   let shard: { fd: number; hash: Hash; entry: ShardEntry } | undefined;
   const closeShard = (): void => {
     if (shard === undefined) return;
@@ -137,18 +141,27 @@ function writeSplit(source: DataSource, split: SplitName, dir: string, perShard:
     writeAll(shard.fd, written);
     shard.hash.update(written);
     content.update(bytesOf(x.subarray(0, n * fs)));
+    writeAll(labels, bytesOf(y.subarray(0, n * ls)));
     shard.entry.records += n;
     shard.entry.bytes += written.byteLength;
     start += n;
     if (shard.entry.records === perShard) closeShard();
   }
   closeShard();
-  for (let start = 0; start < count; start += rows) {
-    const n = Math.min(rows, count - start);
-    source.fill(split, indexRange(start, n), x, y);
-    content.update(bytesOf(y.subarray(0, n * ls)));
-  }
+  hashFile(labels, count * ls * 4, content, bytesOf(record));
+  closeSync(labels);
+  rmSync(labelsFile);
   return shards;
+}
+
+/** Feeds `bytes` bytes of the open file `fd` (from its start) to `hash`, through `scratch`. */
+function hashFile(fd: number, bytes: number, hash: Hash, scratch: Uint8Array): void {
+  for (let offset = 0; offset < bytes;) {
+    const n = readSync(fd, scratch, 0, Math.min(scratch.byteLength, bytes - offset), offset);
+    if (n === 0) throw new Error(`label scratch file ended at byte ${offset} of ${bytes}`);
+    hash.update(scratch.subarray(0, n));
+    offset += n;
+  }
 }
 
 function chunkRows(recordFloats: number): number {

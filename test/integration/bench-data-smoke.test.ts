@@ -8,7 +8,7 @@ import type { DataRow } from '../../bench/data-bench.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 
 describe('ringtrain bench data', () => {
-  it('packs each size, trains 2 workers on it, and prints RSS and samples/s side by side with ratios', async () => {
+  it('packs each size, trains 2 workers on each in turn, and prints RSS and samples/s side by side with ratios', async () => {
     const dir = tempDir('ringtrain-bench-data-');
     const json = path.join(dir, 'rows.json');
     const result = await runCli([
@@ -24,6 +24,8 @@ describe('ringtrain bench data', () => {
       '32',
       '--feature-size',
       '64',
+      '--rounds',
+      '2',
       '--dir',
       dir,
       '--json',

@@ -284,6 +284,19 @@ describe('bad packed data', () => {
     );
   });
 
+  test('a manifest that is not one of ours is named, with the field that is wrong', async () => {
+    const { out, packedJob } = await fresh();
+    const file = path.join(out, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { info: Record<string, unknown> };
+    delete manifest.info['inputShape'];
+    writeFileSync(file, JSON.stringify(manifest));
+    await expect(openDataSource(packedJob)).rejects.toThrow(
+      /manifest\.json: is not a ringtrain pack manifest \(info\.inputShape: .*\); pack the data again/,
+    );
+    writeFileSync(file, '{ not json');
+    await expect(openDataSource(packedJob)).rejects.toThrow(/manifest\.json: is not valid JSON; pack the data again/);
+  });
+
   test('a manifest that does not match the job: input shape, loss', async () => {
     const { packedJob } = await fresh();
     await expect(openDataSource({ ...packedJob, model: { ...packedJob.model, input: [1, 2] } })).rejects.toThrow(
