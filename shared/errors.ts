@@ -442,6 +442,11 @@ export function isAlreadyExists(error: unknown): boolean {
   return errnoCode(error) === 'EEXIST';
 }
 
+/** The peer reset the connection (ECONNRESET): it closed without a word, as a TCP probe does. */
+export function isConnectionReset(error: unknown): boolean {
+  return errnoCode(error) === 'ECONNRESET';
+}
+
 /** True when `error` is a refused permission (EPERM), e.g. a rename onto a busy file on some filesystems. */
 export function isPermissionRefused(error: unknown): boolean {
   return errnoCode(error) === 'EPERM';

@@ -17,7 +17,7 @@
 //     failed here: it is never resumed, the coordinator opens a new one.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { CollectiveError, isAddressInUse, PortInUseError } from '../../shared/errors.js';
+import { CollectiveError, isAddressInUse, isConnectionReset, PortInUseError } from '../../shared/errors.js';
 import { componentLogger, type Logger } from '../../shared/logger.js';
 import { MAX_TOKEN_BYTES, tokensMatch, type JobSecurity } from '../../shared/security/job-security.js';
 import { ringServerTls } from '../../shared/security/tls-credentials.js';
@@ -87,9 +87,9 @@ export class TcpRingServer {
   ) {
     if (server instanceof tls.Server) {
       server.on('secureConnection', (socket: tls.TLSSocket) => this.onConnection(socket));
-      server.on('tlsClientError', (error: Error & { code?: string }, socket) =>
+      server.on('tlsClientError', (error: Error, socket) =>
         // A connection closed before saying anything (a TCP probe, a port scan) is not worth a warning.
-        this.logger[error.code === 'ECONNRESET' ? 'debug' : 'warn'](
+        this.logger[isConnectionReset(error) ? 'debug' : 'warn'](
           { peer: peerAddress(socket), reason: error.message },
           'ring connection refused: no mutual TLS with a certificate from the job CA',
         ),
