@@ -17,11 +17,18 @@ import { WorkerSession, type SessionStream } from './worker-session.js';
 
 /** How long a new stream may stay silent before its Hello. */
 const HELLO_TIMEOUT_MS = 10_000;
+/**
+ * How many streams may wait for their Hello at once: legitimate workers say Hello at once, so
+ * more than this is a flood, refused (RESOURCE_EXHAUSTED) rather than held for HELLO_TIMEOUT_MS.
+ */
+const MAX_STREAMS_BEFORE_HELLO = 64;
 
 type HeartbeatsCall = grpc.ServerReadableStream<Heartbeat__Output, HeartbeatsEnd>;
 
 export class ControlServer {
   private nextSessionId = 1;
+  /** Streams accepted that have not said Hello yet (at most MAX_STREAMS_BEFORE_HELLO). */
+  private streamsBeforeHello = 0;
   /** Open sessions by id, for heartbeats; a session leaves when its stream closes. */
   private readonly sessions = new Map<number, WorkerSession>();
 
@@ -91,12 +98,28 @@ export class ControlServer {
   }
 
   private accept(stream: SessionStream, logger: Logger, onSession: (session: WorkerSession) => void): void {
+    if (this.streamsBeforeHello >= MAX_STREAMS_BEFORE_HELLO) {
+      stream.emit('error', {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `more than ${MAX_STREAMS_BEFORE_HELLO} control streams are waiting for their hello`,
+      });
+      return;
+    }
+    this.streamsBeforeHello++;
+    let counted = true;
+    const uncount = (): void => {
+      if (counted) this.streamsBeforeHello--;
+      counted = false;
+    };
+    stream.once('close', uncount);
+    stream.once('cancelled', uncount);
     const timer = setTimeout(() => {
       logger.warn({ peer: stream.getPeer() }, 'control stream sent no hello; dropping it');
       stream.destroy(new Error('no hello'));
     }, HELLO_TIMEOUT_MS);
     stream.once('data', (first: { kind?: string; hello?: SessionStreamHello | null }) => {
       clearTimeout(timer);
+      uncount();
       if (first.kind !== 'hello' || !first.hello) {
         stream.write({ reject: { code: 'PROTOCOL', message: 'the first message on a control stream must be hello' } });
         stream.end();
@@ -107,7 +130,10 @@ export class ControlServer {
       void session.closed.then(() => this.sessions.delete(session.id));
       onSession(session);
     });
-    stream.on('error', () => clearTimeout(timer));
+    stream.on('error', () => {
+      clearTimeout(timer);
+      uncount();
+    });
   }
 
   /**

@@ -79,6 +79,18 @@ describe('the control server', () => {
     expect((await next()).hello.host).toBe('after');
   });
 
+  it('refuses streams beyond 64 that wait for their hello, and frees their places when they go', async () => {
+    const { next } = await startServer();
+    const silent = Array.from({ length: 70 }, () => openStream());
+    const statuses = silent.map((s) => new Promise<grpc.StatusObject>((resolve) => s.on('status', resolve)));
+    const refused = await Promise.all(statuses.slice(64));
+    expect(refused.every((st) => st.code === grpc.status.RESOURCE_EXHAUSTED)).toBe(true);
+    for (const s of silent.slice(0, 64)) s.cancel();
+    await Promise.all(statuses.slice(0, 64));
+    openStream().write(hello('after the flood'));
+    expect((await next()).hello.host).toBe('after the flood');
+  });
+
   it('caps a long host name (and its newlines) before storing or logging it', async () => {
     const { next } = await startServer();
     const stream = openStream();
