@@ -57,9 +57,9 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
   const options = withRunDefaults(given);
   let logger = componentLogger('worker');
   const security = options.security ?? {};
+  // Info, not warn: the coordinator says it once for the whole job (a worker's stderr is for
+  // failures). Logged once joined, so the line carries the run's id like every other.
   const warning = securityWarning(security, 'this worker');
-  // Info, not warn: the coordinator says it once for the whole job (a worker's stderr is for failures).
-  if (warning !== undefined) logger.info({ bind: options.bindHost }, warning);
   const server = await RingEndpoint.start({ host: options.bindHost, port: options.dataPort, logger, security });
   const hello = (position: { completedSteps: number; generation: number }, jobHash: string): Hello => ({
     host: os.hostname(),
@@ -86,6 +86,7 @@ export async function runWorker(given: WorkerOptions): Promise<void> {
     );
     // The run's lines carry its id; WorkerRuntime adds the rank and generation of each ring.
     logger = componentLogger('worker', { runId: runIdOf(connection.welcome.runId) });
+    if (warning !== undefined) logger.info({ bind: options.bindHost }, warning);
     setStderrRank(connection.welcome.rank);
     const job = parseWireJob(connection.welcome.jobJson);
     if (options.backendOverride !== undefined) job.backend = options.backendOverride as Job['backend'];
