@@ -95,14 +95,15 @@ export class ProgressReporter {
     return this.meter.figures();
   }
 
-  /** The run's throughput, then its last line. */
+  /** The run's throughput (when this process ran steps), then its last line. */
   end(end: Omit<Extract<ProgressEvent, { event: 'end' }>, 'event'>): void {
     const { samplesPerSecond, steadySamplesPerSecond } = this.meter.figures();
-    this.view.show({
-      event: 'throughput',
-      samplesPerSecond,
-      ...(steadySamplesPerSecond !== undefined ? { steadySamplesPerSecond } : {}),
-    });
+    if (samplesPerSecond > 0)
+      this.view.show({
+        event: 'throughput',
+        samplesPerSecond,
+        ...(steadySamplesPerSecond !== undefined ? { steadySamplesPerSecond } : {}),
+      });
     this.view.show({ event: 'end', ...end });
   }
 

@@ -87,6 +87,12 @@ describe('plain progress', () => {
 });
 
 describe('quiet and json progress', () => {
+  it('a run that ran no step (a finished run resumed) prints no throughput', () => {
+    const lines: string[] = [];
+    new ProgressReporter(new PlainProgressView((l) => lines.push(l))).end(END);
+    expect(lines).toEqual(['ringtrain: completed']);
+  });
+
   it('--quiet prints the final line only', () => {
     const lines: string[] = [];
     const reporter = new ProgressReporter(new QuietProgressView((l) => lines.push(l)));
