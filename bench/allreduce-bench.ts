@@ -76,12 +76,13 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
     if (left.length > 0) throw new RingtrainError(`--link: namespaces or links left behind: ${left.join(', ')}`);
   }
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
-  const wrong = rows.filter((row) => !row.verified);
-  if (wrong.length > 0) {
-    throw new RingtrainError(
-      `all-reduce produced wrong or diverging values for ${wrong.map((r) => `${r.kind ?? 'ringtrain'} ${formatBytes(r.bytes)} N=${r.workers}`).join(', ')}`,
-    );
-  }
+  const name = (r: AllreduceRow): string => `${formatBytes(r.bytes)} N=${r.workers}`;
+  // A peer's wrong sum is reported, not ringtrain's failure.
+  const peerWrong = rows.filter((row) => row.kind === 'gloo' && !row.verified);
+  if (peerWrong.length > 0) write(`# gloo gave wrong sums for ${peerWrong.map(name).join(', ')}`);
+  const wrong = rows.filter((row) => row.kind !== 'gloo' && !row.verified);
+  if (wrong.length > 0)
+    throw new RingtrainError(`all-reduce produced wrong or diverging values for ${wrong.map(name).join(', ')}`);
   return rows;
 }
 
