@@ -1,21 +1,24 @@
-// `ringtrain bench allreduce`: N real rank processes on 127.0.0.1, each with the data port and
-// communicator a worker uses, all-reduce buffers of the given sizes; the table follows
+// `ringtrain bench allreduce`: N real rank processes (on 127.0.0.1, or each in its own network
+// namespace behind an emulated link with --link, link-lab.ts), each with the data port and
+// communicator a worker uses, all-reduce buffers of the given sizes, for each world size asked;
+// with --peer gloo, PyTorch's gloo does the same sizes first (gloo-peer.ts). The table follows
 // nccl-tests (algbw = bytes/time, busbw = algbw·2(N−1)/N) and divides busbw by the same run's
-// raw TCP bandwidth: one-way (what the issue asks for) and bidirectional (both processes sending
-// and receiving at once, the traffic of an N = 2 ring: the ceiling when the cores that run the
-// ring also do every kernel copy). Every reduced value is checked on every rank and the ranks' results must be
-// bit-identical; any failure makes the command fail after printing what it measured.
+// raw TCP bandwidth: one-way and bidirectional (both processes sending and receiving at once, the
+// traffic of an N = 2 ring), or by the link's rate. Rows and columns: allreduce-rows.ts. Every
+// reduced value is checked on every rank and the ranks' results must be bit-identical; any
+// failure makes the command fail after printing what it measured.
 import { writeFile } from 'node:fs/promises';
 import { describeError, RingtrainError } from '../shared/errors.js';
 import type { WireCodec } from '../worker/collectives/wire-compression.js';
 import { iterationsFor, type SizeResult } from './allreduce-rank.js';
-import { BenchChild, type BenchMessage } from './bench-child.js';
-import { LOOPBACK_PLACEMENT, runGlooPeer, type GlooPlacement, type GlooResult } from './gloo-peer.js';
+import { aggregate, asSizeResult, columns, glooRow, type AllreduceRow, type Baselines } from './allreduce-rows.js';
+import { BenchChild } from './bench-child.js';
+import { LOOPBACK_PLACEMENT, runGlooPeer, type GlooPlacement } from './gloo-peer.js';
 import { labUnavailable, LinkLab, type LinkSpec } from './link-lab.js';
 import { findTorchPython, freePort } from './pytorch-peer.js';
-import { fixed, headerLine, rowLine, type Column } from './bench-table.js';
+import { headerLine, rowLine } from './bench-table.js';
 import { measureTcpBaseline } from './tcp-baseline.js';
-import { formatBytes, gigabytesPerSecond, median } from './units.js';
+import { formatBytes } from './units.js';
 
 const START_TIMEOUT_MS = 60_000;
 /** Bound on one size's warm-up + timed iterations on every rank. */
@@ -39,72 +42,6 @@ export interface AllreduceBenchOptions {
   link?: LinkSpec;
   json?: string;
   write: (line: string) => void;
-}
-
-/** One measurement: the `--json` row. Rows without `kind` (older files) are ringtrain's. */
-export interface AllreduceRow {
-  kind?: 'ringtrain' | 'gloo';
-  /** gloo rows: intra-op threads per rank. */
-  threads?: number;
-  bytes: number;
-  workers: number;
-  compression: WireCodec;
-  /** Median over timed iterations of the slowest rank's time. */
-  seconds: number;
-  algbwGBps: number;
-  busbwGBps: number;
-  tcpGBps: number;
-  busbwOverTcp: number;
-  /** Per direction, with both directions busy at once. */
-  tcpBidirGBps: number;
-  busbwOverTcpBidir: number;
-  /** ringtrain rows with --peer gloo: busbw ÷ the better gloo row's busbw at this size and N. */
-  vsGloo?: number;
-  /** --link: the link as given, its rate in GB/s, and busbw ÷ that rate. */
-  link?: string;
-  linkGBps?: number;
-  busbwOverLink?: number;
-  iterations: number;
-  /** Every value on every rank matched the expected sum (ringtrain: and all ranks ended bit-identical). */
-  verified: boolean;
-  maxAbsError: number;
-}
-
-/** What a table row shows besides ringtrain's own figures. */
-interface TableRow extends AllreduceRow {
-  glooOneThread?: AllreduceRow;
-  glooDefault?: AllreduceRow;
-}
-
-function columns(peer: boolean, link: boolean): Array<Column<TableRow>> {
-  const busbw = (r: AllreduceRow | undefined): string => (r === undefined ? '-' : fixed(r.busbwGBps, 3));
-  return [
-    { title: 'size', width: 10, value: (r) => formatBytes(r.bytes) },
-    { title: 'count', width: 10, value: (r) => String(r.bytes / 4) },
-    { title: 'workers', width: 7, value: (r) => String(r.workers) },
-    { title: 'time(us)', width: 11, value: (r) => fixed(r.seconds * 1e6, 1) },
-    { title: 'algbw(GB/s)', width: 11, value: (r) => fixed(r.algbwGBps, 3) },
-    { title: 'busbw(GB/s)', width: 11, value: (r) => fixed(r.busbwGBps, 3) },
-    ...(link
-      ? [{ title: 'busbw/link', width: 10, value: (r: TableRow) => fixed(r.busbwOverLink ?? Number.NaN, 3) }]
-      : [
-          { title: 'busbw/TCP', width: 9, value: (r: TableRow) => fixed(r.busbwOverTcp, 3) },
-          { title: 'busbw/bidir', width: 11, value: (r: TableRow) => fixed(r.busbwOverTcpBidir, 3) },
-        ]),
-    ...(peer
-      ? [
-          { title: 'gloo-1t busbw', width: 13, value: (r: TableRow) => busbw(r.glooOneThread) },
-          { title: 'gloo busbw', width: 10, value: (r: TableRow) => busbw(r.glooDefault) },
-          { title: 'vs gloo', width: 7, value: (r: TableRow) => fixed(r.vsGloo ?? Number.NaN, 2) },
-        ]
-      : []),
-    { title: 'verified', width: 8, value: (r) => (r.verified ? 'ok' : 'WRONG') },
-  ];
-}
-
-interface Baselines {
-  tcpGBps: number;
-  tcpBidirGBps: number;
 }
 
 export async function runAllreduceBench(options: AllreduceBenchOptions): Promise<AllreduceRow[]> {
@@ -139,12 +76,13 @@ export async function runAllreduceBench(options: AllreduceBenchOptions): Promise
     if (left.length > 0) throw new RingtrainError(`--link: namespaces or links left behind: ${left.join(', ')}`);
   }
   if (options.json !== undefined) await writeFile(options.json, `${JSON.stringify(rows, null, 2)}\n`);
-  const wrong = rows.filter((row) => !row.verified);
-  if (wrong.length > 0) {
-    throw new RingtrainError(
-      `all-reduce produced wrong or diverging values for ${wrong.map((r) => `${r.kind ?? 'ringtrain'} ${formatBytes(r.bytes)} N=${r.workers}`).join(', ')}`,
-    );
-  }
+  const name = (r: AllreduceRow): string => `${formatBytes(r.bytes)} N=${r.workers}`;
+  // A peer's wrong sum is reported, not ringtrain's failure.
+  const peerWrong = rows.filter((row) => row.kind === 'gloo' && !row.verified);
+  if (peerWrong.length > 0) write(`# gloo gave wrong sums for ${peerWrong.map(name).join(', ')}`);
+  const wrong = rows.filter((row) => row.kind !== 'gloo' && !row.verified);
+  if (wrong.length > 0)
+    throw new RingtrainError(`all-reduce produced wrong or diverging values for ${wrong.map(name).join(', ')}`);
   return rows;
 }
 
@@ -239,24 +177,6 @@ async function measureGloo(
   return measured;
 }
 
-function glooRow(
-  result: GlooResult,
-  workers: number,
-  threads: number,
-  options: AllreduceBenchOptions,
-  baselines: Baselines,
-): AllreduceRow {
-  return {
-    kind: 'gloo',
-    threads,
-    ...figures(result.bytes, result.seconds, workers, options, baselines),
-    compression: 'none',
-    iterations: result.iterations,
-    verified: result.verified,
-    maxAbsError: result.maxAbsError,
-  };
-}
-
 /** Starts the ranks (in their namespaces under --link), then hands each size's results to `onSize`. */
 async function measureRing(
   options: AllreduceBenchOptions,
@@ -308,76 +228,4 @@ function rankArgs(options: AllreduceBenchOptions, workers: number, rank: number,
     '--timeout-ms',
     String(options.collectiveTimeoutMs),
   ];
-}
-
-/** The slowest rank sets each iteration's time; digests must agree for the ranks to be bit-identical. */
-export function aggregate(
-  bytes: number,
-  results: SizeResult[],
-  workers: number,
-  options: Pick<AllreduceBenchOptions, 'compression' | 'link'>,
-  baselines: Baselines,
-): AllreduceRow {
-  const iterations = Math.min(...results.map((r) => r.seconds.length));
-  const slowest = Array.from({ length: iterations }, (_, i) => Math.max(...results.map((r) => r.seconds[i] ?? 0)));
-  const identical = results.every((r) => r.digest === results[0]?.digest);
-  return {
-    kind: 'ringtrain',
-    ...figures(bytes, median(slowest), workers, options, baselines),
-    compression: options.compression,
-    iterations,
-    verified: identical && results.every((r) => r.verified && r.bytes === bytes),
-    maxAbsError: Math.max(...results.map((r) => r.maxAbsError)),
-  };
-}
-
-/** nccl-tests' figures for one size, and their ratios to the same run's baselines and link. */
-export function figures(
-  bytes: number,
-  seconds: number,
-  workers: number,
-  options: Pick<AllreduceBenchOptions, 'link'>,
-  { tcpGBps, tcpBidirGBps }: Baselines,
-): Pick<
-  AllreduceRow,
-  | 'bytes'
-  | 'workers'
-  | 'seconds'
-  | 'algbwGBps'
-  | 'busbwGBps'
-  | 'tcpGBps'
-  | 'busbwOverTcp'
-  | 'tcpBidirGBps'
-  | 'busbwOverTcpBidir'
-  | 'link'
-  | 'linkGBps'
-  | 'busbwOverLink'
-> {
-  const algbwGBps = gigabytesPerSecond(bytes, seconds);
-  const busbwGBps = (algbwGBps * 2 * (workers - 1)) / workers;
-  const linkGBps = options.link === undefined ? undefined : options.link.rateBitsPerSecond / 8 / 1e9;
-  return {
-    bytes,
-    workers,
-    seconds,
-    algbwGBps,
-    busbwGBps,
-    tcpGBps,
-    busbwOverTcp: tcpGBps > 0 ? busbwGBps / tcpGBps : Number.NaN,
-    tcpBidirGBps,
-    busbwOverTcpBidir: tcpBidirGBps > 0 ? busbwGBps / tcpBidirGBps : Number.NaN,
-    ...(options.link !== undefined && linkGBps !== undefined
-      ? { link: options.link.text, linkGBps, busbwOverLink: busbwGBps / linkGBps }
-      : {}),
-  };
-}
-
-function asSizeResult(message: BenchMessage): SizeResult {
-  return {
-    bytes: Number(message['bytes']),
-    seconds: (message['seconds'] as number[] | undefined) ?? [],
-    verified: message['verified'] === true,
-    maxAbsError: Number(message['maxAbsError']),
-    digest: String(message['digest']),
-  };
 }

@@ -9,7 +9,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
-import type { AllreduceRow } from '../bench/allreduce-bench.js';
+import type { AllreduceRow } from '../bench/allreduce-rows.js';
 import type { TrainRow } from '../bench/train-bench.js';
 import type { RunInput } from './report-inputs.js';
 

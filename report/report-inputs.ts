@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { AllreduceRow } from '../bench/allreduce-bench.js';
+import type { AllreduceRow } from '../bench/allreduce-rows.js';
 import type { TrainRow } from '../bench/train-bench.js';
 import { readMetrics } from '../coordinator/run/run-directory.js';
 import { ReportInputError, RingtrainError } from '../shared/errors.js';

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AllreduceRow } from '../../bench/allreduce-bench.js';
+import type { AllreduceRow } from '../../bench/allreduce-rows.js';
 import type { TrainRow } from '../../bench/train-bench.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { pointsIn } from '../helpers/svg-elements.js';

@@ -2,7 +2,7 @@
 // ratios to the same run's TCP and link), and how ringtrain's and gloo's per-rank timings become
 // one row (the slowest rank per iteration, then the median).
 import { describe, expect, it } from 'vitest';
-import { aggregate, figures } from '../../bench/allreduce-bench.js';
+import { aggregate, figures } from '../../bench/allreduce-rows.js';
 import { aggregateGloo } from '../../bench/gloo-peer.js';
 import { parseLinkSpec } from '../../bench/link-lab.js';
 import { parseIntList } from '../../bench/units.js';
