@@ -123,4 +123,31 @@ describe('raw data (2 workers, real processes)', () => {
     expect(stepLosses[0]).toBeGreaterThan(3.8);
     expect(summary.test['loss']).toBeLessThan(3.6);
   });
+
+  it('the image folder and the text corpus pack, verify and train from their packed folders on 2 workers, the digits step for step as unpacked', async () => {
+    const dir = tempDir('ringtrain-raw-pack-');
+    const packed = async (source: JobObject, name: string, packedJob: string): Promise<JobObject> => {
+      const out = path.join(dir, name);
+      const packedRun = await runCli(['pack', writeJob(dir, source), '--out', out]);
+      expect(packedRun.code, packedRun.stderr).toBe(0);
+      const verified = await runCli(['pack', '--verify', out]);
+      expect(verified.code, verified.stderr).toBe(0);
+      const job = parse(readFileSync(path.join(EXAMPLES, 'raw-data', packedJob), 'utf8')) as JobObject;
+      job.data['path'] = out;
+      job.training = { ...job.training, epochs: source.training['epochs'] };
+      return job;
+    };
+    const digits = example('digits-images.yaml', 'digits');
+    digits.training['epochs'] = 1;
+    const unpacked = await train(digits);
+    const fromPack = await train(await packed(digits, 'digits-packed', 'digits-packed.yaml'));
+    expect(fromPack.stepLosses).toHaveLength(unpacked.stepLosses.length);
+    expect(fromPack.stepLosses).toEqual(unpacked.stepLosses);
+
+    const moby = example('moby-chars.yaml', 'moby');
+    moby.training['epochs'] = 1;
+    const text = await train(await packed(moby, 'moby-packed', 'moby-packed.yaml'));
+    expect(text.summary.steps).toBeGreaterThan(20);
+    expect(text.summary.test['loss']).toBeLessThan(3.6);
+  });
 });

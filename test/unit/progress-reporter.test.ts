@@ -13,7 +13,7 @@ import { ThroughputMeter } from '../../coordinator/run/throughput-meter.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 function outcome(step: number, wallMs: number, globalCount = 32, loss = 1): StepOutcome {
-  return { step, loss, globalCount, skipped: false, gradNorm: 1, wallMs, ranks: [] };
+  return { step, loss, globalCount, skipped: false, gradNorm: 1, wallMs, ranks: [], paramHash: '' };
 }
 
 const END = { status: 'completed', step: 8, plannedSteps: 8, runDir: '/runs/x', text: 'ringtrain: completed' } as const;
