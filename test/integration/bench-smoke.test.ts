@@ -91,6 +91,7 @@ interface TrainRow {
   kind: string;
   workers: number;
   samplesPerSecond: number;
+  ofWriteCeiling?: number;
   steps: number;
   peakRssBytes: Array<number | null>;
   ranks: Array<{
