@@ -347,6 +347,7 @@ class CoordinatorRun {
       membership: this.membership,
       bounds: this.bounds,
       stepTimeoutMs: this.options.stepTimeoutMs,
+      recordParamHashes: this.options.localWorkers === 0,
       readyTimeoutMs: this.options.joinTimeoutMs,
       stopAtStep: this.options.stopAtStep,
       stopSignal: this.abort.signal,

@@ -11,6 +11,13 @@ export const BLOB_CHUNK_BYTES = 1 << 20;
  */
 export const COORDINATOR_MAX_RECEIVE_BYTES = BLOB_CHUNK_BYTES + 64 * 1024;
 
+/**
+ * The highest generation a rejoining worker may claim. The coordinator continues above the
+ * generations its rejoining workers knew; a claim near 2^32 would make the next generation number
+ * wrap around (uint32 on the wire). No real run gets near 2^31 generations.
+ */
+export const MAX_CLAIMED_GENERATION = 2 ** 31;
+
 /** Characters kept of a host name or address (a DNS name is at most 253, plus ":port"). */
 export const MAX_ADDRESS_CHARS = 260;
 /** Characters kept of a free-text field from a peer (a failure message, an abort reason). */

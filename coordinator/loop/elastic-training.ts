@@ -36,6 +36,8 @@ export interface ElasticContext {
   membership: Membership;
   bounds: { min: number; max: number };
   stepTimeoutMs: number;
+  /** See LoopContext.recordParamHashes. */
+  recordParamHashes: boolean;
   /** How long a regroup waits for a new ring to report Ready and load its state. */
   readyTimeoutMs: number;
   /** Stop after this global step (a run-control flag, not part of the job). */
@@ -112,6 +114,7 @@ export class ElasticTraining {
       reporter: ctx.reporter,
       logger: ctx.logger,
       stepTimeoutMs: ctx.stepTimeoutMs,
+      recordParamHashes: ctx.recordParamHashes,
       stopAtStep: ctx.stopAtStep,
       events: ctx.events,
       stragglers: ctx.stragglers,

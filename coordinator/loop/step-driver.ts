@@ -16,7 +16,10 @@ export interface StepPlan {
   /** Sample indices (into the training split) of the whole global batch. */
   batch: Uint32Array;
   learningRate: number;
+  /** Every rank hashes its parameters (the replica consistency check). */
   wantParamHash: boolean;
+  /** Rank 0 hashes its parameters, for the record that verifies a rejoining worker's state. */
+  recordParamHash: boolean;
 }
 
 export interface RankTimings {
@@ -56,8 +59,7 @@ export function sendStep(generation: Generation, plan: StepPlan): number {
         sampleIndices: encodeIndices(shardFor(plan.batch, member.rank, worldSize)),
         globalBatchSize: plan.batch.length,
         learningRate: plan.learningRate,
-        // Rank 0 hashes every step: the coordinator records it, to verify a rejoining worker's state.
-        wantParamHash: plan.wantParamHash || member.rank === 0,
+        wantParamHash: plan.wantParamHash || (plan.recordParamHash && member.rank === 0),
       },
     });
   }

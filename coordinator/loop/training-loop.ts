@@ -29,6 +29,12 @@ export interface LoopContext {
   reporter: ProgressReporter;
   logger: Logger;
   stepTimeoutMs: number;
+  /**
+   * Rank 0 hashes its parameters after every step and metrics.jsonl records it, so a restarted
+   * coordinator can verify a rejoining worker's state (verified-rejoin.ts). Only where workers
+   * can rejoin: cluster mode (embedded workers exit with their coordinator).
+   */
+  recordParamHashes: boolean;
   /** Stop after this global step (a run-control flag, not part of the job). */
   stopAtStep: number | undefined;
   /** True when the ring should be re-formed at this boundary (new workers waiting). */
@@ -136,6 +142,7 @@ export async function trainLoop(ctx: LoopContext, startStep: number, result: Loo
       batch: globalBatch(order.indices, batchSize, batchInEpoch),
       learningRate: learningRates.at(step),
       wantParamHash,
+      recordParamHash: ctx.recordParamHashes,
     };
   };
   /** The plan of `step`, whose order goes out now: learning-rate changes apply after it. */

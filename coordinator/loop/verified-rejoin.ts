@@ -1,7 +1,7 @@
 // Which rejoining worker's in-memory state a restarted coordinator may continue from. A worker's
 // Hello only claims a step; the claim is believed when the state it sends proves it:
-//   - its parameter hash equals the hash recorded for that step (rank 0 reports one every step,
-//     and metrics.jsonl keeps it as `paramHash`), or
+//   - its parameter hash equals the hash recorded for that step (in cluster mode rank 0 reports
+//     one every step, and metrics.jsonl keeps it as `paramHash`), or
 //   - the step is at most ORDERED_AHEAD past the newest recorded one of this run (the steps the
 //     coordinator had already ordered when it died, which the workers finished without it) and
 //     at least two rejoining workers hold bit-identical parameters at it.

@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Heartbeat__Output } from '../../proto/generated/ringtrain/v1/Heartbeat.js';
 import type { HeartbeatsEnd } from '../../proto/generated/ringtrain/v1/HeartbeatsEnd.js';
-import { capText, MAX_ADDRESS_CHARS, MAX_TOKEN_CHARS } from '../../shared/control-limits.js';
+import { capText, MAX_ADDRESS_CHARS, MAX_CLAIMED_GENERATION, MAX_TOKEN_CHARS } from '../../shared/control-limits.js';
 import { isAddressInUse, PortInUseError } from '../../shared/errors.js';
 import { addHealthService } from '../../shared/health.js';
 import type { Logger } from '../../shared/logger.js';
@@ -204,7 +204,10 @@ function unauthenticated(): grpc.ServiceError {
   });
 }
 
-/** The Hello with its text fields capped: they are stored, logged and shown (issue 16 §4). */
+/**
+ * The Hello with its text fields capped (they are stored, logged and shown) and its claimed
+ * generation bounded (issue 16 §4).
+ */
 function cappedHello(hello: SessionStreamHello): SessionStreamHello {
   return {
     ...hello,
@@ -212,5 +215,6 @@ function cappedHello(hello: SessionStreamHello): SessionStreamHello {
     dataAddress: capText(hello.dataAddress, MAX_ADDRESS_CHARS),
     jobHash: capText(hello.jobHash, MAX_TOKEN_CHARS),
     version: capText(hello.version, MAX_TOKEN_CHARS),
+    generation: Math.min(hello.generation, MAX_CLAIMED_GENERATION),
   };
 }

@@ -129,6 +129,7 @@ export async function memoryCoordinator(options: {
         membership,
         bounds: options.bounds,
         stepTimeoutMs: STEP_TIMEOUT_MS,
+        recordParamHashes: false,
         readyTimeoutMs: READY_TIMEOUT_MS,
         stopAtStep: undefined,
         stopSignal: stop.signal,

@@ -9,7 +9,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { WorkerMessage } from '../../proto/generated/ringtrain/v1/WorkerMessage.js';
 import { ControlServer } from '../../coordinator/session/control-server.js';
 import type { WorkerSession } from '../../coordinator/session/worker-session.js';
-import { BLOB_CHUNK_BYTES, COORDINATOR_MAX_RECEIVE_BYTES, MAX_ADDRESS_CHARS } from '../../shared/control-limits.js';
+import {
+  BLOB_CHUNK_BYTES,
+  COORDINATOR_MAX_RECEIVE_BYTES,
+  MAX_ADDRESS_CHARS,
+  MAX_CLAIMED_GENERATION,
+} from '../../shared/control-limits.js';
 import { loadProto } from '../../shared/proto.js';
 
 const logLines: string[] = [];
@@ -79,6 +84,14 @@ describe('the control server', () => {
     expect((await next()).hello.host).toBe('after');
   });
 
+  it('bounds a claimed generation, so the next one cannot wrap around', async () => {
+    const { next } = await startServer();
+    const claim = hello('w');
+    if (claim.hello) claim.hello.generation = 0xffffffff;
+    openStream().write(claim);
+    expect((await next()).hello.generation).toBe(MAX_CLAIMED_GENERATION);
+  });
+
   it('refuses streams beyond 64 that wait for their hello, and frees their places when they go', async () => {
     const { next } = await startServer();
     const silent = Array.from({ length: 70 }, () => openStream());
@@ -98,6 +111,7 @@ describe('the control server', () => {
     const session = await next();
     expect(session.hello.host.length).toBeLessThan(MAX_ADDRESS_CHARS + 50);
     expect(session.hello.host).not.toContain('\n');
+    expect(session.hello.generation).toBe(0);
     // A line that names the peer: the unsolicited chunk below is logged with its label.
     stream.write({ blobChunk: { requestId: 1, offset: 0, totalBytes: 1, data: Buffer.alloc(1), last: true } });
     await until(() => session.unsolicitedChunks === 1);
