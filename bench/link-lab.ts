@@ -137,7 +137,21 @@ export class LinkLab {
 
   private build(worldSize: number): void {
     const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
-    run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+    // Frames crossing this bridge skip iptables: with br_netfilter loaded (Docker loads it and sets
+    // the FORWARD policy to DROP), bridged traffic between the namespaces would otherwise be dropped.
+    run('ip', [
+      'link',
+      'add',
+      this.bridge,
+      'type',
+      'bridge',
+      'nf_call_iptables',
+      '0',
+      'nf_call_ip6tables',
+      '0',
+      'nf_call_arptables',
+      '0',
+    ]);
     run('ip', ['link', 'set', this.bridge, 'up']);
     for (let rank = 0; rank < worldSize; rank++) {
       const namespace = `${this.tag}-${rank}`;

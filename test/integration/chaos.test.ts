@@ -251,9 +251,13 @@ describe('stragglers', () => {
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary & {
       stragglers: Array<{ rank: number; computeMs: number; medianMs: number }>;
     };
-    expect(summary.stragglers.map((s) => s.rank)).toEqual([2]);
-    expect(summary.stragglers[0]?.computeMs).toBeGreaterThan(summary.stragglers[0]?.medianMs ?? Infinity);
-    expect(summary.events.filter((e) => e.kind === 'straggler').map((e) => e.rank)).toEqual([2]);
+    // Rank 2 and no other is named. It may be named more than once: the detector reports a rank
+    // again when it relapses after a step at normal speed, which a busy machine can give it.
+    expect(summary.stragglers.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(summary.stragglers.map((s) => s.rank))).toEqual(new Set([2]));
+    for (const straggler of summary.stragglers) expect(straggler.computeMs).toBeGreaterThan(straggler.medianMs);
+    const named = summary.events.filter((e) => e.kind === 'straggler').map((e) => e.rank);
+    expect(named).toEqual(summary.stragglers.map((s) => s.rank));
   });
 });
 

@@ -4,7 +4,7 @@
 // image folder and a text corpus train; a corrupt image and an unseen category fail with exit 3
 // and one line naming the file.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -107,11 +107,15 @@ describe('raw data (2 workers, real processes)', () => {
     copyFileSync(path.join(data, 'digits', '7', '0000.png'), broken);
     writeFileSync(broken, readFileSync(broken).subarray(0, 50));
     const dir = tempDir('ringtrain-raw-run-');
-    const failed = await runCli(['train', writeJob(dir, job), '--workers', '2', '--out', path.join(dir, 'run')]);
-    expect(failed.code).toBe(3);
-    expect(failed.stderr).toMatch(
-      new RegExp(`^ringtrain: ${broken}: cannot be decoded \\(.+\\); replace or remove it$`, 'm'),
-    );
+    try {
+      const failed = await runCli(['train', writeJob(dir, job), '--workers', '2', '--out', path.join(dir, 'run')]);
+      expect(failed.code).toBe(3);
+      expect(failed.stderr).toMatch(
+        new RegExp(`^ringtrain: ${broken}: cannot be decoded \\(.+\\); replace or remove it$`, 'm'),
+      );
+    } finally {
+      rmSync(broken); // the folder is shared with the packing test
+    }
   });
 
   it('a text corpus trains as a next-character model (loss falls)', async () => {
