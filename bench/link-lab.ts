@@ -69,6 +69,8 @@ export class LinkLab {
   delayEmulated = false;
   private readonly tag: string;
   private readonly bridge: string;
+  /** build() inserted an iptables FORWARD rule for the bridge (removed by close). */
+  private forwardRule = false;
   private closed = false;
   private readonly onExit = (): void => this.close();
   private readonly onSignal = (signal: NodeJS.Signals): void => {
@@ -133,25 +135,21 @@ export class LinkLab {
     for (const device of this.links()) tryIp(['link', 'delete', device]);
     for (const name of this.leftovers()) tryIp(['netns', 'delete', name]);
     tryIp(['link', 'delete', this.bridge]);
+    if (this.forwardRule) tryRun('iptables', ['-D', 'FORWARD', ...this.forwardMatch()]);
+  }
+
+  /** The FORWARD rule that lets this bridge's frames through (see build). */
+  private forwardMatch(): string[] {
+    return ['-i', this.bridge, '-o', this.bridge, '-j', 'ACCEPT'];
   }
 
   private build(worldSize: number): void {
     const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
-    // Frames crossing this bridge skip iptables: with br_netfilter loaded (Docker loads it and sets
-    // the FORWARD policy to DROP), bridged traffic between the namespaces would otherwise be dropped.
-    run('ip', [
-      'link',
-      'add',
-      this.bridge,
-      'type',
-      'bridge',
-      'nf_call_iptables',
-      '0',
-      'nf_call_ip6tables',
-      '0',
-      'nf_call_arptables',
-      '0',
-    ]);
+    run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+    // With br_netfilter loaded, bridged frames pass iptables' FORWARD chain, whose policy Docker
+    // sets to DROP: the ranks could not reach each other. Accept this bridge's own traffic (where
+    // iptables exists; without it nothing filters the bridge), and take the rule out in close().
+    this.forwardRule = tryRun('iptables', ['-I', 'FORWARD', ...this.forwardMatch()]);
     run('ip', ['link', 'set', this.bridge, 'up']);
     for (let rank = 0; rank < worldSize; rank++) {
       const namespace = `${this.tag}-${rank}`;
