@@ -1,11 +1,12 @@
 // One rank of `ringtrain bench allreduce` (the hidden `bench allreduce-rank` subcommand): a real
 // data port and communicator, exactly as a worker builds them, measured size by size.
 // Per iteration: fill a known pattern, a one-float barrier all-reduce (so ranks start together),
-// then the timed all-reduce, then a check of every reduced value. Rank r holds
+// then the timed all-reduce, a second barrier, then a check of every reduced value. Rank r holds
 // (r + 1)·p(i) with p(i) a small integer, so the exact sum is p(i)·N(N+1)/2 and float32 gets it
 // exactly; a ring that drops, repeats or misplaces a chunk cannot pass.
 import { createHash } from 'node:crypto';
 import { componentLogger, logLevel } from '../shared/logger.js';
+import { reducibleFloat32Array } from '../worker/collectives/simd-add.js';
 import type { RingCollective } from '../worker/collectives/ring-collective.js';
 import { RingEndpoint } from '../worker/transport/ring-endpoint.js';
 import { RELATIVE_CAST_ERROR, type WireCodec } from '../worker/collectives/wire-compression.js';
@@ -80,7 +81,8 @@ async function measureSize(
   options: AllreduceRankOptions,
   steps: { next: number },
 ): Promise<SizeResult> {
-  const buffer = new Float32Array(bytes / 4);
+  // As a worker's gradient lives in its optimizer arena: a WebAssembly memory the ring reduces in place.
+  const buffer = reducibleFloat32Array(bytes / 4);
   const barrier = new Float32Array(1);
   const seconds: number[] = [];
   const tolerance = patternTolerance(options.worldSize, options.compression);
@@ -95,12 +97,18 @@ async function measureSize(
     const started = performance.now();
     await comm.allReduce(buffer, step, 1);
     const elapsedSeconds = (performance.now() - started) / 1000;
+    // A second barrier before checking: no rank verifies (a full pass over the buffer) while a
+    // slower one is still in its timed all-reduce, which on a machine with fewer cores than ranks
+    // would take that rank's CPU. The gloo peer does the same.
+    await comm.allReduce(barrier, step, 2);
     const error = patternError(buffer, options.worldSize, iteration);
     maxAbsError = Math.max(maxAbsError, error);
     if (!(error <= tolerance)) verified = false;
     if (iteration >= warmup) seconds.push(elapsedSeconds);
   }
-  const digest = createHash('sha1').update(new Uint8Array(buffer.buffer)).digest('hex');
+  const digest = createHash('sha1')
+    .update(new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength))
+    .digest('hex');
   return { bytes, seconds, verified, maxAbsError, digest };
 }
 

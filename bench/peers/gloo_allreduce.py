@@ -3,7 +3,7 @@
 torch.distributed over gloo, timed exactly as ringtrain's `bench allreduce-rank` times its ring:
 per size, `warmup` untimed then `iters` timed iterations (the parent scales both per size the
 same way it does for ringtrain); per iteration, fill a known pattern, a one-float all-reduce as a
-barrier, then the timed all-reduce, then a check of every reduced value. Rank r holds
+barrier, then the timed all-reduce, a second barrier, then a check of every reduced value. Rank r holds
 (r + 1)·p(i + iteration) with p cycling through −8..8, so the exact sum is p·N(N+1)/2 and float32
 gets it exactly.
 
@@ -63,6 +63,7 @@ def main():
             began = time.perf_counter()
             dist.all_reduce(buffer)
             elapsed = time.perf_counter() - began
+            dist.all_reduce(barrier)  # no rank checks while another is still in its timed all-reduce
             error = float(np.max(np.abs(buffer.numpy() - p * factor))) if count > 0 else 0.0
             worst = max(worst, error)
             if not error == 0.0:

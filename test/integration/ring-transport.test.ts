@@ -21,6 +21,7 @@ import type { RingCollective } from '../../worker/collectives/ring-collective.js
 import { RingEndpoint } from '../../worker/transport/ring-endpoint.js';
 import { TcpRingCommunicator, TcpRingServer } from '../../worker/transport/ring-communicator.js';
 import { RELATIVE_CAST_ERROR, type WireCodec } from '../../worker/collectives/wire-compression.js';
+import { reducerFor, reducibleFloat32Array } from '../../worker/collectives/simd-add.js';
 
 const logger = pino({ level: 'silent' });
 const TIMEOUT_MS = 30_000;
@@ -81,15 +82,30 @@ function randomBuffers(worldSize: number, length: number, random: () => number, 
   return Array.from({ length: worldSize }, () => Float32Array.from({ length }, () => (random() * 4 - 2) * scale));
 }
 
-/** All-reduces copies of `inputs` on every rank; checks the sum within `relative`·Σ|x| and bit-identity. */
+/** The bytes of a view (not of its whole ArrayBuffer: a reducible buffer shares its memory with a window). */
+function bytesOf(view: Float32Array): Buffer {
+  return Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/**
+ * All-reduces copies of `inputs` on every rank; checks the sum within `relative`·Σ|x| and
+ * bit-identity. `reducible`: the copies live in WebAssembly memories with a receive window (as a
+ * worker's gradient does), so reduce-scatter chunks are summed in place.
+ */
 async function allReduceAndCheck(
   comms: Array<Pick<RingCollective, 'allReduce'>>,
   inputs: Float32Array[],
   step: number,
   collective = 0,
   relative = 0,
+  reducible = false,
 ): Promise<void> {
-  const buffers = inputs.map((input) => input.slice());
+  const buffers = inputs.map((input) => {
+    if (!reducible) return input.slice();
+    const copy = reducibleFloat32Array(input.length);
+    copy.set(input);
+    return copy;
+  });
   await Promise.all(comms.map((comm, rank) => comm.allReduce(buffers[rank]!, step, collective)));
   const n = inputs.length;
   for (let i = 0; i < inputs[0]!.length; i++) {
@@ -102,8 +118,8 @@ async function allReduceAndCheck(
     const tolerance = n * 2 * n * 2 ** -23 + relative * magnitude;
     if (Math.abs(buffers[0]![i]! - exact) > tolerance) expect.fail(`element ${i}: ${buffers[0]![i]} != ${exact}`);
   }
-  const reference = Buffer.from(buffers[0]!.buffer);
-  for (const buffer of buffers.slice(1)) expect(Buffer.from(buffer.buffer).equals(reference)).toBe(true);
+  const reference = bytesOf(buffers[0]!);
+  for (const buffer of buffers.slice(1)) expect(bytesOf(buffer).equals(reference)).toBe(true);
 }
 
 /** A raw TCP connection to `port`; `refusal` resolves with the reason of a REFUSE frame (or '' when closed without one). */
@@ -161,6 +177,33 @@ describe('ring all-reduce over raw TCP', () => {
       }
       await allReduceAndCheck(ring.comms, randomBuffers(worldSize, 33, random), lengths.length, 1);
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    }
+  });
+
+  it('sums in place in buffers with a receive window (as a gradient in its arena) bit-identically to plain buffers', async () => {
+    expect(reducerFor(reducibleFloat32Array(4))).toBeDefined();
+    const random = makeRandom(17);
+    for (const worldSize of [2, 3, 5]) {
+      // Chunks of 1 KiB and 200 KiB: payloads shorter and longer than the 128 KiB window, odd tails.
+      for (const chunkBytes of [1024, 200 * 1024]) {
+        const ring = await startRing(worldSize, chunkBytes);
+        for (const [step, length] of [70_001, 250_000 * worldSize + 13].entries()) {
+          const inputs = randomBuffers(worldSize, length, random);
+          await allReduceAndCheck(ring.comms, inputs, 2 * step + 1, 0, 0, true);
+          // The same inputs in plain buffers (summed through the scratch window) give the same bits.
+          const plain = inputs.map((input) => input.slice());
+          await Promise.all(ring.comms.map((comm, rank) => comm.allReduce(plain[rank]!, 2 * step + 2)));
+          const windowed = inputs.map((input) => {
+            const copy = reducibleFloat32Array(input.length);
+            copy.set(input);
+            return copy;
+          });
+          await Promise.all(ring.comms.map((comm, rank) => comm.allReduce(windowed[rank]!, 2 * step + 2, 1)));
+          for (let rank = 0; rank < worldSize; rank++)
+            expect(bytesOf(windowed[rank]!).equals(bytesOf(plain[rank]!))).toBe(true);
+        }
+        for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+      }
     }
   });
 

@@ -1,7 +1,14 @@
 // addFloat32Into must equal the plain float32 loop bit for bit: the ring's ranks stay
 // bit-identical only if every reduction rounds exactly as before.
 import { describe, expect, it } from 'vitest';
-import { addFloat32Into, SIMD_ADD_AVAILABLE } from '../../worker/collectives/simd-add.js';
+import {
+  addFloat32Into,
+  REDUCE_WINDOW_BYTES,
+  reducerFor,
+  reducibleFloat32Array,
+  SIMD_ADD_AVAILABLE,
+} from '../../worker/collectives/simd-add.js';
+import { OptimizerArena } from '../../worker/replica/optimizers/optimizer-kernels.js';
 
 function plainSum(target: Float32Array, source: Float32Array): Float32Array {
   const out = target.slice();
@@ -66,5 +73,45 @@ describe('addFloat32Into', () => {
 
   it('rejects a target shorter than the source', () => {
     expect(() => addFloat32Into(new Float32Array(3), new Float32Array(4))).toThrow(RangeError);
+  });
+});
+
+describe('in-place reduction from a receive window', () => {
+  it.each([1, 15, 16, 17, 64, 1000, REDUCE_WINDOW_BYTES / 4])(
+    'adds %i window floats into a buffer of the same memory, bit for bit as the plain loop',
+    (count) => {
+      const buffer = reducibleFloat32Array(count + 40);
+      const reducer = reducerFor(buffer);
+      expect(reducer).toBeDefined();
+      buffer.set(values(count + 40, count));
+      const source = values(count, count + 3);
+      new Float32Array(reducer!.window.buffer, reducer!.window.byteOffset, count).set(source);
+      // An unaligned region (offset 3) with untouched neighbours on both sides.
+      const target = buffer.subarray(3, 3 + count);
+      const expected = plainSum(target, source);
+      const [before, after] = [buffer[2], buffer[3 + count]];
+      reducer!.addWindowInto(target);
+      expect(firstDifference(target, expected)).toBe(-1);
+      expect([buffer[2], buffer[3 + count]]).toEqual([before, after]);
+    },
+  );
+
+  it('gives each reducible buffer its own window, outside the buffer', () => {
+    const [a, b] = [reducibleFloat32Array(1000), reducibleFloat32Array(1000)];
+    const [windowA, windowB] = [reducerFor(a)!.window, reducerFor(b)!.window];
+    expect(windowA.buffer).toBe(a.buffer);
+    expect(windowA.buffer).not.toBe(windowB.buffer);
+    expect(windowA.byteOffset).toBeGreaterThanOrEqual(a.byteOffset + a.byteLength);
+    expect(windowA.byteOffset % 16).toBe(0);
+  });
+
+  it("serves the optimizer arena's buffers (the worker's gradient), and not plain arrays", () => {
+    const arena = OptimizerArena.create([1000, 1000]);
+    const gradient = arena!.allocate(1000);
+    const reducer = reducerFor(gradient);
+    expect(reducer?.serves(gradient)).toBe(true);
+    expect(reducer!.window.byteOffset).toBeGreaterThanOrEqual(gradient.byteOffset + gradient.byteLength);
+    expect(() => arena!.allocate(1001)).toThrow(/do not fit/); // the window is never handed out
+    expect(reducerFor(new Float32Array(8))).toBeUndefined();
   });
 });

@@ -25,6 +25,8 @@ export interface FrameKey {
 export interface Placement {
   offset: number;
   target: Float32Array;
+  /** The payload is added into `target` as it arrives (a reduce-scatter chunk) instead of copied over it. @default false */
+  reduce?: boolean;
 }
 
 interface Waiter {

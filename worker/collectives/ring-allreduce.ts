@@ -22,7 +22,9 @@
 // What a link may rely on: a chunk this rank sent is not written again by it until that chunk's
 // all-gather value arrives, and that value exists only after the right neighbour has read the
 // sent chunk. So a link may send views of the buffer, and may receive all-gather chunks straight
-// into the buffer (`placeAt`), as long as nothing is in flight once the collective returns.
+// into the buffer (`placeAt`), as long as nothing is in flight once the collective returns. And
+// the segment received in a reduce-scatter round k is first sent in round k + 1, so a link may add
+// a reduce-scatter chunk into the buffer while its bytes arrive (`reduceAt`).
 import { CollectiveError } from '../../shared/errors.js';
 import { addFloat32Into } from './simd-add.js';
 
@@ -43,6 +45,14 @@ export interface RingLink {
   receive(round: number, chunk: number): Promise<Float32Array>;
   /** Optional: lets the payload of an all-gather (round, chunk) land in `target`, elements [offset, offset + target.length) of the buffer; `receive` may then resolve with `target` itself. */
   placeAt?(round: number, chunk: number, offset: number, target: Float32Array): void;
+  /**
+   * Optional: lets the payload of a reduce-scatter (round, chunk) be ADDED into `target` (elements
+   * [offset, offset + target.length) of the buffer) piece by piece as its bytes arrive; `receive`
+   * may then resolve with `target` itself, already summed. Adding element by element is the same
+   * float32 sum whatever the pieces, so the bits do not change; what changes is that the add runs
+   * between socket reads, on bytes still in cache, instead of holding the thread for a whole chunk.
+   */
+  reduceAt?(round: number, chunk: number, offset: number, target: Float32Array): void;
 }
 
 export interface SegmentBounds {
@@ -100,15 +110,23 @@ export async function ringAllReduce(
   const bounds = segmentBounds(buffer.length, worldSize);
   const lastRound = 2 * worldSize - 3;
   const segmentOf = (round: number): SegmentBounds => bounds[mod(rank - round, worldSize)]!;
-  if (link.placeAt !== undefined) {
-    for (let round = worldSize - 1; round <= lastRound; round++) {
-      // Round k receives the segment that round k + 1 sends.
+  // Round k receives the segment that round k + 1 sends. Safe to land in the buffer: a segment is
+  // first sent in the round after the one that receives it (see the header).
+  type Place = (round: number, chunk: number, offset: number, target: Float32Array) => void;
+  const placeRounds = (first: number, last: number, place: Place): void => {
+    for (let round = first; round <= last; round++) {
       const { start, end } = segmentOf(round + 1);
       for (let chunk = 0, offset = start; offset < end; chunk++, offset += chunkElems) {
-        link.placeAt(round, chunk, offset, buffer.subarray(offset, Math.min(offset + chunkElems, end)));
+        place(round, chunk, offset, buffer.subarray(offset, Math.min(offset + chunkElems, end)));
       }
     }
-  }
+  };
+  if (link.reduceAt !== undefined)
+    placeRounds(0, worldSize - 2, (round, chunk, offset, target) => link.reduceAt!(round, chunk, offset, target));
+  if (link.placeAt !== undefined)
+    placeRounds(worldSize - 1, lastRound, (round, chunk, offset, target) =>
+      link.placeAt!(round, chunk, offset, target),
+    );
 
   for (let round = 0; round <= lastRound; round++) {
     const segment = mod(rank - round, worldSize);
@@ -142,8 +160,10 @@ async function receiveInto(
       `round ${round} chunk ${chunk}: received ${data.length} floats, expected ${end - offset}; buffer lengths differ across ranks`,
     );
   }
+  // A payload that is already the buffer's own region was summed (reduceAt) or placed (placeAt) there.
+  if (isAt(data, buffer, offset)) return;
   if (round <= worldSize - 2) addInto(buffer, offset, data);
-  else if (!isAt(data, buffer, offset)) buffer.set(data, offset);
+  else buffer.set(data, offset);
 }
 
 /** Whether `data` already is elements [offset, offset + data.length) of `buffer` (a placed receive). */

@@ -8,7 +8,8 @@
 // arrives, which needs the right neighbour to have read the bytes (see ring-allreduce.ts), and
 // because the communicator waits for every write before the collective returns. Compressed
 // chunks are encoded into pooled buffers, given back once written. By the same rule, float32
-// all-gather chunks are read straight into the buffer (`placeAt`): no pooled payload, no copy.
+// all-gather chunks are read straight into the buffer (`placeAt`): no pooled payload, no copy;
+// and float32 reduce-scatter chunks are added into the buffer as their bytes arrive (`reduceAt`).
 //
 // With fp16/bf16 compression, two rules keep every rank bit-identical:
 //   - the owner of a fully reduced segment (all-gather round N−1) replaces its own values with
@@ -16,7 +17,7 @@
 //   - a forwarded all-gather chunk is re-encoded with the scale exponent it arrived with, which
 //     reproduces the same bytes (see wire-compression.ts).
 import { CollectiveError } from '../../shared/errors.js';
-import type { FrameInbox } from '../collectives/frame-inbox.js';
+import type { FrameInbox, Placement } from '../collectives/frame-inbox.js';
 import type { RingChunk, RingLink } from '../collectives/ring-allreduce.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { FrameHeader } from './frame.js';
@@ -91,9 +92,11 @@ export class CollectiveLink implements RingLink {
   }
 
   placeAt(round: number, chunk: number, offset: number, target: Float32Array): void {
-    if (this.at.codec !== 'none') return;
-    this.inbox.place({ step: this.at.step, collective: this.at.collective, round, chunk }, { offset, target });
-    this.placed.add(target);
+    this.place(round, chunk, { offset, target });
+  }
+
+  reduceAt(round: number, chunk: number, offset: number, target: Float32Array): void {
+    this.place(round, chunk, { offset, target, reduce: true });
   }
 
   async receive(round: number, chunk: number): Promise<Float32Array> {
@@ -119,6 +122,12 @@ export class CollectiveLink implements RingLink {
     this.release();
     if (this.placed.size > 0) this.inbox.clearPlacements();
     this.placed.clear();
+  }
+
+  private place(round: number, chunk: number, placement: Placement): void {
+    if (this.at.codec !== 'none') return;
+    this.inbox.place({ step: this.at.step, collective: this.at.collective, round, chunk }, placement);
+    this.placed.add(placement.target);
   }
 
   /** Gives the last received payload back to the pool. */

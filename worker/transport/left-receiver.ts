@@ -2,7 +2,10 @@
 // port, sends a HANDSHAKE, and from then on reads DATA frames. Reads go through net.Socket's
 // `onread` straight into the region the FrameReader names next (a header; the collective's own
 // buffer where it placed the frame, see FrameInbox.place; else a pooled payload buffer), so
-// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. Each
+// steady-state receiving copies nothing in JavaScript and allocates no per-read Buffers. A frame
+// placed for reduction is read through a 128 KiB window instead and added into the collective's
+// buffer read by read: in place when the buffer's WebAssembly memory has a reducer (the trainer's
+// gradient does), else from a scratch window through addFloat32Into. Each
 // frame is checked (generation, sender, length), decoded when compressed, and handed to the
 // collective's FrameInbox. Any violation, REFUSE frame or close is reported once
 // through `onFailure`. With TLS the connection is mutual TLS (the neighbour's certificate must
@@ -17,6 +20,7 @@ import type { BufferPool } from './buffer-pool.js';
 import { controlFrame, FrameKind, type FrameHeader } from './frame.js';
 import { FrameReader } from './frame-reader.js';
 import { decodeScaled, WIRE_BYTES_PER_ELEMENT } from '../collectives/wire-compression.js';
+import { addFloat32Into, reducerFor, REDUCE_WINDOW_BYTES, type InPlaceReducer } from '../collectives/simd-add.js';
 
 /** Largest payload one frame may announce; a bigger one is a corrupt stream. */
 const MAX_PAYLOAD_BYTES = 1 << 30;
@@ -44,12 +48,18 @@ export class LeftReceiver {
   private readonly exponents = new Map<string, number>();
   /** The placement the frame being read fills, if any. */
   private placed: Float32Array | undefined;
+  /** For a reduce placement: the in-place reducer of the placed buffer's memory, if it has one. */
+  private reducer: InPlaceReducer | undefined;
+  /** Window for reduce placements whose buffer has no reducer (summed with addFloat32Into). */
+  private readonly scratch = new Float32Array(REDUCE_WINDOW_BYTES / 4);
   private done = false;
 
   private constructor(private readonly options: LeftReceiverOptions) {
     this.reader = new FrameReader({
       payloadTarget: (header) => this.payloadTarget(header),
       frame: (header, payload) => this.onFrame(header, payload),
+      payloadWindow: (header) => this.payloadWindow(header),
+      consumeWindow: (filled, payloadOffset) => this.sumWindow(filled, payloadOffset),
     });
   }
 
@@ -130,18 +140,47 @@ export class LeftReceiver {
     }
   }
 
-  private payloadTarget(header: FrameHeader): Uint8Array {
-    if (header.kind === FrameKind.refuse && header.payloadBytes <= MAX_REFUSAL_BYTES)
-      return new Uint8Array(header.payloadBytes);
+  /**
+   * Asked first for every frame with a payload: checks it, claims its placement, and for a reduce
+   * placement names the window its bytes are read through (the buffer memory's own window, so
+   * sumWindow adds in place; else the scratch window).
+   */
+  private payloadWindow(header: FrameHeader): Uint8Array | undefined {
+    if (header.kind === FrameKind.refuse) return undefined;
     const problem = frameProblem(header, this.options.generation, this.options.leftRank);
     if (problem !== undefined)
       throw new CollectiveError(`frame from left neighbour rank ${this.options.leftRank} refused: ${problem}`);
     const placement = header.codec === 'none' ? this.options.inbox.claimPlacement(keyOf(header)) : undefined;
-    if (placement === undefined) return new Uint8Array(this.options.pool.take(header.payloadBytes));
+    if (placement === undefined) return undefined;
     this.checkPlacement(header, placement);
-    const { target } = placement;
-    this.placed = target;
+    this.placed = placement.target;
+    if (placement.reduce !== true) return undefined;
+    this.reducer = reducerFor(placement.target);
+    return this.reducer?.window ?? new Uint8Array(this.scratch.buffer);
+  }
+
+  /** Storage for a payload not read through a window: the placed region, a refusal's text, or a pooled buffer. */
+  private payloadTarget(header: FrameHeader): Uint8Array {
+    if (header.kind === FrameKind.refuse) {
+      if (header.payloadBytes <= MAX_REFUSAL_BYTES) return new Uint8Array(header.payloadBytes);
+      throw new CollectiveError(
+        `frame from left neighbour rank ${this.options.leftRank} refused: ${frameProblem(header, this.options.generation, this.options.leftRank)}`,
+      );
+    }
+    const target = this.placed;
+    if (target === undefined) return new Uint8Array(this.options.pool.take(header.payloadBytes));
     return new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  }
+
+  /** Adds the whole floats in the window (payload bytes from `payloadOffset`) into the placed region; returns the bytes consumed. */
+  private sumWindow(filled: number, payloadOffset: number): number {
+    const floats = filled >>> 2;
+    if (floats === 0) return 0;
+    const start = payloadOffset >>> 2;
+    const target = this.placed!.subarray(start, start + floats);
+    if (this.reducer !== undefined) this.reducer.addWindowInto(target);
+    else addFloat32Into(target, this.scratch.subarray(0, floats));
+    return floats * 4;
   }
 
   /** A placed frame must cover exactly the region this rank expects for it. */
@@ -170,6 +209,7 @@ export class LeftReceiver {
       this.exponents.set(keyId(key), header.scaleExponent);
     }
     this.placed = undefined;
+    this.reducer = undefined;
     inbox.deliver(key, values);
   }
 

@@ -1,6 +1,7 @@
 // The optimizer update as WebAssembly SIMD (f64x2), over buffers that live in one WebAssembly
 // memory (an OptimizerArena): the trainer allocates its parameter and gradient buffers there, the
-// optimizer its slots, so an update reads and writes them in place with no staging copies.
+// optimizer its slots, so an update reads and writes them in place with no staging copies. The
+// memory also holds the ring's receive window (simd-add.ts), so the gradient is reduced in place.
 //
 // Why: the JavaScript Adam loop over 269k parameters took 3.3 ms of a 17 ms step at N = 1 (issue
 // 14), bound by its float64 divide and square root one element at a time; f64x2 does two per
@@ -16,6 +17,7 @@
 // Each function handles two floats per iteration; callers pass an even count and finish an odd
 // last element in JavaScript.
 import { functionBody, name, OP, section, TYPE, VOID_BLOCK, wasmApi } from '../../wasm/wasm-bytes.js';
+import { attachReducer, REDUCE_WINDOW_BYTES } from '../../collectives/simd-add.js';
 
 const PAGE_BYTES = 65536;
 /** Every buffer starts on a 16-byte boundary. */
@@ -52,7 +54,8 @@ export class OptimizerArena {
    */
   static create(bufferFloats: readonly number[]): OptimizerArena | undefined {
     const floats = bufferFloats.reduce((sum, n) => sum + alignUp(n), 0);
-    const pages = Math.max(1, Math.ceil((floats * 4) / PAGE_BYTES));
+    // After the buffers, the ring's receive window: the gradient is then reduced in place.
+    const pages = Math.max(1, Math.ceil((floats * 4 + REDUCE_WINDOW_BYTES) / PAGE_BYTES));
     const wasm = wasmApi();
     if (wasm === undefined || pages > MAX_PAGES) return undefined;
     const bytes = moduleBytes();
@@ -65,7 +68,8 @@ export class OptimizerArena {
     }
     const { exports } = new wasm.Instance(new wasm.Module(bytes), { env: { memory } });
     const kernels = { adam: exports['adam'] as AdamFn, momentum: exports['momentum'] as MomentumFn };
-    return new OptimizerArena(kernels, memory.buffer, (pages * PAGE_BYTES) / 4);
+    attachReducer(memory, floats * 4);
+    return new OptimizerArena(kernels, memory.buffer, floats);
   }
 
   /** A zeroed buffer of `floats` floats inside the arena. */
