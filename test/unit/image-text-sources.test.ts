@@ -47,6 +47,17 @@ function datasetError(run: () => unknown): DatasetError {
 }
 
 /** A folder with cats (red, 8×8 PNG and a 16×4 JPEG) and dogs (blue 4×4 PNG). */
+/** A 2×2 image-folder spec over `root` with `channels` channels, no validation or test split. */
+function imageSpec<C extends 1 | 3>(root: string, channels: C) {
+  return {
+    format: 'images' as const,
+    path: root,
+    shape: [2, 2, channels] as [number, number, C],
+    split: { validation: 0, test: 0 },
+    target: 'label' as const,
+  };
+}
+
 function imageFolder(name: string): string {
   const root = path.join(dir, name);
   put(path.join(root, 'dogs', 'a.png'), png().encode(solid(4, 4, [0, 0, 255])));
@@ -109,13 +120,7 @@ describe('image folders', () => {
           .subarray(0, 40),
       ]),
     );
-    const spec = {
-      format: 'images' as const,
-      path: root,
-      shape: [2, 2, 1] as [number, number, 1],
-      split: { validation: 0, test: 0 },
-      target: 'label' as const,
-    };
+    const spec = imageSpec(root, 1);
     expect(datasetError(() => readImages(spec)).message).toMatch(
       new RegExp(`^${bad}: cannot be decoded \\(.+\\); replace or remove it$`),
     );
@@ -127,13 +132,7 @@ describe('image folders', () => {
 
   test('a missing folder is an error naming it', () => {
     const root = path.join(dir, 'nowhere');
-    const spec = {
-      format: 'images' as const,
-      path: root,
-      shape: [2, 2, 3] as [number, number, 3],
-      split: { validation: 0, test: 0 },
-      target: 'label' as const,
-    };
+    const spec = imageSpec(root, 3);
     expect(datasetError(() => readImages(spec)).message).toBe(`${root}: no such file or folder`);
     expect(datasetError(() => readText({ ...TEXT_SPEC, path: root, window: 2 })).message).toBe(
       `${root}: no such file or folder`,
@@ -143,13 +142,7 @@ describe('image folders', () => {
   test('one class, or an empty class folder, is an error naming the folder', () => {
     const root = path.join(dir, 'one');
     put(path.join(root, 'only', 'a.png'), png().encode(solid(2, 2, [1, 2, 3])));
-    const spec = {
-      format: 'images' as const,
-      path: root,
-      shape: [2, 2, 3] as [number, number, 3],
-      split: { validation: 0, test: 0 },
-      target: 'label' as const,
-    };
+    const spec = imageSpec(root, 3);
     expect(datasetError(() => readImages(spec)).message).toMatch(/holds 1 class folder; expected DIR\/<class>/);
     mkdirSync(path.join(root, 'empty'));
     expect(datasetError(() => readImages(spec)).message).toBe(
